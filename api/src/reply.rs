@@ -1,0 +1,184 @@
+//! Reply payloads: the stable `--json` shapes of `tierctl`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `tierctl tiers --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TiersReply {
+    pub nodes: Vec<NodeInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub node: u32,
+    /// Rank of the node's memory tier, 0 fastest.
+    pub tier: u32,
+    /// The kernel's tier directory name (`memory_tier4`), if the kernel has tiers.
+    pub memory_tier: Option<String>,
+    pub cpus: Vec<u32>,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub read_latency_ns: Option<u64>,
+    pub read_bandwidth_mbps: Option<u64>,
+    #[serde(default)]
+    pub write_latency_ns: Option<u64>,
+    #[serde(default)]
+    pub write_bandwidth_mbps: Option<u64>,
+    /// SLIT distances to every node, in node order.
+    #[serde(default)]
+    pub distances: Vec<u32>,
+}
+
+/// `tierctl placement --json`: resident bytes per node, keyed by node id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlacementReply {
+    pub pid: i32,
+    pub nodes: BTreeMap<String, u64>,
+}
+
+/// `tierctl migrate --json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MigrateReply {
+    pub requested_pages: u64,
+    pub moved_pages: u64,
+    /// Pages not moved, by errno name (`EBUSY`, `EFAULT`, `ENOENT`, ...).
+    pub failed_pages: BTreeMap<String, u64>,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Pages already on the destination node (counted in `moved_pages` too).
+    #[serde(default)]
+    pub already_there_pages: u64,
+    /// Huge pages among the moved pages, each counted once.
+    #[serde(default)]
+    pub huge_pages: u64,
+    /// Why the job stopped early, if it did (`process exited`, `headroom`, ...).
+    #[serde(default)]
+    pub stopped: Option<String>,
+}
+
+/// `tierctl manage/unmanage --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManageReply {
+    pub pid: i32,
+    pub policy: String,
+    pub priority: i32,
+    pub managed: bool,
+}
+
+/// One managed process in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ManagedProc {
+    pub pid: i32,
+    pub comm: String,
+    pub policy: String,
+    pub priority: i32,
+    pub fast_bytes: u64,
+    pub slow_bytes: u64,
+    /// fast_bytes / (fast_bytes + slow_bytes), 0 when nothing is resident.
+    pub fast_share: f64,
+    pub promoted_pages: u64,
+    pub demoted_pages: u64,
+    pub promotions_per_s: f64,
+    pub demotions_per_s: f64,
+    /// Pages that moved more than twice within the ping-pong window.
+    pub pingpong_pages: u64,
+    /// The kernel's own tiering is also moving this process's pages.
+    pub kernel_tiering_active: bool,
+}
+
+/// A sampling backend as `status` reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BackendStatus {
+    pub name: String,
+    pub active: bool,
+    /// Why the backend is off, or what it attached to.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SamplingStatus {
+    pub backends: Vec<BackendStatus>,
+    /// Current sampling interval of the active backend, ms.
+    pub interval_ms: u64,
+    /// Measured sampling overhead, percent of one CPU.
+    pub overhead_pct: f64,
+    /// Configured budget, percent of one CPU per managed GB.
+    pub budget_pct_per_gb: f64,
+}
+
+/// `tierctl status --json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StatusReply {
+    pub version: String,
+    /// `tiering` or `monitor-only`.
+    pub mode: String,
+    /// Why the daemon is in this mode, in words.
+    pub mode_reason: String,
+    pub uptime_s: f64,
+    pub tiers: u32,
+    pub nodes: u32,
+    pub config_path: Option<String>,
+    pub managed: Vec<ManagedProc>,
+    pub sampling: SamplingStatus,
+    /// The kernel's tiering knobs as tierd found them.
+    pub kernel: KernelTiering,
+    #[serde(default)]
+    pub clients: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct KernelTiering {
+    /// `/proc/sys/kernel/numa_balancing` (0, 1, 2, 3), if readable.
+    pub numa_balancing: Option<u32>,
+    /// `/sys/kernel/mm/numa/demotion_enabled`, if present.
+    pub demotion_enabled: Option<bool>,
+}
+
+/// `tierctl heat --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeatReply {
+    pub pid: i32,
+    pub regions: Vec<HeatRegion>,
+    /// Address x time heat, oldest first, when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HeatSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeatRegion {
+    pub start: u64,
+    pub end: u64,
+    pub heat: f64,
+    /// Node the region was last seen on; null when unknown or mixed.
+    pub node: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeatSnapshot {
+    /// Seconds since the process became managed.
+    pub t_s: f64,
+    pub regions: Vec<HeatRegion>,
+}
+
+/// `tierctl config show --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigReply {
+    pub path: Option<String>,
+    pub toml: String,
+}
+
+/// `tierctl reload --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReloadReply {
+    pub applied: bool,
+    pub path: Option<String>,
+    /// What changed, one line per key.
+    pub changes: Vec<String>,
+}
+
+/// `tierctl metrics --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsReply {
+    pub text: String,
+}

@@ -1,0 +1,52 @@
+//! Requests: `{"cmd":"<name>", ...arguments}`.
+
+use crate::AddrRange;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Daemon mode, backends, managed processes, counters.
+    Status,
+    /// Nodes and their tiers.
+    Tiers,
+    /// Resident bytes per node of a process (or of one range of it).
+    Placement {
+        pid: i32,
+        #[serde(default)]
+        range: Option<AddrRange>,
+    },
+    /// Move a process's pages (or one range of them) to a node, now.
+    Migrate {
+        pid: i32,
+        to: u32,
+        #[serde(default)]
+        range: Option<AddrRange>,
+    },
+    /// Put a process under a policy.
+    Manage {
+        pid: i32,
+        #[serde(default)]
+        policy: Option<String>,
+        #[serde(default)]
+        priority: Option<i32>,
+    },
+    /// Stop managing a process (its pages stay where they are).
+    Unmanage { pid: i32 },
+    /// Hottest regions of a managed process.
+    Heat {
+        pid: i32,
+        /// Only the hottest regions adding up to this many bytes.
+        #[serde(default)]
+        top_bytes: Option<u64>,
+        /// Include the heat history (address x time) for heatmaps.
+        #[serde(default)]
+        history: bool,
+    },
+    /// The config in force, as TOML text.
+    ConfigShow,
+    /// Re-read the config file; a bad one is refused and the old one stays.
+    Reload,
+    /// Prometheus text exposition, as the metrics endpoint serves it.
+    Metrics,
+}

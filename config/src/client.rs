@@ -1,0 +1,77 @@
+//! `[client]`: the shared-memory protocol for inference processes.
+
+use crate::{Bytes, Invalid};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where a shared prefix pool is placed when created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolTier {
+    /// Tier 0.
+    Fast,
+    /// The lowest tier (CXL), as the seed's `shared_prefix_pool`.
+    Slow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    pub enabled: bool,
+    pub socket: PathBuf,
+    /// Octal permission bits of the socket, as a string (`"0660"`).
+    pub socket_mode: String,
+    /// Groups (besides root and the pool's creator uid) allowed to open pools.
+    pub allowed_groups: Vec<String>,
+    pub max_regions_per_uid: u32,
+    pub max_pools_per_uid: u32,
+    pub max_pool_bytes: Bytes,
+    /// Hint ring capacity, entries (a power of two).
+    pub ring_entries: u32,
+    pub pool_tier: PoolTier,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            enabled: true,
+            socket: PathBuf::from("/run/tierd/client.sock"),
+            socket_mode: "0660".into(),
+            allowed_groups: Vec::new(),
+            max_regions_per_uid: 64,
+            max_pools_per_uid: 16,
+            max_pool_bytes: Bytes(64 << 30),
+            ring_entries: 65536,
+            pool_tier: PoolTier::Slow,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The socket mode as bits.
+    pub fn mode_bits(&self) -> Result<u32, Invalid> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                Invalid::new(
+                    "client.socket_mode",
+                    format!("{:?} is not an octal mode like \"0660\"", self.socket_mode),
+                )
+            })
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        self.mode_bits()?;
+        if !self.ring_entries.is_power_of_two() || self.ring_entries < 64 {
+            return Err(Invalid::new(
+                "client.ring_entries",
+                format!("{} must be a power of two >= 64", self.ring_entries),
+            ));
+        }
+        if !self.socket.is_absolute() {
+            return Err(Invalid::new("client.socket", "must be an absolute path"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! tierd's configuration: one TOML file, every key with a default.
+//!
+//! Each section lives in its own module and is `#[serde(default, deny_unknown_fields)]`:
+//! a missing key takes its default, an unknown key is an error naming the file and line.
+//! [`Config::load`] reads and validates; [`Config::load_default_or`] is what the daemon
+//! uses: the default path missing means built-in defaults, an explicit path missing is
+//! an error. Every key is documented in `docs/config.md`.
+
+mod client;
+mod daemon;
+mod heat;
+mod metrics;
+mod migrate;
+mod policy;
+mod sampling;
+pub mod units;
+
+pub use client::{ClientConfig, PoolTier};
+pub use daemon::DaemonConfig;
+pub use heat::HeatConfig;
+pub use metrics::MetricsConfig;
+pub use migrate::MigrateConfig;
+pub use policy::{PolicyConfig, PolicyName};
+pub use sampling::{BackendKind, DamonConfig, SamplingConfig};
+pub use units::{Amount, Bytes};
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks when no `--config` is given.
+pub const DEFAULT_PATH: &str = "/etc/tierd/tierd.toml";
+
+/// The example config shipped in `config/tierd.toml`, embedded so the docs and the
+/// daemon's defaults cannot drift apart (a test checks they agree).
+pub const EXAMPLE_TOML: &str = include_str!("../tierd.toml");
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub migrate: MigrateConfig,
+    pub sampling: SamplingConfig,
+    pub heat: HeatConfig,
+    pub policy: PolicyConfig,
+    pub client: ClientConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}:{line}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+}
+
+/// A semantic problem found by `validate`: the dotted key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(key: &str, reason: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+            reason: e.message().to_string(),
+        })?;
+        if let Err(bad) = cfg.validate() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of_key(text, &bad.key),
+                key: bad.key,
+                reason: bad.reason,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and validates a config file that must exist.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// `Some(path)`: that file must exist. `None`: [`DEFAULT_PATH`] if it exists, else
+    /// built-in defaults. Returns the config and the path it came from.
+    pub fn load_default_or(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        match path {
+            Some(p) => Ok((Config::load(p)?, Some(p.to_path_buf()))),
+            None => {
+                let p = Path::new(DEFAULT_PATH);
+                if p.exists() {
+                    Ok((Config::load(p)?, Some(p.to_path_buf())))
+                } else {
+                    Ok((Config::default(), None))
+                }
+            }
+        }
+    }
+
+    /// Cross-key checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.daemon.validate()?;
+        self.migrate.validate()?;
+        self.sampling.validate()?;
+        self.heat.validate()?;
+        self.policy.validate()?;
+        self.client.validate()?;
+        self.metrics.validate()?;
+        Ok(())
+    }
+
+    /// The config as TOML text (what `tierctl config show` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Lines `key: old -> new` for every leaf that differs (used by reload).
+    pub fn diff(&self, new: &Config) -> Vec<String> {
+        let (Ok(a), Ok(b)) = (toml::Value::try_from(self), toml::Value::try_from(new)) else {
+            return vec!["(config could not be compared)".into()];
+        };
+        let mut out = Vec::new();
+        diff_values("", &a, &b, &mut out);
+        out
+    }
+}
+
+fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+            let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+            for k in keys {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (ta.get(k), tb.get(k)) {
+                    (Some(x), Some(y)) => diff_values(&key, x, y, out),
+                    (x, y) => out.push(format!("{key}: {x:?} -> {y:?}")),
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Best-effort line of a dotted key (`policy.interval_ms`): the line that assigns the
+/// last component inside the right table; 0 when the key is not written (a default).
+fn line_of_key(text: &str, dotted: &str) -> usize {
+    let (table, leaf) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut in_table = table.is_empty();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_table = t.trim_matches(|c| c == '[' || c == ']').trim() == table;
+            continue;
+        }
+        if in_table && t.split('=').next().map(str::trim) == Some(leaf) {
+            return i + 1;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let parsed = Config::parse(EXAMPLE_TOML, Path::new("tierd.toml")).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let again = Config::parse(&c.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let text = "[policy]\ninterval_ms = 100\nbogus = 1\n";
+        let err = Config::parse(text, Path::new("/etc/t.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/t.toml:3:"), "{msg}");
+        assert!(msg.contains("bogus"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_is_refused_with_line() {
+        let text = "[migrate]\n\nrate_limit_mbps = \"fast\"\n";
+        let msg = Config::parse(text, Path::new("c")).unwrap_err().to_string();
+        assert!(msg.starts_with("c:3:"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_error_names_key_and_line() {
+        let text = "[policy]\ninterval_ms = 0\n";
+        let msg = Config::parse(text, Path::new("c")).unwrap_err().to_string();
+        assert!(msg.starts_with("c:2: policy.interval_ms:"), "{msg}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nope.toml");
+        assert!(matches!(
+            Config::load_default_or(Some(&p)),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn diff_lists_changed_leaves() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.policy.interval_ms = 50;
+        assert_eq!(a.diff(&b), vec!["policy.interval_ms: 200 -> 50".to_string()]);
+    }
+}

@@ -1,0 +1,40 @@
+//! `[migrate]`: the move_pages engine's batch size, rate limit and headroom.
+
+use crate::{Amount, Invalid};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrateConfig {
+    /// Pages per move_pages(2) call.
+    pub batch_pages: usize,
+    /// Cap on all migration traffic, MB/s; 0 means no cap.
+    pub rate_limit_mbps: u64,
+    /// Never fill a destination node below this much free memory.
+    pub free_watermark: Amount,
+    /// Move a transparent huge page as one unit (one address per 2 MiB).
+    pub thp_aware: bool,
+}
+
+impl Default for MigrateConfig {
+    fn default() -> Self {
+        MigrateConfig {
+            batch_pages: 1024,
+            rate_limit_mbps: 0,
+            free_watermark: Amount::Percent(2.0),
+            thp_aware: true,
+        }
+    }
+}
+
+impl MigrateConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if !(1..=65536).contains(&self.batch_pages) {
+            return Err(Invalid::new(
+                "migrate.batch_pages",
+                format!("{} is outside 1..=65536", self.batch_pages),
+            ));
+        }
+        Ok(())
+    }
+}

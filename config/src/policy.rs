@@ -1,0 +1,129 @@
+//! `[policy]`: promotion/demotion (TPP-style watermarks, Chameleon-style heat classes).
+
+use crate::{Amount, Invalid};
+use serde::{Deserialize, Serialize};
+
+/// The policies a managed process can run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyName {
+    /// Proactive demotion with headroom + heat-ranked promotion (default).
+    Tpp,
+    /// Demote by age since last access, promote on reuse.
+    LruTiered,
+    /// Keep everything on one tier (`static_tier`).
+    Static,
+    /// Observe only: sample and report, never move.
+    Off,
+}
+
+impl PolicyName {
+    pub const ALL: [PolicyName; 4] = [
+        PolicyName::Tpp,
+        PolicyName::LruTiered,
+        PolicyName::Static,
+        PolicyName::Off,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Tpp => "tpp",
+            PolicyName::LruTiered => "lru-tiered",
+            PolicyName::Static => "static",
+            PolicyName::Off => "off",
+        }
+    }
+
+    /// Parses a name as `tierctl manage --policy` takes it.
+    pub fn parse(s: &str) -> Result<PolicyName, String> {
+        PolicyName::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PolicyName::ALL.iter().map(|p| p.as_str()).collect();
+                format!("unknown policy {s:?}; known: {}", names.join(", "))
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy of a process managed without `--policy`.
+    pub default_policy: PolicyName,
+    /// Decision period, ms.
+    pub interval_ms: u64,
+    /// Demote proactively while a fast node has less free memory than this.
+    pub demote_watermark: Amount,
+    /// Promotions never take a fast node's free memory below this.
+    pub promote_watermark: Amount,
+    /// A region must stay hot this long before it is promoted.
+    pub hot_threshold_ms: u64,
+    /// A region is cold once unaccessed this long (lru-tiered demotes by this age).
+    pub cold_age_ms: u64,
+    /// Promotion and demotion caps, MB/s (0 = no cap beyond `migrate.rate_limit_mbps`).
+    pub promote_rate_mbps: u64,
+    pub demote_rate_mbps: u64,
+    /// A page stays at least this long where it was moved to.
+    pub min_residency_ms: u64,
+    /// A slow region must be this many times hotter than the fast region it evicts.
+    pub hysteresis: f64,
+    /// Window for counting ping-pong (pages moved more than twice).
+    pub pingpong_window_ms: u64,
+    /// Tier the `static` policy pins to (0 = fastest).
+    pub static_tier: u32,
+    /// Set the kernel's numa_balancing to this while tierd runs (restored on exit);
+    /// unset = leave it as found.
+    pub kernel_numa_balancing: Option<u32>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            default_policy: PolicyName::Tpp,
+            interval_ms: 200,
+            demote_watermark: Amount::Percent(6.0),
+            promote_watermark: Amount::Percent(3.0),
+            hot_threshold_ms: 100,
+            cold_age_ms: 5000,
+            promote_rate_mbps: 0,
+            demote_rate_mbps: 0,
+            min_residency_ms: 1000,
+            hysteresis: 1.5,
+            pingpong_window_ms: 30_000,
+            static_tier: 0,
+            kernel_numa_balancing: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.interval_ms == 0 {
+            return Err(Invalid::new("policy.interval_ms", "must be > 0"));
+        }
+        if self.hysteresis < 1.0 {
+            return Err(Invalid::new(
+                "policy.hysteresis",
+                format!("{} must be >= 1.0", self.hysteresis),
+            ));
+        }
+        // Compare at a nominal 1 GiB node: both are usually percentages or both bytes.
+        let nominal = 1u64 << 30;
+        if self.demote_watermark.of(nominal) < self.promote_watermark.of(nominal) {
+            return Err(Invalid::new(
+                "policy.demote_watermark",
+                "must be at least promote_watermark (demotion keeps the headroom promotion uses)",
+            ));
+        }
+        if let Some(m) = self.kernel_numa_balancing {
+            if m > 3 {
+                return Err(Invalid::new(
+                    "policy.kernel_numa_balancing",
+                    format!("{m} is not a numa_balancing mode (0..=3)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

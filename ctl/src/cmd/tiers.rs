@@ -1,0 +1,31 @@
+//! `tierctl tiers`.
+
+use crate::client::{call, Failure};
+use crate::output::{bytes, opt, table};
+use std::path::Path;
+use tierd_api::{Request, TiersReply};
+
+pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
+    let (t, v): (TiersReply, _) = call(socket, &Request::Tiers)?;
+    if json {
+        return super::print_json(&v);
+    }
+    let rows: Vec<Vec<String>> = t
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.to_string(),
+                n.tier.to_string(),
+                opt(n.memory_tier.clone()),
+                if n.cpus.is_empty() { "-".into() } else { format!("{}", n.cpus.len()) },
+                bytes(n.total_bytes),
+                bytes(n.free_bytes),
+                opt(n.read_latency_ns),
+                opt(n.read_bandwidth_mbps),
+            ]
+        })
+        .collect();
+    table(&["NODE", "TIER", "MEMORY_TIER", "CPUS", "TOTAL", "FREE", "READ_NS", "READ_MB/S"], &rows);
+    Ok(())
+}

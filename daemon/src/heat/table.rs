@@ -1,0 +1,298 @@
+//! Granule heat with lazy exponential decay.
+
+use super::Histogram;
+use std::collections::HashMap;
+use std::time::Instant;
+use tierd_api::{HeatRegion, HeatSnapshot};
+
+/// One granule's state. 24 bytes; with the map's key and control byte about 33 bytes
+/// per granule: 0.05% of a 64 KiB granule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cell {
+    /// Heat at `updated_ms` (decays from there).
+    pub heat: f32,
+    pub updated_ms: u32,
+    /// Last time an access was recorded, ms since the table's epoch.
+    pub last_access_ms: u32,
+    /// Start of the current run of consecutive accessed intervals.
+    pub hot_since_ms: u32,
+    /// Last time the policy moved this granule.
+    pub last_move_ms: u32,
+    /// Node last seen on (-1 unknown).
+    pub node: i16,
+    /// Moves within the current ping-pong window.
+    pub moves: u8,
+    /// Client hint flags (see `hint` constants in the policy).
+    pub flags: u8,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Cell {
+            heat: 0.0,
+            updated_ms: 0,
+            last_access_ms: 0,
+            hot_since_ms: u32::MAX,
+            last_move_ms: 0,
+            node: -1,
+            moves: 0,
+            flags: 0,
+        }
+    }
+}
+
+pub struct HeatTable {
+    epoch: Instant,
+    granule: u64,
+    half_life_ms: f64,
+    /// Two accesses further apart than this end a hot streak.
+    streak_gap_ms: u32,
+    cells: HashMap<u64, Cell>,
+    history: Vec<HeatSnapshot>,
+    history_len: usize,
+}
+
+impl HeatTable {
+    pub fn new(granule: u64, half_life_ms: u64, history_len: usize, streak_gap_ms: u32) -> Self {
+        HeatTable {
+            epoch: Instant::now(),
+            granule,
+            half_life_ms: half_life_ms as f64,
+            streak_gap_ms,
+            cells: HashMap::new(),
+            history: Vec::new(),
+            history_len,
+        }
+    }
+
+    pub fn granule(&self) -> u64 {
+        self.granule
+    }
+
+    /// Milliseconds since the table was created.
+    pub fn now_ms(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis().min(u32::MAX as u128) as u32
+    }
+
+    fn decayed(&self, c: &Cell, now_ms: u32) -> f64 {
+        let dt = now_ms.saturating_sub(c.updated_ms) as f64;
+        c.heat as f64 * (-dt / self.half_life_ms * std::f64::consts::LN_2).exp()
+    }
+
+    /// Adds `weight` of accesses to every granule overlapping `[start, end)`.
+    pub fn record(&mut self, start: u64, end: u64, weight: f64, now_ms: u32) {
+        if end <= start || weight <= 0.0 {
+            return;
+        }
+        let (g0, g1) = (start / self.granule, (end - 1) / self.granule);
+        for g in g0..=g1 {
+            let half_life = self.half_life_ms;
+            let c = self.cells.entry(g).or_default();
+            let dt = now_ms.saturating_sub(c.updated_ms) as f64;
+            let h = c.heat as f64 * (-dt / half_life * std::f64::consts::LN_2).exp();
+            c.heat = (h + weight) as f32;
+            c.updated_ms = now_ms;
+            if c.hot_since_ms == u32::MAX || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms {
+                c.hot_since_ms = now_ms;
+            }
+            c.last_access_ms = now_ms;
+        }
+    }
+
+    /// Current heat of the granule holding `addr`.
+    pub fn heat_at(&self, addr: u64, now_ms: u32) -> f64 {
+        self.cells.get(&(addr / self.granule)).map_or(0.0, |c| self.decayed(c, now_ms))
+    }
+
+    /// Iterates `(granule start address, cell, current heat)`.
+    pub fn iter(&self, now_ms: u32) -> impl Iterator<Item = (u64, &Cell, f64)> + '_ {
+        self.cells.iter().map(move |(&g, c)| (g * self.granule, c, self.decayed(c, now_ms)))
+    }
+
+    pub fn cell_mut(&mut self, addr: u64) -> &mut Cell {
+        self.cells.entry(addr / self.granule).or_default()
+    }
+
+    pub fn cell(&self, addr: u64) -> Option<&Cell> {
+        self.cells.get(&(addr / self.granule))
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Drops granules no longer mapped (the caller passes a predicate on the address).
+    pub fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        let g = self.granule;
+        self.cells.retain(|&k, _| keep(k * g));
+    }
+
+    /// Forgets cold, never-placed granules so the table tracks only what matters.
+    pub fn prune(&mut self, now_ms: u32, min_heat: f64) {
+        let hl = self.half_life_ms;
+        self.cells.retain(|_, c| {
+            let dt = now_ms.saturating_sub(c.updated_ms) as f64;
+            let h = c.heat as f64 * (-dt / hl * std::f64::consts::LN_2).exp();
+            h >= min_heat || c.node >= 0 || c.flags != 0
+        });
+    }
+
+    /// Bytes per heat class.
+    pub fn histogram(&self, now_ms: u32) -> Histogram {
+        let mut h = Histogram::new();
+        for (_, _, heat) in self.iter(now_ms) {
+            h.add(heat, self.granule);
+        }
+        h
+    }
+
+    /// Memory the table uses, bytes (cells, keys, hash control bytes, history).
+    pub fn memory_bytes(&self) -> u64 {
+        let per = std::mem::size_of::<(u64, Cell)>() + 1;
+        let hist: usize = self
+            .history
+            .iter()
+            .map(|s| s.regions.len() * std::mem::size_of::<HeatRegion>())
+            .sum();
+        (self.cells.capacity() * per + hist) as u64
+    }
+
+    /// Regions hottest first, adjacent granules with the same node and similar heat
+    /// merged; cut after `top_bytes` when given.
+    pub fn regions(&self, now_ms: u32, top_bytes: Option<u64>) -> Vec<HeatRegion> {
+        let mut by_addr: Vec<(u64, f64, i16)> = self
+            .iter(now_ms)
+            .filter(|(_, _, h)| *h > 1e-3)
+            .map(|(a, c, h)| (a, h, c.node))
+            .collect();
+        by_addr.sort_unstable_by_key(|x| x.0);
+        let mut merged: Vec<HeatRegion> = Vec::new();
+        for (a, h, n) in by_addr {
+            let node = (n >= 0).then_some(n as i32);
+            if let Some(last) = merged.last_mut() {
+                let close = (last.heat - h).abs() <= 0.05 * last.heat.max(h);
+                if last.end == a && last.node == node && close {
+                    let w = ((last.end - last.start) / self.granule) as f64;
+                    last.heat = (last.heat * w + h) / (w + 1.0);
+                    last.end = a + self.granule;
+                    continue;
+                }
+            }
+            merged.push(HeatRegion { start: a, end: a + self.granule, heat: h, node });
+        }
+        merged.sort_by(|x, y| y.heat.total_cmp(&x.heat).then(x.start.cmp(&y.start)));
+        if let Some(limit) = top_bytes {
+            let mut total = 0;
+            let mut out = Vec::new();
+            for r in merged {
+                if total >= limit {
+                    break;
+                }
+                let len = (r.end - r.start).min(limit - total);
+                total += len;
+                out.push(HeatRegion { end: r.start + len, ..r });
+            }
+            return out;
+        }
+        merged
+    }
+
+    /// Stores a snapshot for the heatmap (at most 512 hottest regions).
+    pub fn snapshot(&mut self, now_ms: u32) {
+        let mut regions = self.regions(now_ms, None);
+        regions.truncate(512);
+        self.history.push(HeatSnapshot { t_s: now_ms as f64 / 1000.0, regions });
+        if self.history.len() > self.history_len {
+            let excess = self.history.len() - self.history_len;
+            self.history.drain(..excess);
+        }
+    }
+
+    pub fn history(&self) -> &[HeatSnapshot] {
+        &self.history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: u64 = 64 << 10;
+
+    fn table() -> HeatTable {
+        HeatTable::new(G, 1000, 4, 300)
+    }
+
+    #[test]
+    fn heat_decays_by_half_life() {
+        let mut t = table();
+        t.record(0, G, 1.0, 0);
+        assert!((t.heat_at(0, 0) - 1.0).abs() < 1e-6);
+        assert!((t.heat_at(0, 1000) - 0.5).abs() < 1e-3);
+        assert!((t.heat_at(0, 3000) - 0.125).abs() < 1e-3);
+        t.record(0, G, 1.0, 1000);
+        assert!((t.heat_at(0, 1000) - 1.5).abs() < 1e-3);
+    }
+
+    #[test]
+    fn record_spans_every_overlapping_granule() {
+        let mut t = table();
+        t.record(G / 2, 2 * G + 1, 1.0, 0);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.heat_at(3 * G, 0), 0.0);
+    }
+
+    #[test]
+    fn hot_streak_breaks_after_a_gap() {
+        let mut t = table();
+        for ms in [0, 100, 200, 300] {
+            t.record(0, G, 1.0, ms);
+        }
+        assert_eq!(t.cell(0).unwrap().hot_since_ms, 0);
+        t.record(0, G, 1.0, 1000); // 700 ms gap > 300
+        assert_eq!(t.cell(0).unwrap().hot_since_ms, 1000);
+    }
+
+    #[test]
+    fn regions_merge_and_rank_and_cut() {
+        let mut t = table();
+        t.record(0, 4 * G, 1.0, 0); // 4 granules of heat 1
+        t.record(10 * G, 11 * G, 5.0, 0); // one granule of heat 5
+        let r = t.regions(0, None);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].start, r[0].end), (10 * G, 11 * G));
+        assert_eq!((r[1].start, r[1].end), (0, 4 * G));
+        let top = t.regions(0, Some(2 * G));
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[1].end - top[1].start, G);
+    }
+
+    #[test]
+    fn history_is_bounded_and_memory_is_small() {
+        let mut t = table();
+        // 640 MiB of granules.
+        t.record(0, 640 << 20, 0.5, 0);
+        for ms in 0..10 {
+            t.snapshot(ms * 1000);
+        }
+        assert_eq!(t.history().len(), 4);
+        let cells_bytes = t.memory_bytes() - (t.history().len() * std::mem::size_of::<HeatRegion>()) as u64;
+        let ratio = cells_bytes as f64 / (640u64 << 20) as f64;
+        assert!(ratio < 0.001, "heat table costs {ratio} of managed memory");
+    }
+
+    #[test]
+    fn prune_keeps_placed_and_hinted_granules() {
+        let mut t = table();
+        t.record(0, G, 1.0, 0);
+        t.record(G, 2 * G, 1.0, 0);
+        t.cell_mut(G).node = 1;
+        t.prune(100_000, 0.01);
+        assert_eq!(t.len(), 1);
+        assert!(t.cell(G).is_some());
+    }
+}

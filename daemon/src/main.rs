@@ -1,0 +1,117 @@
+//! `tierd`: wires config, topology, the control socket, the tiering loop and signals.
+
+use anyhow::Context;
+use clap::Parser;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tierd::migrate::syscall::MovePages;
+use tierd::state::{Daemon, Mode};
+use tierd::topology::{SysfsTopology, TopologySource};
+use tierd_config::Config;
+
+/// Tiered-memory daemon: hot pages on fast memory, cold pages on CXL.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Config file [default: /etc/tierd/tierd.toml; built-in defaults if absent].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Control socket path (overrides daemon.socket).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Validate a config file and exit (0 valid, 1 invalid).
+    #[arg(long, value_name = "PATH")]
+    check_config: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        match Config::load(path) {
+            Ok(_) => {
+                println!("{}: valid", path.display());
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if let Err(e) = run(args) {
+        eprintln!("tierd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let (mut cfg, path) = Config::load_default_or(args.config.as_deref()).context("loading config")?;
+    if let Some(s) = args.socket {
+        cfg.daemon.socket = s;
+    }
+    init_logging(&cfg.daemon.log_level);
+    let topo_src: Arc<dyn TopologySource> = Arc::new(SysfsTopology::default());
+    let daemon = Daemon::new(cfg.clone(), path.clone(), topo_src, Arc::new(MovePages)).context("reading topology")?;
+    let topo = daemon.topology();
+    for n in &topo.nodes {
+        tracing::info!(
+            node = n.id,
+            tier = n.tier,
+            memory_tier = ?n.kernel_tier,
+            cpus = n.cpus.len(),
+            total_mib = n.total_bytes >> 20,
+            free_mib = n.free_bytes >> 20,
+            read_latency_ns = ?n.perf.read_latency_ns,
+            "node"
+        );
+    }
+    #[cfg(feature = "hwloc")]
+    match tierd::topology::hwloc::cross_check(&topo) {
+        Ok(d) if d.is_empty() => tracing::info!("hwloc agrees with sysfs"),
+        Ok(d) => tracing::warn!(differences = ?d, "hwloc disagrees with sysfs; using sysfs"),
+        Err(e) => tracing::warn!(error = %e, "hwloc cross-check unavailable"),
+    }
+    match daemon.mode() {
+        Mode::Tiering => tracing::info!(tiers = topo.tier_count(), "tiering mode"),
+        Mode::MonitorOnly(why) => tracing::warn!(reason = %why, "monitor-only mode: no pages will be moved"),
+    }
+    tracing::info!(config = ?path.as_ref().map(|p| p.display().to_string()), "config loaded");
+
+    let socket = cfg.daemon.socket.clone();
+    let listener = tierd::control::bind(&socket, 0o660)?;
+    let d = daemon.clone();
+    std::thread::Builder::new()
+        .name("tierd-control".into())
+        .spawn(move || tierd::control::serve(listener, d))
+        .context("spawning control thread")?;
+    tracing::info!(socket = %socket.display(), "control socket ready");
+
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => match daemon.reload() {
+                Ok(r) => tracing::info!(changes = r.changes.len(), "SIGHUP: config reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: bad config refused; the old one stays"),
+            },
+            _ => {
+                tracing::info!(signal = sig, "stopping");
+                break;
+            }
+        }
+    }
+    daemon.shutdown.store(true, Ordering::SeqCst);
+    // Wake the accept loop so its thread sees the flag.
+    let _ = std::os::unix::net::UnixStream::connect(&socket);
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Migration jobs: ranges of one process → one node, in batches.
+//!
+//! Called from the control socket (`tierctl migrate`, on the connection's thread) and
+//! from the tiering loop's migration worker. Every batch: destination headroom check,
+//! token-bucket wait, `move_pages`, per-page accounting by errno, pidfd liveness check.
+
+use super::bucket::TokenBucket;
+use super::maps::{migratable_ranges, MapsError};
+use super::pidfd::PidFd;
+use super::{errno, thp, MoveError, Mover};
+use crate::topology::{TopologyError, TopologySource};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use tierd_api::{AddrRange, MigrateReply};
+use tierd_config::MigrateConfig;
+
+/// Status value the kernel leaves untouched for pages it did not attempt.
+const UNTOUCHED: i32 = i32::MIN;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Maps(#[from] MapsError),
+    #[error(transparent)]
+    Move(#[from] MoveError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+}
+
+/// One migration request.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub pid: i32,
+    /// Ranges to move; `None` = every migratable mapping of the process.
+    pub ranges: Option<Vec<AddrRange>>,
+    pub to: u32,
+    /// A floor of free bytes on the destination stricter than `migrate.free_watermark`.
+    pub min_free_bytes: u64,
+}
+
+/// Totals since start, for metrics and status.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub moved_pages: AtomicU64,
+    pub moved_bytes: AtomicU64,
+    pub failed: Mutex<BTreeMap<String, u64>>,
+}
+
+pub struct MigrationEngine {
+    mover: Arc<dyn Mover>,
+    topo: Arc<dyn TopologySource>,
+    bucket: TokenBucket,
+    cfg: RwLock<MigrateConfig>,
+    page: u64,
+    pub counters: EngineCounters,
+}
+
+/// An address to pass to move_pages and how many base pages it stands for.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    addr: u64,
+    pages: u64,
+}
+
+impl MigrationEngine {
+    pub fn new(mover: Arc<dyn Mover>, topo: Arc<dyn TopologySource>, cfg: MigrateConfig) -> Self {
+        MigrationEngine {
+            mover,
+            topo,
+            bucket: TokenBucket::new(cfg.rate_limit_mbps),
+            cfg: RwLock::new(cfg),
+            page: super::page_size(),
+            counters: EngineCounters::default(),
+        }
+    }
+
+    pub fn page_size(&self) -> u64 {
+        self.page
+    }
+
+    pub fn mover(&self) -> &Arc<dyn Mover> {
+        &self.mover
+    }
+
+    /// Applies a reloaded `[migrate]` section.
+    pub fn set_config(&self, cfg: MigrateConfig) {
+        self.bucket.set_rate(cfg.rate_limit_mbps);
+        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+    }
+
+    fn config(&self) -> MigrateConfig {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs a job to completion (or until the process exits / headroom runs out).
+    /// `extra` is a further rate cap (the policy's promote or demote bucket).
+    pub fn run(&self, job: &Job, extra: Option<&TokenBucket>) -> Result<MigrateReply, EngineError> {
+        let started = Instant::now();
+        let cfg = self.config();
+        let topo = self.topo.read()?;
+        let dest = topo.check_node(job.to)?;
+        let floor = cfg.free_watermark.of(dest.total_bytes).max(job.min_free_bytes);
+        let pidfd = PidFd::open(job.pid).map_err(|e| match e {
+            nix::errno::Errno::EPERM => MoveError::PermissionDenied(job.pid),
+            _ => MoveError::NoSuchProcess(job.pid),
+        })?;
+        let ranges = match &job.ranges {
+            Some(r) => r.clone(),
+            None => migratable_ranges(job.pid, None)?,
+        };
+        let mut reply = MigrateReply::default();
+        let mut units = Vec::with_capacity(cfg.batch_pages);
+        'ranges: for r in &ranges {
+            let heads = if cfg.thp_aware {
+                thp::huge_heads(job.pid, r.start, r.end, self.page)
+            } else {
+                Vec::new()
+            };
+            let mut heads = heads.into_iter().peekable();
+            let mut addr = r.start / self.page * self.page;
+            while addr < r.end {
+                let unit = if heads.peek() == Some(&addr) {
+                    heads.next();
+                    Unit { addr, pages: thp::HUGE_BYTES / self.page }
+                } else {
+                    Unit { addr, pages: 1 }
+                };
+                addr += unit.pages * self.page;
+                units.push(unit);
+                if units.len() == cfg.batch_pages {
+                    if let Some(why) = self.batch(job, &units, floor, extra, &pidfd, &mut reply)? {
+                        reply.stopped = Some(why);
+                        break 'ranges;
+                    }
+                    units.clear();
+                }
+            }
+        }
+        if reply.stopped.is_none() && !units.is_empty() {
+            reply.stopped = self.batch(job, &units, floor, extra, &pidfd, &mut reply)?;
+        }
+        reply.bytes = reply.moved_pages * self.page;
+        reply.seconds = started.elapsed().as_secs_f64();
+        self.counters.moved_pages.fetch_add(reply.moved_pages, Ordering::Relaxed);
+        self.counters.moved_bytes.fetch_add(reply.bytes, Ordering::Relaxed);
+        let mut failed = self.counters.failed.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in &reply.failed_pages {
+            *failed.entry(k.clone()).or_default() += v;
+        }
+        Ok(reply)
+    }
+
+    /// Moves one batch; `Ok(Some(reason))` stops the job early.
+    fn batch(
+        &self,
+        job: &Job,
+        units: &[Unit],
+        floor: u64,
+        extra: Option<&TokenBucket>,
+        pidfd: &PidFd,
+        reply: &mut MigrateReply,
+    ) -> Result<Option<String>, EngineError> {
+        let pages: u64 = units.iter().map(|u| u.pages).sum();
+        reply.requested_pages += pages;
+        let bytes = pages * self.page;
+        if pidfd.exited() {
+            return Ok(Some("process exited".into()));
+        }
+        let free = self.topo.free_bytes(job.to)?;
+        if free < floor.saturating_add(bytes) {
+            return Ok(Some(format!(
+                "headroom: node {} has {free} bytes free, watermark {floor}",
+                job.to
+            )));
+        }
+        self.bucket.acquire(bytes);
+        if let Some(b) = extra {
+            b.acquire(bytes);
+        }
+        let addrs: Vec<u64> = units.iter().map(|u| u.addr).collect();
+        let nodes = vec![job.to as i32; addrs.len()];
+        let mut status = vec![UNTOUCHED; addrs.len()];
+        match self.mover.move_pages(job.pid, &addrs, &nodes, &mut status) {
+            Ok(()) => {}
+            Err(MoveError::NoSuchProcess(_)) => return Ok(Some("process exited".into())),
+            Err(e) => return Err(e.into()),
+        }
+        // Pages the kernel gave up on mid-call (a failed folio aborts the rest): once more.
+        let retry: Vec<usize> = (0..status.len()).filter(|&i| status[i] == UNTOUCHED).collect();
+        if !retry.is_empty() {
+            let a: Vec<u64> = retry.iter().map(|&i| addrs[i]).collect();
+            let mut s = vec![UNTOUCHED; a.len()];
+            if self.mover.move_pages(job.pid, &a, &nodes[..a.len()], &mut s).is_ok() {
+                for (k, &i) in retry.iter().enumerate() {
+                    status[i] = s[k];
+                }
+            }
+        }
+        for (u, &st) in units.iter().zip(&status) {
+            if st == job.to as i32 {
+                reply.moved_pages += u.pages;
+                if u.pages > 1 {
+                    reply.huge_pages += 1;
+                }
+            } else {
+                let key = match st {
+                    UNTOUCHED => "NOT_MIGRATED".to_string(),
+                    s if s < 0 => errno::name(s),
+                    _ => "NOT_MIGRATED".to_string(),
+                };
+                *reply.failed_pages.entry(key).or_default() += u.pages;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resident bytes per node of `pid` (within `range`, if given).
+    pub fn placement(&self, pid: i32, range: Option<AddrRange>) -> Result<BTreeMap<u32, u64>, EngineError> {
+        let ranges = migratable_ranges(pid, range)?;
+        let mut out = BTreeMap::new();
+        let mut addrs = Vec::with_capacity(8192);
+        let flush = |addrs: &mut Vec<u64>, out: &mut BTreeMap<u32, u64>| -> Result<(), EngineError> {
+            let mut status = vec![0i32; addrs.len()];
+            self.mover.query(pid, addrs, &mut status)?;
+            for s in status.into_iter().filter(|s| *s >= 0) {
+                *out.entry(s as u32).or_default() += self.page;
+            }
+            addrs.clear();
+            Ok(())
+        };
+        for r in ranges {
+            let mut a = r.start;
+            while a < r.end {
+                addrs.push(a);
+                a += self.page;
+                if addrs.len() == 8192 {
+                    flush(&mut addrs, &mut out)?;
+                }
+            }
+        }
+        flush(&mut addrs, &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::fake::FakeTopology;
+    use std::collections::HashMap;
+
+    /// Pages of one fake process: address → node. Addresses in `pinned` never move.
+    struct FakeMover {
+        pid: i32,
+        pages: Mutex<HashMap<u64, i32>>,
+        pinned: Vec<u64>,
+        calls: AtomicU64,
+    }
+
+    impl Mover for FakeMover {
+        fn move_pages(&self, pid: i32, pages: &[u64], nodes: &[i32], status: &mut [i32]) -> Result<(), MoveError> {
+            if pid != self.pid {
+                return Err(MoveError::NoSuchProcess(pid));
+            }
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let mut map = self.pages.lock().unwrap();
+            for i in 0..pages.len() {
+                status[i] = match map.get_mut(&pages[i]) {
+                    None => -libc::ENOENT,
+                    Some(_) if self.pinned.contains(&pages[i]) => -libc::EBUSY,
+                    Some(n) => {
+                        *n = nodes[i];
+                        nodes[i]
+                    }
+                };
+            }
+            Ok(())
+        }
+        fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
+            if pid != self.pid {
+                return Err(MoveError::NoSuchProcess(pid));
+            }
+            let map = self.pages.lock().unwrap();
+            for i in 0..pages.len() {
+                status[i] = map.get(&pages[i]).copied().unwrap_or(-libc::ENOENT);
+            }
+            Ok(())
+        }
+    }
+
+    fn engine(npages: u64, pinned: Vec<u64>, batch: usize) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
+        let pid = std::process::id() as i32; // a live pid so the pidfd opens
+        let pages = (0..npages).map(|i| (0x10000 + i * 4096, 0)).collect();
+        let mover = Arc::new(FakeMover { pid, pages: Mutex::new(pages), pinned, calls: AtomicU64::new(0) });
+        let topo = Arc::new(FakeTopology::new(&[(0, &[0], 1 << 30, 0), (1, &[], 4 << 30, 1)]));
+        let cfg = MigrateConfig { batch_pages: batch, thp_aware: false, ..MigrateConfig::default() };
+        (MigrationEngine::new(mover.clone(), topo.clone(), cfg), mover, topo)
+    }
+
+    fn job(pid: i32, npages: u64, to: u32) -> Job {
+        Job { pid, ranges: Some(vec![AddrRange { start: 0x10000, end: 0x10000 + npages * 4096 }]), to, min_free_bytes: 0 }
+    }
+
+    #[test]
+    fn moves_in_batches_and_counts_failures_by_errno() {
+        let (e, mover, _) = engine(100, vec![0x10000 + 5 * 4096], 16);
+        let pid = mover.pid;
+        // Ask for two pages past the end: those are ENOENT.
+        let r = e.run(&job(pid, 102, 1), None).unwrap();
+        assert_eq!(r.requested_pages, 102);
+        assert_eq!(r.moved_pages, 99);
+        assert_eq!(r.failed_pages.get("EBUSY"), Some(&1));
+        assert_eq!(r.failed_pages.get("ENOENT"), Some(&2));
+        assert_eq!(r.bytes, 99 * 4096);
+        assert_eq!(mover.calls.load(Ordering::Relaxed), 7); // ceil(102 / 16)
+        let placed = e.placement(pid, None).ok();
+        // placement() reads the real /proc maps of this test process, so only check
+        // the fake's view through query().
+        drop(placed);
+        let mut st = vec![0; 3];
+        mover.query(pid, &[0x10000, 0x10000 + 5 * 4096, 0x10000 + 99 * 4096], &mut st).unwrap();
+        assert_eq!(st, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn headroom_stops_before_filling_the_destination() {
+        let (e, mover, topo) = engine(1000, vec![], 100);
+        // Destination 1 has 4 GiB; leave it only the 2% watermark + 50 pages free.
+        let floor = (4u64 << 30) * 2 / 100;
+        topo.free.lock().unwrap().insert(1, floor + 50 * 4096);
+        let r = e.run(&job(mover.pid, 1000, 1), None).unwrap();
+        assert_eq!(r.moved_pages, 0, "a 100-page batch does not fit above the watermark");
+        assert!(r.stopped.as_deref().unwrap().starts_with("headroom"), "{:?}", r.stopped);
+    }
+
+    #[test]
+    fn bad_node_and_dead_process_are_errors() {
+        let (e, mover, _) = engine(10, vec![], 16);
+        assert!(matches!(e.run(&job(mover.pid, 10, 9), None), Err(EngineError::Topology(TopologyError::NoSuchNode(9)))));
+        assert!(matches!(e.run(&job(i32::MAX, 10, 1), None), Err(EngineError::Move(MoveError::NoSuchProcess(_)))));
+    }
+}

@@ -1,0 +1,57 @@
+//! Page migration: the `move_pages(2)` engine.
+//!
+//! [`Mover`] is the narrow kernel interface (move or query a batch of pages of one
+//! process); [`syscall::MovePages`] is the real one, tests use a fake. [`engine`] turns
+//! "move these ranges of pid P to node N" into batches, with a destination-headroom check
+//! before each batch, a shared MB/s token bucket, THP awareness (one address per huge
+//! page) and a pidfd so a process that exits mid-job ends the job cleanly.
+
+pub mod bucket;
+pub mod engine;
+pub mod errno;
+pub mod maps;
+pub mod pidfd;
+pub mod syscall;
+pub mod thp;
+
+pub use engine::{Job, MigrationEngine};
+
+/// Page size of the running kernel.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum MoveError {
+    #[error("no process {0}")]
+    NoSuchProcess(i32),
+    #[error("not permitted to move pages of process {0}")]
+    PermissionDenied(i32),
+    #[error("node {0} does not exist or has no memory")]
+    BadNode(i32),
+    #[error("move_pages(pid {pid}): {errno}")]
+    Other { pid: i32, errno: nix::errno::Errno },
+}
+
+/// Moves or queries pages of one process (`move_pages(2)`).
+pub trait Mover: Send + Sync {
+    /// Moves `pages[i]` to `nodes[i]`; `status[i]` gets the node the page is on
+    /// afterwards, or a negative errno for that page.
+    fn move_pages(
+        &self,
+        pid: i32,
+        pages: &[u64],
+        nodes: &[i32],
+        status: &mut [i32],
+    ) -> Result<(), MoveError>;
+
+    /// `status[i]` gets the node of `pages[i]`, or a negative errno (`-ENOENT`: not
+    /// present, `-EFAULT`: not mapped).
+    fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError>;
+}

@@ -1,0 +1,4 @@
+//! Operations endpoints: Prometheus metrics, the `/run/tierd` state tree, systemd
+//! notification.
+
+pub mod metrics;

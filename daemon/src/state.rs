@@ -1,0 +1,178 @@
+//! The daemon's shared state: config in force, topology, mode, the registry of managed
+//! processes, heat tables, the migration engine and sampling status. One `Arc<Daemon>`
+//! is shared by the control socket, the client protocol, the tiering loop and the
+//! operations endpoints; each takes short locks only.
+
+use crate::heat::HeatTable;
+use crate::kernel;
+use crate::migrate::{MigrationEngine, Mover};
+use crate::registry::Registry;
+use crate::topology::{Topology, TopologySource};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use tierd_api::{KernelTiering, NodeInfo, ReloadReply, SamplingStatus, TiersReply};
+use tierd_config::Config;
+
+/// Whether tierd moves pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Tiering,
+    /// Observe only, and why.
+    MonitorOnly(String),
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Tiering => "tiering",
+            Mode::MonitorOnly(_) => "monitor-only",
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            Mode::Tiering => "several memory tiers found".into(),
+            Mode::MonitorOnly(r) => r.clone(),
+        }
+    }
+
+    /// Decides the mode from the topology and config.
+    pub fn decide(topo: &Topology, cfg: &Config) -> Mode {
+        if cfg.daemon.monitor_only {
+            Mode::MonitorOnly("daemon.monitor_only = true in the config".into())
+        } else if topo.nodes.len() < 2 {
+            Mode::MonitorOnly(format!(
+                "only {} NUMA node with memory: nothing to tier",
+                topo.nodes.len()
+            ))
+        } else if !topo.is_tiered() {
+            Mode::MonitorOnly(format!(
+                "{} NUMA nodes but all in one memory tier",
+                topo.nodes.len()
+            ))
+        } else {
+            Mode::Tiering
+        }
+    }
+}
+
+pub struct Daemon {
+    config: RwLock<Arc<Config>>,
+    pub config_path: Option<PathBuf>,
+    pub topo_src: Arc<dyn TopologySource>,
+    topology: RwLock<Arc<Topology>>,
+    mode: RwLock<Mode>,
+    pub registry: Registry,
+    pub engine: Arc<MigrationEngine>,
+    pub heat: Mutex<HashMap<i32, HeatTable>>,
+    pub sampling: RwLock<SamplingStatus>,
+    /// The kernel's tiering knobs as found at start.
+    pub kernel_found: KernelTiering,
+    pub started: Instant,
+    pub shutdown: AtomicBool,
+    /// Bumped on every applied reload; loops re-read the config when it changes.
+    pub generation: AtomicU64,
+    /// Connected protocol clients (set by the client server).
+    pub clients: AtomicU64,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        topo_src: Arc<dyn TopologySource>,
+        mover: Arc<dyn Mover>,
+    ) -> Result<Arc<Daemon>, crate::topology::TopologyError> {
+        let topology = topo_src.read()?;
+        let mode = Mode::decide(&topology, &config);
+        let engine = Arc::new(MigrationEngine::new(mover, topo_src.clone(), config.migrate.clone()));
+        Ok(Arc::new(Daemon {
+            config: RwLock::new(Arc::new(config)),
+            config_path,
+            topo_src,
+            topology: RwLock::new(Arc::new(topology)),
+            mode: RwLock::new(mode),
+            registry: Registry::default(),
+            engine,
+            heat: Mutex::new(HashMap::new()),
+            sampling: RwLock::new(SamplingStatus::default()),
+            kernel_found: kernel::read(std::path::Path::new("/")),
+            started: Instant::now(),
+            shutdown: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            clients: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the topology (free memory changes constantly; nodes may be hotplugged).
+    pub fn refresh_topology(&self) -> Result<Arc<Topology>, crate::topology::TopologyError> {
+        let t = Arc::new(self.topo_src.read()?);
+        *self.topology.write().unwrap_or_else(|p| p.into_inner()) = t.clone();
+        Ok(t)
+    }
+
+    /// `tierctl tiers`: a fresh read, so free bytes are current.
+    pub fn tiers(&self) -> Result<TiersReply, crate::topology::TopologyError> {
+        let t = self.refresh_topology()?;
+        Ok(TiersReply {
+            nodes: t
+                .nodes
+                .iter()
+                .map(|n| NodeInfo {
+                    node: n.id,
+                    tier: n.tier,
+                    memory_tier: n.kernel_tier.map(|k| format!("memory_tier{k}")),
+                    cpus: n.cpus.clone(),
+                    total_bytes: n.total_bytes,
+                    free_bytes: n.free_bytes,
+                    read_latency_ns: n.perf.read_latency_ns,
+                    read_bandwidth_mbps: n.perf.read_bandwidth_mbps,
+                    write_latency_ns: n.perf.write_latency_ns,
+                    write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
+                    distances: n.distances.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Applies a new config (already parsed and validated). Keeps managed processes,
+    /// heat and clients; returns what changed.
+    pub fn apply_config(&self, new: Config) -> ReloadReply {
+        let old = self.config();
+        let changes = old.diff(&new);
+        self.engine.set_config(new.migrate.clone());
+        let topo = self.topology();
+        *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::decide(&topo, &new);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for c in &changes {
+            tracing::info!(change = %c, "config reloaded");
+        }
+        ReloadReply {
+            applied: true,
+            path: self.config_path.as_ref().map(|p| p.display().to_string()),
+            changes,
+        }
+    }
+
+    /// Reloads the config file; a bad file is refused and the old config stays.
+    pub fn reload(&self) -> Result<ReloadReply, tierd_config::ConfigError> {
+        let (cfg, _) = Config::load_default_or(self.config_path.as_deref())?;
+        Ok(self.apply_config(cfg))
+    }
+}

@@ -1,0 +1,57 @@
+//! `tierctl status`: the daemon's mode, backends and managed processes in one reply.
+
+use crate::kernel;
+use crate::state::Daemon;
+use std::sync::atomic::Ordering;
+use tierd_api::{ManagedProc, StatusReply};
+
+pub fn status(d: &Daemon) -> StatusReply {
+    let cfg = d.config();
+    let topo = d.topology();
+    let mode = d.mode();
+    let knobs = kernel::read(std::path::Path::new("/"));
+    let kernel_moves = kernel::moves_pages(&knobs) && topo.is_tiered();
+    let managed = d
+        .registry
+        .all()
+        .iter()
+        .map(|p| {
+            let s = &p.stats;
+            let fast = s.fast_bytes.load(Ordering::Relaxed);
+            let slow = s.slow_bytes.load(Ordering::Relaxed);
+            let (pr, dr) = s.rates();
+            ManagedProc {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                policy: p.policy.as_str().into(),
+                priority: p.priority,
+                fast_bytes: fast,
+                slow_bytes: slow,
+                fast_share: if fast + slow == 0 { 0.0 } else { fast as f64 / (fast + slow) as f64 },
+                promoted_pages: s.promoted_pages.load(Ordering::Relaxed),
+                demoted_pages: s.demoted_pages.load(Ordering::Relaxed),
+                promotions_per_s: pr,
+                demotions_per_s: dr,
+                pingpong_pages: s.pingpong_pages.load(Ordering::Relaxed),
+                kernel_tiering_active: kernel_moves || s.kernel_tiering_active.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    StatusReply {
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: mode.name().into(),
+        mode_reason: mode.reason(),
+        uptime_s: d.started.elapsed().as_secs_f64(),
+        tiers: topo.tier_count(),
+        nodes: topo.nodes.len() as u32,
+        config_path: d.config_path.as_ref().map(|p| p.display().to_string()),
+        managed,
+        sampling: {
+            let mut s = d.sampling.read().unwrap_or_else(|e| e.into_inner()).clone();
+            s.budget_pct_per_gb = cfg.sampling.budget_pct_per_gb;
+            s
+        },
+        kernel: knobs,
+        clients: d.clients.load(Ordering::Relaxed),
+    }
+}

@@ -95,6 +95,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("spawning control thread")?;
     tracing::info!(socket = %socket.display(), "control socket ready");
 
+    tierd::tiering::start(&daemon).context("starting the tiering loop")?;
+    tierd::protocol::start(&daemon).context("starting the client protocol")?;
+    tierd::ops::start(&daemon).context("starting operations endpoints")?;
+
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     for sig in signals.forever() {
         match sig {

@@ -170,9 +170,28 @@ impl Daemon {
         }
     }
 
+    /// Runs `f` on the heat table of `pid`, creating it from `[heat]` if missing.
+    pub fn with_heat<R>(&self, pid: i32, f: impl FnOnce(&mut HeatTable) -> R) -> R {
+        let cfg = self.config();
+        let mut tables = self.heat.lock().unwrap_or_else(|p| p.into_inner());
+        let t = tables.entry(pid).or_insert_with(|| new_heat_table(&cfg));
+        f(t)
+    }
+
     /// Reloads the config file; a bad file is refused and the old config stays.
     pub fn reload(&self) -> Result<ReloadReply, tierd_config::ConfigError> {
         let (cfg, _) = Config::load_default_or(self.config_path.as_deref())?;
         Ok(self.apply_config(cfg))
     }
+}
+
+/// A heat table as `[heat]` and `[sampling]` configure it: a hot streak survives gaps
+/// of up to three drain intervals.
+pub fn new_heat_table(cfg: &Config) -> HeatTable {
+    HeatTable::new(
+        cfg.heat.granule.0,
+        cfg.heat.half_life_ms,
+        cfg.heat.history_len,
+        (3 * cfg.sampling.drain_interval_ms.max(cfg.sampling.damon.aggr_ms)) as u32,
+    )
 }

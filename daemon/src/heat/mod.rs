@@ -11,3 +11,17 @@ mod table;
 
 pub use histogram::Histogram;
 pub use table::{Cell, HeatTable};
+
+/// Client-hint flags kept in [`Cell::flags`]; the policy honours them over sampled heat.
+pub mod flags {
+    /// `PIN_FAST`: keep on tier 0, never demote (until `UNPIN`).
+    pub const PIN_FAST: u8 = 1 << 0;
+    /// `COLD`: demote soon, ahead of colder-looking sampled granules.
+    pub const COLD: u8 = 1 << 1;
+    /// `FREE`: contents dead; cheapest placement, never promote.
+    pub const FREE: u8 = 1 << 2;
+    /// The granule belongs to a client-registered region (hints, not guesses).
+    pub const CLIENT: u8 = 1 << 3;
+    /// `PREFETCH`: promote now (deadline-driven), then behave as accessed.
+    pub const PREFETCH: u8 = 1 << 4;
+}

@@ -1,0 +1,1 @@
+//! Promotion/demotion policies: pure decisions over heat and tier state.

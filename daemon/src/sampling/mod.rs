@@ -5,6 +5,9 @@
 //! per-event trip to user space. Backends that cannot run on this machine say why in
 //! their [`BackendStatus`]. See `docs/sampling.md` for the choice of signals.
 
+mod set;
+
+pub use set::SamplingSet;
 use tierd_api::BackendStatus;
 
 /// Accesses seen in `[start, end)` of process `pid` since the last drain.

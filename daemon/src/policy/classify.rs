@@ -1,0 +1,77 @@
+//! Per-policy eligibility and ranking of one granule. Everything policy-specific lives
+//! here; `plan.rs` only does capacity arithmetic.
+
+use super::{GranuleView, Knobs};
+use crate::heat::flags;
+use tierd_config::PolicyName;
+
+/// Moves within the ping-pong window after which a granule stays put unless a client
+/// hint says otherwise.
+pub const PINGPONG_MOVES: u8 = 3;
+
+/// Hinted by a client to be on the fast tier now.
+pub fn wants_fast(g: &GranuleView) -> bool {
+    g.flags & (flags::PIN_FAST | flags::PREFETCH) != 0 && g.flags & flags::FREE == 0
+}
+
+/// Why and how strongly a granule on a lower tier should be promoted: `Some(score)`,
+/// higher first; `None` = not a candidate.
+pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> Option<f64> {
+    if g.flags & flags::FREE != 0 {
+        return None;
+    }
+    if wants_fast(g) {
+        return Some(f64::INFINITY);
+    }
+    let settled = g.since_move_ms >= k.min_residency_ms && g.moves < PINGPONG_MOVES;
+    let recent = g.idle_ms <= k.hot_threshold_ms.max(1) * 3;
+    let hot = g.hot_for_ms >= k.hot_threshold_ms && recent;
+    match p {
+        PolicyName::Off => None,
+        PolicyName::Static => (node_tier > k.static_tier).then_some(f64::MAX),
+        PolicyName::Tpp => (settled && hot && g.flags & flags::COLD == 0).then_some(g.heat),
+        // Promote on reuse: the most recently reused first.
+        PolicyName::LruTiered => (settled && hot).then(|| 1e12 - g.idle_ms as f64),
+    }
+}
+
+/// Order in which residents of an upper node give up their place: `Some(rank)`, lower
+/// first; `None` = never demoted by this policy.
+pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
+    if g.flags & flags::PIN_FAST != 0 {
+        return None;
+    }
+    if g.flags & flags::FREE != 0 {
+        return Some(-2e12);
+    }
+    if g.flags & flags::COLD != 0 {
+        return Some(-1e12);
+    }
+    if g.since_move_ms < k.min_residency_ms {
+        return None;
+    }
+    match p {
+        PolicyName::Off | PolicyName::Static => None,
+        PolicyName::Tpp => Some(g.heat),
+        // Least recently used first.
+        PolicyName::LruTiered => Some(-(g.idle_ms.min(1 << 40) as f64)),
+    }
+}
+
+/// Demote even without memory pressure: dead or cold-hinted contents, or (lru-tiered)
+/// data unused for `cold_age_ms`, or (static) data above its pinned tier.
+pub fn demote_unconditionally(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> bool {
+    if g.flags & flags::PIN_FAST != 0 {
+        return false;
+    }
+    if g.flags & (flags::FREE | flags::COLD) != 0 {
+        return true;
+    }
+    match p {
+        PolicyName::LruTiered => {
+            g.idle_ms >= k.cold_age_ms && g.since_move_ms >= k.min_residency_ms
+        }
+        PolicyName::Static => node_tier < k.static_tier,
+        _ => false,
+    }
+}

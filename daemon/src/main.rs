@@ -50,17 +50,22 @@ fn main() {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let (mut cfg, path) = Config::load_default_or(args.config.as_deref()).context("loading config")?;
+    let (mut cfg, path) =
+        Config::load_default_or(args.config.as_deref()).context("loading config")?;
     if let Some(s) = args.socket {
         cfg.daemon.socket = s;
     }
     init_logging(&cfg.daemon.log_level);
     let topo_src: Arc<dyn TopologySource> = Arc::new(SysfsTopology::default());
-    let daemon = Daemon::new(cfg.clone(), path.clone(), topo_src, Arc::new(MovePages)).context("reading topology")?;
+    let daemon = Daemon::new(cfg.clone(), path.clone(), topo_src, Arc::new(MovePages))
+        .context("reading topology")?;
     let topo = daemon.topology();
     for n in &topo.nodes {
         tracing::info!(
@@ -82,7 +87,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     match daemon.mode() {
         Mode::Tiering => tracing::info!(tiers = topo.tier_count(), "tiering mode"),
-        Mode::MonitorOnly(why) => tracing::warn!(reason = %why, "monitor-only mode: no pages will be moved"),
+        Mode::MonitorOnly(why) => {
+            tracing::warn!(reason = %why, "monitor-only mode: no pages will be moved")
+        }
     }
     tracing::info!(config = ?path.as_ref().map(|p| p.display().to_string()), "config loaded");
 
@@ -99,12 +106,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     tierd::protocol::start(&daemon).context("starting the client protocol")?;
     tierd::ops::start(&daemon).context("starting operations endpoints")?;
 
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     for sig in signals.forever() {
         match sig {
             SIGHUP => match daemon.reload() {
                 Ok(r) => tracing::info!(changes = r.changes.len(), "SIGHUP: config reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: bad config refused; the old one stays"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: bad config refused; the old one stays")
+                }
             },
             _ => {
                 tracing::info!(signal = sig, "stopping");

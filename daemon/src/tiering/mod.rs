@@ -1,11 +1,282 @@
-//! The tiering loop: every `sampling.drain_interval_ms` it drains the samplers into the
-//! heat tables; every `policy.interval_ms` it refreshes placement, asks the policy for
-//! moves and hands them to the migration worker.
+//! The tiering loop: sampling → heat → policy → migration.
+//!
+//! One thread wakes every `sampling.drain_interval_ms`: it reaps exited processes,
+//! keeps the samplers' targets in step with the registry, drains the samplers into the
+//! heat tables and runs one rate-controller step. Every `policy.interval_ms` (tiering
+//! mode only) it refreshes placement (a scan per process about once a second), builds
+//! the policy's view, plans, and hands the plan to the migration worker thread
+//! (`worker.rs`) when the worker is idle, so the loop never blocks on migration.
 
-use crate::state::Daemon;
+mod scan;
+mod worker;
+
+use crate::heat::{flags, HeatTable};
+use crate::policy::{self, GranuleView, Knobs, NodeState, ProcInput};
+use crate::sampling::{AccessSample, SamplingSet};
+use crate::state::{Daemon, Mode};
+use anyhow::Context;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often each managed process's placement is re-read.
+const SCAN_PERIOD: Duration = Duration::from_millis(1000);
+/// How often a heat snapshot is kept for heatmaps.
+const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
-    let _ = daemon;
+    let (tx, rx) = crossbeam_channel::bounded::<worker::Batch>(1);
+    let busy = Arc::new(AtomicBool::new(false));
+    let (d, b) = (daemon.clone(), busy.clone());
+    std::thread::Builder::new()
+        .name("tierd-migrate".into())
+        .spawn(move || worker::run(d, rx, b))
+        .context("spawning the migration worker")?;
+    let d = daemon.clone();
+    std::thread::Builder::new()
+        .name("tierd-tiering".into())
+        .spawn(move || Loop::new(d, tx, busy).run())
+        .context("spawning the tiering loop")?;
     Ok(())
+}
+
+struct Loop {
+    d: Arc<Daemon>,
+    tx: crossbeam_channel::Sender<worker::Batch>,
+    busy: Arc<AtomicBool>,
+    sampling: SamplingSet,
+    generation: u64,
+    last_policy: Instant,
+    last_snapshot: Instant,
+    last_scan: HashMap<i32, Instant>,
+    samples: Vec<AccessSample>,
+}
+
+impl Loop {
+    fn new(
+        d: Arc<Daemon>,
+        tx: crossbeam_channel::Sender<worker::Batch>,
+        busy: Arc<AtomicBool>,
+    ) -> Loop {
+        let cfg = d.config();
+        let generation = d.generation.load(Ordering::SeqCst);
+        Loop {
+            sampling: SamplingSet::new(&cfg.sampling),
+            d,
+            tx,
+            busy,
+            generation,
+            last_policy: Instant::now(),
+            last_snapshot: Instant::now(),
+            last_scan: HashMap::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        while !self.d.shutdown.load(Ordering::Relaxed) {
+            let cfg = self.d.config();
+            std::thread::sleep(Duration::from_millis(cfg.sampling.drain_interval_ms));
+            let gen = self.d.generation.load(Ordering::SeqCst);
+            if gen != self.generation {
+                self.sampling.set_config(&cfg.sampling);
+                self.generation = gen;
+            }
+            self.sample();
+            if self.last_policy.elapsed() >= Duration::from_millis(cfg.policy.interval_ms) {
+                self.last_policy = Instant::now();
+                self.refresh_placement();
+                if self.d.mode() == Mode::Tiering {
+                    self.decide();
+                }
+            }
+        }
+    }
+
+    /// Reap, sync targets, drain samplers into heat tables, adapt the rate.
+    fn sample(&mut self) {
+        let d = &self.d;
+        for pid in d.registry.reap() {
+            d.heat
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&pid);
+            self.last_scan.remove(&pid);
+            tracing::info!(pid, "managed process exited");
+        }
+        let procs = d.registry.all();
+        let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+        {
+            // Forget tables of unmanaged processes.
+            let mut tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
+            tables.retain(|pid, _| pids.contains(pid));
+        }
+        self.last_scan.retain(|pid, _| pids.contains(pid));
+        self.sampling.sync_targets(&pids);
+        self.samples.clear();
+        self.sampling.drain(&mut self.samples);
+        let snapshot = self.last_snapshot.elapsed() >= SNAPSHOT_PERIOD;
+        let mut managed_bytes = 0u64;
+        {
+            let cfg = d.config();
+            let mut tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
+            for pid in &pids {
+                tables
+                    .entry(*pid)
+                    .or_insert_with(|| crate::state::new_heat_table(&cfg));
+            }
+            for s in &self.samples {
+                if let Some(t) = tables.get_mut(&s.pid) {
+                    let now = t.now_ms(Instant::now());
+                    t.record(s.start, s.end, s.weight, now);
+                }
+            }
+            for t in tables.values_mut() {
+                managed_bytes += t.len() as u64 * t.granule();
+                if snapshot {
+                    let now = t.now_ms(Instant::now());
+                    t.snapshot(now);
+                }
+            }
+        }
+        if snapshot {
+            self.last_snapshot = Instant::now();
+        }
+        self.sampling.adapt(managed_bytes);
+        *d.sampling.write().unwrap_or_else(|e| e.into_inner()) = self.sampling.status();
+    }
+
+    /// Re-reads placement of processes whose scan is due (also in monitor-only mode:
+    /// status and metrics report it). Skipped while a plan is being executed.
+    fn refresh_placement(&mut self) {
+        let d = self.d.clone();
+        let topo = d.topology();
+        for p in &d.registry.all() {
+            let due = self
+                .last_scan
+                .get(&p.pid)
+                .is_none_or(|t| t.elapsed() >= SCAN_PERIOD);
+            if !due || self.busy.load(Ordering::Acquire) {
+                continue;
+            }
+            self.last_scan.insert(p.pid, Instant::now());
+            let res = d.with_heat(p.pid, |t| {
+                let now = t.now_ms(Instant::now());
+                scan::scan(
+                    p.pid,
+                    t,
+                    d.engine.mover().as_ref(),
+                    &topo,
+                    now,
+                    2 * SCAN_PERIOD.as_millis() as u32,
+                )
+            });
+            match res {
+                Ok(r) => {
+                    p.stats.fast_bytes.store(r.fast_bytes, Ordering::Relaxed);
+                    p.stats.slow_bytes.store(r.slow_bytes, Ordering::Relaxed);
+                    if r.foreign_moves > 0 {
+                        p.stats.kernel_tiering_active.store(true, Ordering::Relaxed);
+                        tracing::debug!(
+                            pid = p.pid,
+                            granules = r.foreign_moves,
+                            "pages moved by someone else"
+                        );
+                    }
+                }
+                Err(e) => tracing::debug!(pid = p.pid, error = %e, "placement scan failed"),
+            }
+        }
+    }
+
+    /// Plans from the heat tables and hands the plan to the worker when it is idle.
+    fn decide(&mut self) {
+        let d = self.d.clone();
+        let cfg = d.config();
+        let topo = d.topology();
+        let procs = d.registry.all();
+        if self.busy.load(Ordering::Acquire) {
+            return;
+        }
+        let inputs: Vec<ProcInput> = {
+            let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
+            procs
+                .iter()
+                .filter_map(|p| {
+                    tables.get(&p.pid).map(|t| ProcInput {
+                        pid: p.pid,
+                        policy: p.policy,
+                        priority: p.priority,
+                        granules: views(t),
+                    })
+                })
+                .collect()
+        };
+        let nodes: Vec<NodeState> = topo
+            .nodes
+            .iter()
+            .map(|n| NodeState {
+                id: n.id,
+                tier: n.tier,
+                total_bytes: n.total_bytes,
+                free_bytes: d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes),
+                demote_to: topo.demotion_target(n.id),
+                promote_to: topo.promotion_target(n.id),
+            })
+            .collect();
+        let knobs = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
+        let plan = policy::plan(&inputs, &nodes, &knobs);
+        if plan.moves.is_empty() {
+            return;
+        }
+        let promote_floor: BTreeMap<u32, u64> = nodes
+            .iter()
+            .map(|n| (n.id, cfg.policy.promote_watermark.of(n.total_bytes)))
+            .collect();
+        self.busy.store(true, Ordering::Release);
+        let batch = worker::Batch {
+            moves: plan.moves,
+            promote_floor,
+            pingpong_window_ms: cfg.policy.pingpong_window_ms as u32,
+        };
+        if self.tx.try_send(batch).is_err() {
+            self.busy.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The policy's view of a heat table: granules of known placement.
+fn views(t: &HeatTable) -> Vec<GranuleView> {
+    let now = t.now_ms(Instant::now());
+    let g = t.granule();
+    t.iter(now)
+        .filter(|(_, c, _)| c.node >= 0)
+        .map(|(addr, c, heat)| {
+            let accessed = c.hot_since_ms != u32::MAX;
+            GranuleView {
+                addr,
+                bytes: g,
+                heat,
+                node: c.node as u32,
+                hot_for_ms: if accessed {
+                    now.saturating_sub(c.hot_since_ms) as u64
+                } else {
+                    0
+                },
+                idle_ms: if accessed {
+                    now.saturating_sub(c.last_access_ms) as u64
+                } else {
+                    u64::MAX
+                },
+                since_move_ms: if c.last_move_ms == 0 {
+                    u64::MAX
+                } else {
+                    now.saturating_sub(c.last_move_ms) as u64
+                },
+                moves: c.moves,
+                flags: c.flags & !flags::CLIENT,
+            }
+        })
+        .collect()
 }

@@ -1,0 +1,145 @@
+//! The migration worker: executes a plan off the tiering loop's thread.
+//!
+//! Receives the policy's moves over a bounded crossbeam channel (one plan in flight:
+//! the loop does not plan again until the worker is idle), groups them into one job per
+//! (process, destination), demotions first, runs them through the migration engine and
+//! writes the outcome back: each moved granule's node, move time and ping-pong count in
+//! the heat table, promoted/demoted counters and rates in the registry.
+
+use crate::migrate::engine::Job;
+use crate::policy::{Direction, Move};
+use crate::state::Daemon;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tierd_api::AddrRange;
+
+/// One plan for the worker.
+pub struct Batch {
+    pub moves: Vec<Move>,
+    /// Free bytes to keep on the destination of promotions (promote watermark).
+    pub promote_floor: BTreeMap<u32, u64>,
+    pub pingpong_window_ms: u32,
+}
+
+pub fn run(d: Arc<Daemon>, rx: crossbeam_channel::Receiver<Batch>, busy: Arc<AtomicBool>) {
+    for batch in rx {
+        execute(&d, batch);
+        busy.store(false, Ordering::Release);
+    }
+}
+
+fn merge(mut addrs: Vec<(u64, u64)>) -> Vec<AddrRange> {
+    addrs.sort_unstable();
+    let mut out: Vec<AddrRange> = Vec::new();
+    for (a, len) in addrs {
+        match out.last_mut() {
+            Some(r) if r.end == a => r.end = a + len,
+            _ => out.push(AddrRange {
+                start: a,
+                end: a + len,
+            }),
+        }
+    }
+    out
+}
+
+fn execute(d: &Daemon, batch: Batch) {
+    let started = Instant::now();
+    let mut groups: BTreeMap<(u8, i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
+    for m in &batch.moves {
+        let order = if m.dir == Direction::Demote { 0 } else { 1 };
+        groups
+            .entry((order, m.pid, m.to))
+            .or_default()
+            .push((m.addr, m.bytes));
+    }
+    let mut pages: BTreeMap<(i32, u8), u64> = BTreeMap::new();
+    for ((order, pid, to), addrs) in groups {
+        let granules: Vec<u64> = addrs.iter().map(|a| a.0).collect();
+        let job = Job {
+            pid,
+            ranges: Some(merge(addrs)),
+            to,
+            min_free_bytes: if order == 1 {
+                batch.promote_floor.get(&to).copied().unwrap_or(0)
+            } else {
+                0
+            },
+        };
+        match d.engine.run(&job, None) {
+            Ok(r) => {
+                *pages.entry((pid, order)).or_default() += r.moved_pages;
+                if let Some(why) = &r.stopped {
+                    tracing::debug!(pid, to, reason = %why, "migration stopped early");
+                }
+                record_outcome(d, pid, &granules, batch.pingpong_window_ms, order == 1);
+            }
+            Err(e) => tracing::debug!(pid, to, error = %e, "migration failed"),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    for p in d.registry.all() {
+        let prom = pages.get(&(p.pid, 1)).copied().unwrap_or(0);
+        let dem = pages.get(&(p.pid, 0)).copied().unwrap_or(0);
+        p.stats.promoted_pages.fetch_add(prom, Ordering::Relaxed);
+        p.stats.demoted_pages.fetch_add(dem, Ordering::Relaxed);
+        p.stats.set_rates(prom as f64 / secs, dem as f64 / secs);
+    }
+}
+
+/// Reads back where the granules are now and updates their history.
+fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], window_ms: u32, promoted: bool) {
+    let mut status = vec![0i32; granules.len()];
+    if d.engine.mover().query(pid, granules, &mut status).is_err() {
+        return;
+    }
+    let page = d.engine.page_size();
+    let mut pingpong = 0u64;
+    d.with_heat(pid, |t| {
+        let now = t.now_ms(Instant::now());
+        let g = t.granule();
+        for (&a, &s) in granules.iter().zip(&status) {
+            let c = t.cell_mut(a);
+            if promoted {
+                // A prefetch is served once the block is up; it does not pin it there.
+                c.flags &= !crate::heat::flags::PREFETCH;
+            }
+            if s >= 0 && c.node != s as i16 {
+                if now.saturating_sub(c.last_move_ms) > window_ms {
+                    c.moves = 0;
+                }
+                c.moves = c.moves.saturating_add(1);
+                c.last_move_ms = now.max(1);
+                c.node = s as i16;
+                if c.moves > 2 {
+                    pingpong += g / page;
+                }
+            }
+        }
+    });
+    if pingpong > 0 {
+        if let Some(p) = d.registry.get(pid) {
+            p.stats
+                .pingpong_pages
+                .fetch_add(pingpong, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn merge_joins_adjacent_granules() {
+        let r = super::merge(vec![
+            (0x20000, 0x10000),
+            (0x0, 0x10000),
+            (0x10000, 0x10000),
+            (0x40000, 0x10000),
+        ]);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].start, r[0].end), (0, 0x30000));
+        assert_eq!((r[1].start, r[1].end), (0x40000, 0x50000));
+    }
+}

@@ -29,8 +29,14 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Response {
-    Ok { ok: OkTrue, result: serde_json::Value },
-    Err { ok: OkFalse, error: ErrorReply },
+    Ok {
+        ok: OkTrue,
+        result: serde_json::Value,
+    },
+    Err {
+        ok: OkFalse,
+        error: ErrorReply,
+    },
 }
 
 impl Response {
@@ -71,7 +77,10 @@ macro_rules! bool_marker {
                 if bool::deserialize(d)? == $v {
                     Ok($t)
                 } else {
-                    Err(serde::de::Error::custom(concat!("expected ", stringify!($v))))
+                    Err(serde::de::Error::custom(concat!(
+                        "expected ",
+                        stringify!($v)
+                    )))
                 }
             }
         }

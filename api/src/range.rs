@@ -72,16 +72,31 @@ mod tests {
     fn parses_decimal_and_hex() {
         assert_eq!(
             "4096-0x3000".parse::<AddrRange>().unwrap(),
-            AddrRange { start: 4096, end: 0x3000 }
+            AddrRange {
+                start: 4096,
+                end: 0x3000
+            }
         );
         assert_eq!(parse_addr("0X10").unwrap(), 16);
     }
 
     #[test]
     fn rejects_bad_ranges() {
-        assert!(matches!("12".parse::<AddrRange>(), Err(RangeParseError::Shape(_))));
-        assert!(matches!("0xzz-5".parse::<AddrRange>(), Err(RangeParseError::Number(_))));
-        assert!(matches!("5-5".parse::<AddrRange>(), Err(RangeParseError::Empty { .. })));
-        assert!(matches!("9-5".parse::<AddrRange>(), Err(RangeParseError::Empty { .. })));
+        assert!(matches!(
+            "12".parse::<AddrRange>(),
+            Err(RangeParseError::Shape(_))
+        ));
+        assert!(matches!(
+            "0xzz-5".parse::<AddrRange>(),
+            Err(RangeParseError::Number(_))
+        ));
+        assert!(matches!(
+            "5-5".parse::<AddrRange>(),
+            Err(RangeParseError::Empty { .. })
+        ));
+        assert!(matches!(
+            "9-5".parse::<AddrRange>(),
+            Err(RangeParseError::Empty { .. })
+        ));
     }
 }

@@ -256,6 +256,9 @@ mod tests {
         let a = Config::default();
         let mut b = a.clone();
         b.policy.interval_ms = 50;
-        assert_eq!(a.diff(&b), vec!["policy.interval_ms: 200 -> 50".to_string()]);
+        assert_eq!(
+            a.diff(&b),
+            vec!["policy.interval_ms: 200 -> 50".to_string()]
+        );
     }
 }

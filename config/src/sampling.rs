@@ -46,7 +46,11 @@ pub struct DamonConfig {
 impl Default for SamplingConfig {
     fn default() -> Self {
         SamplingConfig {
-            backends: vec![BackendKind::HwSample, BackendKind::Damon, BackendKind::Fault],
+            backends: vec![
+                BackendKind::HwSample,
+                BackendKind::Damon,
+                BackendKind::Fault,
+            ],
             drain_interval_ms: 100,
             adaptive: true,
             budget_pct_per_gb: 2.0,
@@ -80,7 +84,8 @@ impl SamplingConfig {
             ));
         }
         let d = &self.damon;
-        if !(d.min_sample_us <= d.sample_us && d.sample_us <= d.max_sample_us) || d.min_sample_us == 0
+        if !(d.min_sample_us <= d.sample_us && d.sample_us <= d.max_sample_us)
+            || d.min_sample_us == 0
         {
             return Err(Invalid::new(
                 "sampling.damon.sample_us",

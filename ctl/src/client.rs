@@ -46,7 +46,8 @@ pub fn call_value(socket: &Path, req: &Request) -> Result<serde_json::Value, Fai
     })?;
     let mut line = serde_json::to_vec(req).map_err(|e| Failure::Other(e.to_string()))?;
     line.push(b'\n');
-    s.write_all(&line).map_err(|e| Failure::Other(format!("sending request: {e}")))?;
+    s.write_all(&line)
+        .map_err(|e| Failure::Other(format!("sending request: {e}")))?;
     let mut reply = String::new();
     BufReader::new(s)
         .read_line(&mut reply)
@@ -54,13 +55,19 @@ pub fn call_value(socket: &Path, req: &Request) -> Result<serde_json::Value, Fai
     match serde_json::from_str::<Response>(&reply) {
         Ok(Response::Ok { result, .. }) => Ok(result),
         Ok(Response::Err { error, .. }) => Err(Failure::Refused(error)),
-        Err(e) => Err(Failure::Other(format!("malformed reply from tierd: {e}: {reply:?}"))),
+        Err(e) => Err(Failure::Other(format!(
+            "malformed reply from tierd: {e}: {reply:?}"
+        ))),
     }
 }
 
 /// Sends `req` and decodes the result as `T`.
-pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<(T, serde_json::Value), Failure> {
+pub fn call<T: DeserializeOwned>(
+    socket: &Path,
+    req: &Request,
+) -> Result<(T, serde_json::Value), Failure> {
     let v = call_value(socket, req)?;
-    let t = serde_json::from_value(v.clone()).map_err(|e| Failure::Other(format!("unexpected reply shape: {e}")))?;
+    let t = serde_json::from_value(v.clone())
+        .map_err(|e| Failure::Other(format!("unexpected reply shape: {e}")))?;
     Ok((t, v))
 }

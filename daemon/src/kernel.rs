@@ -45,8 +45,12 @@ impl KnobGuard {
 impl Drop for KnobGuard {
     fn drop(&mut self) {
         match std::fs::write(&self.path, self.original.trim()) {
-            Ok(()) => tracing::info!(knob = %self.path.display(), to = self.original.trim(), "kernel knob restored"),
-            Err(e) => tracing::error!(knob = %self.path.display(), error = %e, "cannot restore kernel knob"),
+            Ok(()) => {
+                tracing::info!(knob = %self.path.display(), to = self.original.trim(), "kernel knob restored")
+            }
+            Err(e) => {
+                tracing::error!(knob = %self.path.display(), error = %e, "cannot restore kernel knob")
+            }
         }
     }
 }
@@ -64,7 +68,10 @@ mod tests {
         std::fs::write(r.join(NUMA_BALANCING), "1\n").unwrap();
         std::fs::write(r.join(DEMOTION_ENABLED), "false\n").unwrap();
         let k = read(r);
-        assert_eq!((k.numa_balancing, k.demotion_enabled), (Some(1), Some(false)));
+        assert_eq!(
+            (k.numa_balancing, k.demotion_enabled),
+            (Some(1), Some(false))
+        );
         assert!(moves_pages(&k));
         {
             let _g = KnobGuard::set(r, NUMA_BALANCING, "0").unwrap();

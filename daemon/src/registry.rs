@@ -27,8 +27,10 @@ pub struct ProcStats {
 
 impl ProcStats {
     pub fn set_rates(&self, promote_per_s: f64, demote_per_s: f64) {
-        self.promote_rate_bits.store(promote_per_s.to_bits(), Ordering::Relaxed);
-        self.demote_rate_bits.store(demote_per_s.to_bits(), Ordering::Relaxed);
+        self.promote_rate_bits
+            .store(promote_per_s.to_bits(), Ordering::Relaxed);
+        self.demote_rate_bits
+            .store(demote_per_s.to_bits(), Ordering::Relaxed);
     }
 
     pub fn rates(&self) -> (f64, f64) {
@@ -86,7 +88,11 @@ impl Registry {
     ) -> Result<Arc<ManagedProcess>, RegistryError> {
         let (uid, comm) = process_identity(pid)?;
         if caller_uid != 0 && caller_uid != uid {
-            return Err(RegistryError::NotOwner { pid, owner: uid, caller: caller_uid });
+            return Err(RegistryError::NotOwner {
+                pid,
+                owner: uid,
+                caller: caller_uid,
+            });
         }
         let pidfd = PidFd::open(pid).map_err(|_| RegistryError::NoSuchProcess(pid))?;
         let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
@@ -110,27 +116,48 @@ impl Registry {
         Ok(entry)
     }
 
-    pub fn unmanage(&self, pid: i32, caller_uid: u32) -> Result<Arc<ManagedProcess>, RegistryError> {
+    pub fn unmanage(
+        &self,
+        pid: i32,
+        caller_uid: u32,
+    ) -> Result<Arc<ManagedProcess>, RegistryError> {
         let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
         let p = map.get(&pid).ok_or(RegistryError::NotManaged(pid))?;
         if caller_uid != 0 && caller_uid != p.uid {
-            return Err(RegistryError::NotOwner { pid, owner: p.uid, caller: caller_uid });
+            return Err(RegistryError::NotOwner {
+                pid,
+                owner: p.uid,
+                caller: caller_uid,
+            });
         }
         Ok(map.remove(&pid).expect("checked above"))
     }
 
     pub fn get(&self, pid: i32) -> Option<Arc<ManagedProcess>> {
-        self.procs.read().unwrap_or_else(|p| p.into_inner()).get(&pid).cloned()
+        self.procs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pid)
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<ManagedProcess>> {
-        self.procs.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.procs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Removes processes that exited; returns their pids.
     pub fn reap(&self) -> Vec<i32> {
         let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
-        let dead: Vec<i32> = map.values().filter(|p| p.pidfd.exited()).map(|p| p.pid).collect();
+        let dead: Vec<i32> = map
+            .values()
+            .filter(|p| p.pidfd.exited())
+            .map(|p| p.pid)
+            .collect();
         for pid in &dead {
             map.remove(pid);
         }
@@ -160,17 +187,35 @@ mod tests {
         p.stats.promoted_pages.store(7, Ordering::Relaxed);
         let p = r.manage(me, PolicyName::Off, 3, my_uid).unwrap();
         assert_eq!((p.policy, p.priority), (PolicyName::Off, 3));
-        assert_eq!(p.stats.promoted_pages.load(Ordering::Relaxed), 7, "counters survive a policy change");
-        assert_eq!(r.manage(i32::MAX, PolicyName::Tpp, 0, 0).unwrap_err(), RegistryError::NoSuchProcess(i32::MAX));
+        assert_eq!(
+            p.stats.promoted_pages.load(Ordering::Relaxed),
+            7,
+            "counters survive a policy change"
+        );
+        assert_eq!(
+            r.manage(i32::MAX, PolicyName::Tpp, 0, 0).unwrap_err(),
+            RegistryError::NoSuchProcess(i32::MAX)
+        );
         if my_uid == 0 {
             // Root may manage; a non-owner may not.
-            assert!(matches!(r.manage(me, PolicyName::Tpp, 0, 4242), Err(RegistryError::NotOwner { .. })));
+            assert!(matches!(
+                r.manage(me, PolicyName::Tpp, 0, 4242),
+                Err(RegistryError::NotOwner { .. })
+            ));
         }
-        assert!(matches!(r.unmanage(me, 4243), Err(RegistryError::NotOwner { .. })) || my_uid == 4243);
+        assert!(
+            matches!(r.unmanage(me, 4243), Err(RegistryError::NotOwner { .. })) || my_uid == 4243
+        );
         r.unmanage(me, my_uid).unwrap();
-        assert_eq!(r.unmanage(me, my_uid).unwrap_err(), RegistryError::NotManaged(me));
+        assert_eq!(
+            r.unmanage(me, my_uid).unwrap_err(),
+            RegistryError::NotManaged(me)
+        );
 
-        let mut child = std::process::Command::new("sleep").arg("0").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("0")
+            .spawn()
+            .unwrap();
         let cpid = child.id() as i32;
         r.manage(cpid, PolicyName::Tpp, 0, my_uid).unwrap();
         child.wait().unwrap();

@@ -88,7 +88,11 @@ impl Daemon {
     ) -> Result<Arc<Daemon>, crate::topology::TopologyError> {
         let topology = topo_src.read()?;
         let mode = Mode::decide(&topology, &config);
-        let engine = Arc::new(MigrationEngine::new(mover, topo_src.clone(), config.migrate.clone()));
+        let engine = Arc::new(MigrationEngine::new(
+            mover,
+            topo_src.clone(),
+            config.migrate.clone(),
+        ));
         Ok(Arc::new(Daemon {
             config: RwLock::new(Arc::new(config)),
             config_path,
@@ -108,11 +112,17 @@ impl Daemon {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn topology(&self) -> Arc<Topology> {
-        self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.topology
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn mode(&self) -> Mode {
@@ -192,6 +202,9 @@ pub fn new_heat_table(cfg: &Config) -> HeatTable {
         cfg.heat.granule.0,
         cfg.heat.half_life_ms,
         cfg.heat.history_len,
-        (3 * cfg.sampling.drain_interval_ms.max(cfg.sampling.damon.aggr_ms)) as u32,
+        (3 * cfg
+            .sampling
+            .drain_interval_ms
+            .max(cfg.sampling.damon.aggr_ms)) as u32,
     )
 }

@@ -27,13 +27,18 @@ pub fn status(d: &Daemon) -> StatusReply {
                 priority: p.priority,
                 fast_bytes: fast,
                 slow_bytes: slow,
-                fast_share: if fast + slow == 0 { 0.0 } else { fast as f64 / (fast + slow) as f64 },
+                fast_share: if fast + slow == 0 {
+                    0.0
+                } else {
+                    fast as f64 / (fast + slow) as f64
+                },
                 promoted_pages: s.promoted_pages.load(Ordering::Relaxed),
                 demoted_pages: s.demoted_pages.load(Ordering::Relaxed),
                 promotions_per_s: pr,
                 demotions_per_s: dr,
                 pingpong_pages: s.pingpong_pages.load(Ordering::Relaxed),
-                kernel_tiering_active: kernel_moves || s.kernel_tiering_active.load(Ordering::Relaxed),
+                kernel_tiering_active: kernel_moves
+                    || s.kernel_tiering_active.load(Ordering::Relaxed),
             }
         })
         .collect();

@@ -17,7 +17,10 @@ pub fn run(socket: &Path, json: bool, c: ConfigCmd) -> Result<(), Failure> {
             if json {
                 return super::print_json(&v);
             }
-            println!("# from {}", r.path.as_deref().unwrap_or("built-in defaults"));
+            println!(
+                "# from {}",
+                r.path.as_deref().unwrap_or("built-in defaults")
+            );
             print!("{}", r.toml);
             Ok(())
         }
@@ -29,7 +32,10 @@ pub fn reload(socket: &Path, json: bool) -> Result<(), Failure> {
     if json {
         return super::print_json(&v);
     }
-    println!("config reloaded from {}", r.path.as_deref().unwrap_or("built-in defaults"));
+    println!(
+        "config reloaded from {}",
+        r.path.as_deref().unwrap_or("built-in defaults")
+    );
     if r.changes.is_empty() {
         println!("  (no changes)");
     }

@@ -19,7 +19,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 32MiB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 32MiB"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" | "kb" => 1 << 10,
@@ -27,18 +29,34 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gib" | "gb" => 1 << 30,
         u => return Err(format!("unknown size unit {u:?} in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
-    let (h, v): (HeatReply, _) = call(socket, &Request::Heat { pid: a.pid, top_bytes: a.top, history: false })?;
+    let (h, v): (HeatReply, _) = call(
+        socket,
+        &Request::Heat {
+            pid: a.pid,
+            top_bytes: a.top,
+            history: false,
+        },
+    )?;
     if json {
         return super::print_json(&v);
     }
     let rows: Vec<Vec<String>> = h
         .regions
         .iter()
-        .map(|r| vec![format!("{:#x}", r.start), format!("{:#x}", r.end), bytes(r.end - r.start), format!("{:.3}", r.heat), opt(r.node)])
+        .map(|r| {
+            vec![
+                format!("{:#x}", r.start),
+                format!("{:#x}", r.end),
+                bytes(r.end - r.start),
+                format!("{:.3}", r.heat),
+                opt(r.node),
+            ]
+        })
         .collect();
     table(&["START", "END", "SIZE", "HEAT", "NODE"], &rows);
     Ok(())

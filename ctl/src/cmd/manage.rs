@@ -27,7 +27,10 @@ fn show(json: bool, m: ManageReply, v: serde_json::Value) -> Result<(), Failure>
         return super::print_json(&v);
     }
     if m.managed {
-        println!("pid {} managed: policy {}, priority {}", m.pid, m.policy, m.priority);
+        println!(
+            "pid {} managed: policy {}, priority {}",
+            m.pid, m.policy, m.priority
+        );
     } else {
         println!("pid {} no longer managed", m.pid);
     }
@@ -35,7 +38,14 @@ fn show(json: bool, m: ManageReply, v: serde_json::Value) -> Result<(), Failure>
 }
 
 pub fn manage(socket: &Path, json: bool, a: ManageArgs) -> Result<(), Failure> {
-    let (m, v) = call(socket, &Request::Manage { pid: a.pid, policy: a.policy, priority: a.priority })?;
+    let (m, v) = call(
+        socket,
+        &Request::Manage {
+            pid: a.pid,
+            policy: a.policy,
+            priority: a.priority,
+        },
+    )?;
     show(json, m, v)
 }
 

@@ -18,7 +18,11 @@ pub struct Args {
 }
 
 pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
-    let req = Request::Migrate { pid: a.pid, to: a.to, range: a.range };
+    let req = Request::Migrate {
+        pid: a.pid,
+        to: a.to,
+        range: a.range,
+    };
     let (m, v): (MigrateReply, _) = call(socket, &req)?;
     if json {
         return super::print_json(&v);

@@ -15,7 +15,13 @@ pub struct Args {
 }
 
 pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
-    let (p, v): (PlacementReply, _) = call(socket, &Request::Placement { pid: a.pid, range: a.range })?;
+    let (p, v): (PlacementReply, _) = call(
+        socket,
+        &Request::Placement {
+            pid: a.pid,
+            range: a.range,
+        },
+    )?;
     if json {
         return super::print_json(&v);
     }
@@ -23,7 +29,13 @@ pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
     let rows: Vec<Vec<String>> = p
         .nodes
         .iter()
-        .map(|(n, b)| vec![n.clone(), bytes(*b), format!("{:.1}%", 100.0 * *b as f64 / total.max(1) as f64)])
+        .map(|(n, b)| {
+            vec![
+                n.clone(),
+                bytes(*b),
+                format!("{:.1}%", 100.0 * *b as f64 / total.max(1) as f64),
+            ]
+        })
         .collect();
     table(&["NODE", "RESIDENT", "SHARE"], &rows);
     Ok(())

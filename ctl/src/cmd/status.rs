@@ -11,19 +11,34 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         return super::print_json(&v);
     }
     println!("tierd {}  mode: {} ({})", s.version, s.mode, s.mode_reason);
-    println!("nodes: {}  tiers: {}  uptime: {:.0}s  clients: {}", s.nodes, s.tiers, s.uptime_s, s.clients);
-    println!("config: {}", s.config_path.as_deref().unwrap_or("(built-in defaults)"));
+    println!(
+        "nodes: {}  tiers: {}  uptime: {:.0}s  clients: {}",
+        s.nodes, s.tiers, s.uptime_s, s.clients
+    );
+    println!(
+        "config: {}",
+        s.config_path.as_deref().unwrap_or("(built-in defaults)")
+    );
     println!(
         "kernel: numa_balancing={} demotion_enabled={}",
-        s.kernel.numa_balancing.map_or("?".into(), |v| v.to_string()),
-        s.kernel.demotion_enabled.map_or("?".into(), |v| v.to_string())
+        s.kernel
+            .numa_balancing
+            .map_or("?".into(), |v| v.to_string()),
+        s.kernel
+            .demotion_enabled
+            .map_or("?".into(), |v| v.to_string())
     );
     println!(
         "sampling: interval {} ms, overhead {:.2}% CPU (budget {:.1}%/GiB)",
         s.sampling.interval_ms, s.sampling.overhead_pct, s.sampling.budget_pct_per_gb
     );
     for b in &s.sampling.backends {
-        println!("  {:<10} {:<4} {}", b.name, if b.active { "on" } else { "off" }, b.detail);
+        println!(
+            "  {:<10} {:<4} {}",
+            b.name,
+            if b.active { "on" } else { "off" },
+            b.detail
+        );
     }
     if s.managed.is_empty() {
         println!("no managed processes");
@@ -44,12 +59,28 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
                 format!("{:.0}", p.promotions_per_s),
                 format!("{:.0}", p.demotions_per_s),
                 p.pingpong_pages.to_string(),
-                if p.kernel_tiering_active { "yes".into() } else { "no".into() },
+                if p.kernel_tiering_active {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
     table(
-        &["PID", "COMM", "POLICY", "PRIO", "FAST", "SLOW", "FAST%", "PROM/S", "DEM/S", "PINGPONG", "KERNEL_TIERING"],
+        &[
+            "PID",
+            "COMM",
+            "POLICY",
+            "PRIO",
+            "FAST",
+            "SLOW",
+            "FAST%",
+            "PROM/S",
+            "DEM/S",
+            "PINGPONG",
+            "KERNEL_TIERING",
+        ],
         &rows,
     );
     Ok(())

@@ -18,7 +18,11 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
                 n.node.to_string(),
                 n.tier.to_string(),
                 opt(n.memory_tier.clone()),
-                if n.cpus.is_empty() { "-".into() } else { format!("{}", n.cpus.len()) },
+                if n.cpus.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{}", n.cpus.len())
+                },
                 bytes(n.total_bytes),
                 bytes(n.free_bytes),
                 opt(n.read_latency_ns),
@@ -26,6 +30,18 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
             ]
         })
         .collect();
-    table(&["NODE", "TIER", "MEMORY_TIER", "CPUS", "TOTAL", "FREE", "READ_NS", "READ_MB/S"], &rows);
+    table(
+        &[
+            "NODE",
+            "TIER",
+            "MEMORY_TIER",
+            "CPUS",
+            "TOTAL",
+            "FREE",
+            "READ_NS",
+            "READ_MB/S",
+        ],
+        &rows,
+    );
     Ok(())
 }

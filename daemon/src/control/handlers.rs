@@ -23,22 +23,40 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
         Request::Tiers => d.tiers().map(|t| Response::ok(&t)).map_err(topo_err),
         Request::Placement { pid, range } => placement(d, caller, pid, range),
         Request::Migrate { pid, to, range } => migrate(d, caller, pid, to, range),
-        Request::Manage { pid, policy, priority } => manage(d, caller, pid, policy, priority),
+        Request::Manage {
+            pid,
+            policy,
+            priority,
+        } => manage(d, caller, pid, policy, priority),
         Request::Unmanage { pid } => d
             .registry
             .unmanage(pid, caller.uid)
             .map(|p| {
-                d.heat.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
-                Response::ok(&ManageReply { pid, policy: p.policy.as_str().into(), priority: p.priority, managed: false })
+                d.heat
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pid);
+                Response::ok(&ManageReply {
+                    pid,
+                    policy: p.policy.as_str().into(),
+                    priority: p.priority,
+                    managed: false,
+                })
             })
             .map_err(reg_err),
-        Request::Heat { pid, top_bytes, history } => heat(d, pid, top_bytes, history),
+        Request::Heat {
+            pid,
+            top_bytes,
+            history,
+        } => heat(d, pid, top_bytes, history),
         Request::ConfigShow => Ok(Response::ok(&ConfigReply {
             path: d.config_path.as_ref().map(|p| p.display().to_string()),
             toml: d.config().to_toml(),
         })),
         Request::Reload => reload(d, caller),
-        Request::Metrics => Ok(Response::ok(&MetricsReply { text: crate::ops::metrics::render(d) })),
+        Request::Metrics => Ok(Response::ok(&MetricsReply {
+            text: crate::ops::metrics::render(d),
+        })),
     };
     r.unwrap_or_else(|e| e)
 }
@@ -67,16 +85,13 @@ fn reg_err(e: RegistryError) -> Response {
 
 fn engine_err(e: EngineError) -> Response {
     let kind = match &e {
-        EngineError::Maps(MapsError::NoSuchProcess(_)) | EngineError::Move(MoveError::NoSuchProcess(_)) => {
-            ErrorKind::NoSuchProcess
-        }
-        EngineError::Maps(MapsError::PermissionDenied(_)) | EngineError::Move(MoveError::PermissionDenied(_)) => {
-            ErrorKind::PermissionDenied
-        }
+        EngineError::Maps(MapsError::NoSuchProcess(_))
+        | EngineError::Move(MoveError::NoSuchProcess(_)) => ErrorKind::NoSuchProcess,
+        EngineError::Maps(MapsError::PermissionDenied(_))
+        | EngineError::Move(MoveError::PermissionDenied(_)) => ErrorKind::PermissionDenied,
         EngineError::Maps(MapsError::NotMapped { .. }) => ErrorKind::NotMapped,
-        EngineError::Move(MoveError::BadNode(_)) | EngineError::Topology(TopologyError::NoSuchNode(_)) => {
-            ErrorKind::BadNode
-        }
+        EngineError::Move(MoveError::BadNode(_))
+        | EngineError::Topology(TopologyError::NoSuchNode(_)) => ErrorKind::BadNode,
         _ => ErrorKind::Internal,
     };
     err(kind, e.to_string())
@@ -88,7 +103,10 @@ fn check_owner(caller: &Caller, pid: i32) -> Result<(), Response> {
     if caller.uid != 0 && caller.uid != uid {
         return Err(err(
             ErrorKind::PermissionDenied,
-            format!("process {pid} belongs to uid {uid}; uid {} may not touch it", caller.uid),
+            format!(
+                "process {pid} belongs to uid {uid}; uid {} may not touch it",
+                caller.uid
+            ),
         ));
     }
     Ok(())
@@ -99,26 +117,46 @@ fn placement(d: &Daemon, caller: &Caller, pid: i32, range: Option<AddrRange>) ->
     let per_node = d.engine.placement(pid, range).map_err(engine_err)?;
     Ok(Response::ok(&PlacementReply {
         pid,
-        nodes: per_node.into_iter().map(|(n, b)| (n.to_string(), b)).collect(),
+        nodes: per_node
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
+            .collect(),
     }))
 }
 
 fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRange>) -> Reply {
     if let Mode::MonitorOnly(why) = d.mode() {
-        return Err(err(ErrorKind::Unsupported, format!("tierd is in monitor-only mode ({why}): it moves no pages")));
+        return Err(err(
+            ErrorKind::Unsupported,
+            format!("tierd is in monitor-only mode ({why}): it moves no pages"),
+        ));
     }
     d.topology().check_node(to).map_err(topo_err)?;
     check_owner(caller, pid)?;
     let ranges = match range {
-        Some(r) => Some(crate::migrate::maps::migratable_ranges(pid, Some(r)).map_err(|e| engine_err(e.into()))?),
+        Some(r) => Some(
+            crate::migrate::maps::migratable_ranges(pid, Some(r))
+                .map_err(|e| engine_err(e.into()))?,
+        ),
         None => None,
     };
-    let job = Job { pid, ranges, to, min_free_bytes: 0 };
+    let job = Job {
+        pid,
+        ranges,
+        to,
+        min_free_bytes: 0,
+    };
     let reply = d.engine.run(&job, None).map_err(engine_err)?;
     Ok(Response::ok(&reply))
 }
 
-fn manage(d: &Daemon, caller: &Caller, pid: i32, policy: Option<String>, priority: Option<i32>) -> Reply {
+fn manage(
+    d: &Daemon,
+    caller: &Caller,
+    pid: i32,
+    policy: Option<String>,
+    priority: Option<i32>,
+) -> Reply {
     let cfg = d.config();
     let policy = match policy {
         Some(name) => PolicyName::parse(&name).map_err(|m| err(ErrorKind::BadRequest, m))?,
@@ -128,34 +166,59 @@ fn manage(d: &Daemon, caller: &Caller, pid: i32, policy: Option<String>, priorit
         .registry
         .manage(pid, policy, priority.unwrap_or(0), caller.uid)
         .map_err(reg_err)?;
-    Ok(Response::ok(&ManageReply { pid, policy: p.policy.as_str().into(), priority: p.priority, managed: true }))
+    Ok(Response::ok(&ManageReply {
+        pid,
+        policy: p.policy.as_str().into(),
+        priority: p.priority,
+        managed: true,
+    }))
 }
 
 fn heat(d: &Daemon, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
     if d.registry.get(pid).is_none() {
-        return Err(err(ErrorKind::NotManaged, format!("process {pid} is not managed: tierctl manage --pid {pid} first")));
+        return Err(err(
+            ErrorKind::NotManaged,
+            format!("process {pid} is not managed: tierctl manage --pid {pid} first"),
+        ));
     }
     let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
     let (regions, hist) = match tables.get(&pid) {
         Some(t) => {
             let now = t.now_ms(std::time::Instant::now());
-            (t.regions(now, top_bytes), if history { t.history().to_vec() } else { Vec::new() })
+            (
+                t.regions(now, top_bytes),
+                if history {
+                    t.history().to_vec()
+                } else {
+                    Vec::new()
+                },
+            )
         }
         None => (Vec::new(), Vec::new()),
     };
-    Ok(Response::ok(&HeatReply { pid, regions, history: hist }))
+    Ok(Response::ok(&HeatReply {
+        pid,
+        regions,
+        history: hist,
+    }))
 }
 
 fn reload(d: &Daemon, caller: &Caller) -> Reply {
     if caller.uid != 0 {
-        return Err(err(ErrorKind::PermissionDenied, "only root may reload the config"));
+        return Err(err(
+            ErrorKind::PermissionDenied,
+            "only root may reload the config",
+        ));
     }
     let gen = d.generation.load(Ordering::SeqCst);
     match d.reload() {
         Ok(r) => Ok(Response::ok(&r)),
         Err(e) => {
             tracing::warn!(error = %e, generation = gen, "reload refused; keeping the old config");
-            Err(err(ErrorKind::BadConfig, format!("{e}; the old config stays in force")))
+            Err(err(
+                ErrorKind::BadConfig,
+                format!("{e}; the old config stays in force"),
+            ))
         }
     }
 }

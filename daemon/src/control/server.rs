@@ -53,28 +53,45 @@ pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
 
 fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
     let caller = match getsockopt(&stream, PeerCredentials) {
-        Ok(c) => Caller { uid: c.uid(), pid: c.pid() },
+        Ok(c) => Caller {
+            uid: c.uid(),
+            pid: c.pid(),
+        },
         Err(e) => {
             tracing::warn!(error = %e, "no peer credentials; dropping control connection");
             return;
         }
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match (&mut reader).take(MAX_REQUEST_BYTES as u64 + 1).read_until(b'\n', &mut line) {
+        let n = match (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
         let (resp, fatal) = if n > MAX_REQUEST_BYTES {
-            (Response::error(ErrorKind::BadRequest, format!("request longer than {MAX_REQUEST_BYTES} bytes")), true)
+            (
+                Response::error(
+                    ErrorKind::BadRequest,
+                    format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+                ),
+                true,
+            )
         } else {
             match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => (handle(&daemon, &caller, req), false),
-                Err(e) => (Response::error(ErrorKind::BadRequest, format!("malformed request: {e}")), false),
+                Err(e) => (
+                    Response::error(ErrorKind::BadRequest, format!("malformed request: {e}")),
+                    false,
+                ),
             }
         };
         let mut out = serde_json::to_vec(&resp).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());

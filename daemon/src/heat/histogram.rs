@@ -13,7 +13,9 @@ const BUCKETS: usize = 24;
 
 impl Histogram {
     pub fn new() -> Histogram {
-        Histogram { bytes: vec![0; BUCKETS] }
+        Histogram {
+            bytes: vec![0; BUCKETS],
+        }
     }
 
     pub fn bucket_of(heat: f64) -> usize {
@@ -69,6 +71,9 @@ mod tests {
         assert_eq!(h.threshold_for(150), 4.0);
         assert_eq!(h.threshold_for(250), 1.0);
         assert_eq!(h.threshold_for(10_000), Histogram::floor_of(1));
-        assert_eq!(h.threshold_for(50), Histogram::floor_of(Histogram::bucket_of(8.0) + 1));
+        assert_eq!(
+            h.threshold_for(50),
+            Histogram::floor_of(Histogram::bucket_of(8.0) + 1)
+        );
     }
 }

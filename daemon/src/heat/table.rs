@@ -71,7 +71,9 @@ impl HeatTable {
 
     /// Milliseconds since the table was created.
     pub fn now_ms(&self, now: Instant) -> u32 {
-        now.saturating_duration_since(self.epoch).as_millis().min(u32::MAX as u128) as u32
+        now.saturating_duration_since(self.epoch)
+            .as_millis()
+            .min(u32::MAX as u128) as u32
     }
 
     fn decayed(&self, c: &Cell, now_ms: u32) -> f64 {
@@ -92,7 +94,9 @@ impl HeatTable {
             let h = c.heat as f64 * (-dt / half_life * std::f64::consts::LN_2).exp();
             c.heat = (h + weight) as f32;
             c.updated_ms = now_ms;
-            if c.hot_since_ms == u32::MAX || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms {
+            if c.hot_since_ms == u32::MAX
+                || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms
+            {
                 c.hot_since_ms = now_ms;
             }
             c.last_access_ms = now_ms;
@@ -101,12 +105,16 @@ impl HeatTable {
 
     /// Current heat of the granule holding `addr`.
     pub fn heat_at(&self, addr: u64, now_ms: u32) -> f64 {
-        self.cells.get(&(addr / self.granule)).map_or(0.0, |c| self.decayed(c, now_ms))
+        self.cells
+            .get(&(addr / self.granule))
+            .map_or(0.0, |c| self.decayed(c, now_ms))
     }
 
     /// Iterates `(granule start address, cell, current heat)`.
     pub fn iter(&self, now_ms: u32) -> impl Iterator<Item = (u64, &Cell, f64)> + '_ {
-        self.cells.iter().map(move |(&g, c)| (g * self.granule, c, self.decayed(c, now_ms)))
+        self.cells
+            .iter()
+            .map(move |(&g, c)| (g * self.granule, c, self.decayed(c, now_ms)))
     }
 
     pub fn cell_mut(&mut self, addr: u64) -> &mut Cell {
@@ -182,7 +190,12 @@ impl HeatTable {
                     continue;
                 }
             }
-            merged.push(HeatRegion { start: a, end: a + self.granule, heat: h, node });
+            merged.push(HeatRegion {
+                start: a,
+                end: a + self.granule,
+                heat: h,
+                node,
+            });
         }
         merged.sort_by(|x, y| y.heat.total_cmp(&x.heat).then(x.start.cmp(&y.start)));
         if let Some(limit) = top_bytes {
@@ -194,7 +207,10 @@ impl HeatTable {
                 }
                 let len = (r.end - r.start).min(limit - total);
                 total += len;
-                out.push(HeatRegion { end: r.start + len, ..r });
+                out.push(HeatRegion {
+                    end: r.start + len,
+                    ..r
+                });
             }
             return out;
         }
@@ -205,7 +221,10 @@ impl HeatTable {
     pub fn snapshot(&mut self, now_ms: u32) {
         let mut regions = self.regions(now_ms, None);
         regions.truncate(512);
-        self.history.push(HeatSnapshot { t_s: now_ms as f64 / 1000.0, regions });
+        self.history.push(HeatSnapshot {
+            t_s: now_ms as f64 / 1000.0,
+            regions,
+        });
         if self.history.len() > self.history_len {
             let excess = self.history.len() - self.history_len;
             self.history.drain(..excess);
@@ -280,7 +299,8 @@ mod tests {
             t.snapshot(ms * 1000);
         }
         assert_eq!(t.history().len(), 4);
-        let cells_bytes = t.memory_bytes() - (t.history().len() * std::mem::size_of::<HeatRegion>()) as u64;
+        let cells_bytes =
+            t.memory_bytes() - (t.history().len() * std::mem::size_of::<HeatRegion>()) as u64;
         let ratio = cells_bytes as f64 / (640u64 << 20) as f64;
         assert!(ratio < 0.001, "heat table costs {ratio} of managed memory");
     }

@@ -101,7 +101,10 @@ impl MigrationEngine {
         let cfg = self.config();
         let topo = self.topo.read()?;
         let dest = topo.check_node(job.to)?;
-        let floor = cfg.free_watermark.of(dest.total_bytes).max(job.min_free_bytes);
+        let floor = cfg
+            .free_watermark
+            .of(dest.total_bytes)
+            .max(job.min_free_bytes);
         let pidfd = PidFd::open(job.pid).map_err(|e| match e {
             nix::errno::Errno::EPERM => MoveError::PermissionDenied(job.pid),
             _ => MoveError::NoSuchProcess(job.pid),
@@ -123,7 +126,10 @@ impl MigrationEngine {
             while addr < r.end {
                 let unit = if heads.peek() == Some(&addr) {
                     heads.next();
-                    Unit { addr, pages: thp::HUGE_BYTES / self.page }
+                    Unit {
+                        addr,
+                        pages: thp::HUGE_BYTES / self.page,
+                    }
                 } else {
                     Unit { addr, pages: 1 }
                 };
@@ -143,9 +149,17 @@ impl MigrationEngine {
         }
         reply.bytes = reply.moved_pages * self.page;
         reply.seconds = started.elapsed().as_secs_f64();
-        self.counters.moved_pages.fetch_add(reply.moved_pages, Ordering::Relaxed);
-        self.counters.moved_bytes.fetch_add(reply.bytes, Ordering::Relaxed);
-        let mut failed = self.counters.failed.lock().unwrap_or_else(|p| p.into_inner());
+        self.counters
+            .moved_pages
+            .fetch_add(reply.moved_pages, Ordering::Relaxed);
+        self.counters
+            .moved_bytes
+            .fetch_add(reply.bytes, Ordering::Relaxed);
+        let mut failed = self
+            .counters
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (k, v) in &reply.failed_pages {
             *failed.entry(k.clone()).or_default() += v;
         }
@@ -188,11 +202,17 @@ impl MigrationEngine {
             Err(e) => return Err(e.into()),
         }
         // Pages the kernel gave up on mid-call (a failed folio aborts the rest): once more.
-        let retry: Vec<usize> = (0..status.len()).filter(|&i| status[i] == UNTOUCHED).collect();
+        let retry: Vec<usize> = (0..status.len())
+            .filter(|&i| status[i] == UNTOUCHED)
+            .collect();
         if !retry.is_empty() {
             let a: Vec<u64> = retry.iter().map(|&i| addrs[i]).collect();
             let mut s = vec![UNTOUCHED; a.len()];
-            if self.mover.move_pages(job.pid, &a, &nodes[..a.len()], &mut s).is_ok() {
+            if self
+                .mover
+                .move_pages(job.pid, &a, &nodes[..a.len()], &mut s)
+                .is_ok()
+            {
                 for (k, &i) in retry.iter().enumerate() {
                     status[i] = s[k];
                 }
@@ -217,19 +237,24 @@ impl MigrationEngine {
     }
 
     /// Resident bytes per node of `pid` (within `range`, if given).
-    pub fn placement(&self, pid: i32, range: Option<AddrRange>) -> Result<BTreeMap<u32, u64>, EngineError> {
+    pub fn placement(
+        &self,
+        pid: i32,
+        range: Option<AddrRange>,
+    ) -> Result<BTreeMap<u32, u64>, EngineError> {
         let ranges = migratable_ranges(pid, range)?;
         let mut out = BTreeMap::new();
         let mut addrs = Vec::with_capacity(8192);
-        let flush = |addrs: &mut Vec<u64>, out: &mut BTreeMap<u32, u64>| -> Result<(), EngineError> {
-            let mut status = vec![0i32; addrs.len()];
-            self.mover.query(pid, addrs, &mut status)?;
-            for s in status.into_iter().filter(|s| *s >= 0) {
-                *out.entry(s as u32).or_default() += self.page;
-            }
-            addrs.clear();
-            Ok(())
-        };
+        let flush =
+            |addrs: &mut Vec<u64>, out: &mut BTreeMap<u32, u64>| -> Result<(), EngineError> {
+                let mut status = vec![0i32; addrs.len()];
+                self.mover.query(pid, addrs, &mut status)?;
+                for s in status.into_iter().filter(|s| *s >= 0) {
+                    *out.entry(s as u32).or_default() += self.page;
+                }
+                addrs.clear();
+                Ok(())
+            };
         for r in ranges {
             let mut a = r.start;
             while a < r.end {
@@ -260,7 +285,13 @@ mod tests {
     }
 
     impl Mover for FakeMover {
-        fn move_pages(&self, pid: i32, pages: &[u64], nodes: &[i32], status: &mut [i32]) -> Result<(), MoveError> {
+        fn move_pages(
+            &self,
+            pid: i32,
+            pages: &[u64],
+            nodes: &[i32],
+            status: &mut [i32],
+        ) -> Result<(), MoveError> {
             if pid != self.pid {
                 return Err(MoveError::NoSuchProcess(pid));
             }
@@ -290,17 +321,45 @@ mod tests {
         }
     }
 
-    fn engine(npages: u64, pinned: Vec<u64>, batch: usize) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
+    fn engine(
+        npages: u64,
+        pinned: Vec<u64>,
+        batch: usize,
+    ) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
         let pid = std::process::id() as i32; // a live pid so the pidfd opens
         let pages = (0..npages).map(|i| (0x10000 + i * 4096, 0)).collect();
-        let mover = Arc::new(FakeMover { pid, pages: Mutex::new(pages), pinned, calls: AtomicU64::new(0) });
-        let topo = Arc::new(FakeTopology::new(&[(0, &[0], 1 << 30, 0), (1, &[], 4 << 30, 1)]));
-        let cfg = MigrateConfig { batch_pages: batch, thp_aware: false, ..MigrateConfig::default() };
-        (MigrationEngine::new(mover.clone(), topo.clone(), cfg), mover, topo)
+        let mover = Arc::new(FakeMover {
+            pid,
+            pages: Mutex::new(pages),
+            pinned,
+            calls: AtomicU64::new(0),
+        });
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0], 1 << 30, 0),
+            (1, &[], 4 << 30, 1),
+        ]));
+        let cfg = MigrateConfig {
+            batch_pages: batch,
+            thp_aware: false,
+            ..MigrateConfig::default()
+        };
+        (
+            MigrationEngine::new(mover.clone(), topo.clone(), cfg),
+            mover,
+            topo,
+        )
     }
 
     fn job(pid: i32, npages: u64, to: u32) -> Job {
-        Job { pid, ranges: Some(vec![AddrRange { start: 0x10000, end: 0x10000 + npages * 4096 }]), to, min_free_bytes: 0 }
+        Job {
+            pid,
+            ranges: Some(vec![AddrRange {
+                start: 0x10000,
+                end: 0x10000 + npages * 4096,
+            }]),
+            to,
+            min_free_bytes: 0,
+        }
     }
 
     #[test]
@@ -320,7 +379,13 @@ mod tests {
         // the fake's view through query().
         drop(placed);
         let mut st = vec![0; 3];
-        mover.query(pid, &[0x10000, 0x10000 + 5 * 4096, 0x10000 + 99 * 4096], &mut st).unwrap();
+        mover
+            .query(
+                pid,
+                &[0x10000, 0x10000 + 5 * 4096, 0x10000 + 99 * 4096],
+                &mut st,
+            )
+            .unwrap();
         assert_eq!(st, vec![1, 0, 1]);
     }
 
@@ -331,14 +396,27 @@ mod tests {
         let floor = (4u64 << 30) * 2 / 100;
         topo.free.lock().unwrap().insert(1, floor + 50 * 4096);
         let r = e.run(&job(mover.pid, 1000, 1), None).unwrap();
-        assert_eq!(r.moved_pages, 0, "a 100-page batch does not fit above the watermark");
-        assert!(r.stopped.as_deref().unwrap().starts_with("headroom"), "{:?}", r.stopped);
+        assert_eq!(
+            r.moved_pages, 0,
+            "a 100-page batch does not fit above the watermark"
+        );
+        assert!(
+            r.stopped.as_deref().unwrap().starts_with("headroom"),
+            "{:?}",
+            r.stopped
+        );
     }
 
     #[test]
     fn bad_node_and_dead_process_are_errors() {
         let (e, mover, _) = engine(10, vec![], 16);
-        assert!(matches!(e.run(&job(mover.pid, 10, 9), None), Err(EngineError::Topology(TopologyError::NoSuchNode(9)))));
-        assert!(matches!(e.run(&job(i32::MAX, 10, 1), None), Err(EngineError::Move(MoveError::NoSuchProcess(_)))));
+        assert!(matches!(
+            e.run(&job(mover.pid, 10, 9), None),
+            Err(EngineError::Topology(TopologyError::NoSuchNode(9)))
+        ));
+        assert!(matches!(
+            e.run(&job(i32::MAX, 10, 1), None),
+            Err(EngineError::Move(MoveError::NoSuchProcess(_)))
+        ));
     }
 }

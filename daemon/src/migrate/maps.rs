@@ -32,7 +32,10 @@ pub fn migratable_ranges(pid: i32, within: Option<AddrRange>) -> Result<Vec<Addr
     let maps = proc.maps().map_err(|e| map_err(pid, e))?;
     let mut out = Vec::new();
     for m in maps {
-        if let procfs::process::MMapPath::Vsyscall | procfs::process::MMapPath::Vvar | procfs::process::MMapPath::Vdso = m.pathname {
+        if let procfs::process::MMapPath::Vsyscall
+        | procfs::process::MMapPath::Vvar
+        | procfs::process::MMapPath::Vdso = m.pathname
+        {
             continue;
         }
         let (s, e) = m.address;
@@ -60,10 +63,22 @@ mod tests {
         let all = migratable_ranges(pid, None).unwrap();
         assert!(!all.is_empty());
         let first = all[0];
-        let inner = AddrRange { start: first.start, end: first.start + 4096 };
+        let inner = AddrRange {
+            start: first.start,
+            end: first.start + 4096,
+        };
         assert_eq!(migratable_ranges(pid, Some(inner)).unwrap(), vec![inner]);
-        let nowhere = AddrRange { start: 4096, end: 8192 };
-        assert!(matches!(migratable_ranges(pid, Some(nowhere)), Err(MapsError::NotMapped { .. })));
-        assert!(matches!(migratable_ranges(i32::MAX, None), Err(MapsError::NoSuchProcess(_))));
+        let nowhere = AddrRange {
+            start: 4096,
+            end: 8192,
+        };
+        assert!(matches!(
+            migratable_ranges(pid, Some(nowhere)),
+            Err(MapsError::NotMapped { .. })
+        ));
+        assert!(matches!(
+            migratable_ranges(i32::MAX, None),
+            Err(MapsError::NoSuchProcess(_))
+        ));
     }
 }

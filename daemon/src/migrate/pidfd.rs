@@ -16,7 +16,8 @@ impl PidFd {
             return Err(nix::errno::Errno::ESRCH);
         }
         // SAFETY: pidfd_open takes (pid_t, unsigned int flags) and returns a new fd or -1.
-        let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
         if rc < 0 {
             return Err(nix::errno::Errno::last());
         }

@@ -9,7 +9,12 @@ pub struct MovePages;
 
 const MPOL_MF_MOVE: libc::c_int = 1 << 1;
 
-fn call(pid: i32, pages: &[u64], nodes: Option<&[i32]>, status: &mut [i32]) -> Result<(), MoveError> {
+fn call(
+    pid: i32,
+    pages: &[u64],
+    nodes: Option<&[i32]>,
+    status: &mut [i32],
+) -> Result<(), MoveError> {
     assert_eq!(pages.len(), status.len(), "move_pages: status length");
     if let Some(n) = nodes {
         assert_eq!(pages.len(), n.len(), "move_pages: nodes length");
@@ -45,7 +50,13 @@ fn call(pid: i32, pages: &[u64], nodes: Option<&[i32]>, status: &mut [i32]) -> R
 }
 
 impl Mover for MovePages {
-    fn move_pages(&self, pid: i32, pages: &[u64], nodes: &[i32], status: &mut [i32]) -> Result<(), MoveError> {
+    fn move_pages(
+        &self,
+        pid: i32,
+        pages: &[u64],
+        nodes: &[i32],
+        status: &mut [i32],
+    ) -> Result<(), MoveError> {
         call(pid, pages, Some(nodes), status)
     }
 

@@ -30,7 +30,10 @@ pub fn huge_heads(pid: i32, start: u64, end: u64, page: u64) -> Vec<u64> {
                 let pfn = f.get_page_frame_number();
                 if pfn.0 != 0 {
                     if let Ok(fl) = kflags.get_range_info(pfn, procfs::process::Pfn(pfn.0 + 1)) {
-                        if fl.first().is_some_and(|x| x.contains(PhysicalPageFlags::THP)) {
+                        if fl
+                            .first()
+                            .is_some_and(|x| x.contains(PhysicalPageFlags::THP))
+                        {
                             heads.push(addr);
                         }
                     }

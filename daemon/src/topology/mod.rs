@@ -106,7 +106,8 @@ impl Topology {
     /// The nearest node of the tier just above `node`'s (promotion target), if any.
     pub fn promotion_target(&self, node: u32) -> Option<u32> {
         let t = self.tier_of(node)?;
-        t.checked_sub(1).and_then(|up| self.nearest_in_tier(node, up))
+        t.checked_sub(1)
+            .and_then(|up| self.nearest_in_tier(node, up))
     }
 
     /// Nearest node (by SLIT distance) in `tier`, seen from `from`.
@@ -198,7 +199,11 @@ mod tests {
 
     #[test]
     fn three_tiers_demote_and_promote_one_step() {
-        let f = FakeTopology::new(&[(0, &[0, 1], 1 << 30, 0), (1, &[], 4 << 30, 1), (2, &[], 8 << 30, 2)]);
+        let f = FakeTopology::new(&[
+            (0, &[0, 1], 1 << 30, 0),
+            (1, &[], 4 << 30, 1),
+            (2, &[], 8 << 30, 2),
+        ]);
         let t = f.read().unwrap();
         assert_eq!(t.tier_count(), 3);
         assert_eq!(t.demotion_target(0), Some(1));

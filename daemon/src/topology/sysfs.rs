@@ -36,7 +36,10 @@ impl SysfsTopology {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_prefix("memory_tier").and_then(|s| s.parse().ok()) else {
+            let Some(id) = name
+                .strip_prefix("memory_tier")
+                .and_then(|s| s.parse().ok())
+            else {
                 continue;
             };
             let path = e.path().join("nodelist");
@@ -200,8 +203,16 @@ mod tests {
         let i1 = "sys/devices/system/node/node1/access0/initiators";
         write(root, &format!("{i1}/read_latency"), "30\n");
         write(root, &format!("{i1}/read_bandwidth"), "2048\n");
-        write(root, "sys/devices/virtual/memory_tiering/memory_tier4/nodelist", "0\n");
-        write(root, "sys/devices/virtual/memory_tiering/memory_tier22/nodelist", "1\n");
+        write(
+            root,
+            "sys/devices/virtual/memory_tiering/memory_tier4/nodelist",
+            "0\n",
+        );
+        write(
+            root,
+            "sys/devices/virtual/memory_tiering/memory_tier22/nodelist",
+            "1\n",
+        );
     }
 
     #[test]
@@ -212,14 +223,20 @@ mod tests {
         let t = src.read().unwrap();
         assert_eq!(t.nodes.len(), 2);
         let (n0, n1) = (&t.nodes[0], &t.nodes[1]);
-        assert_eq!((n0.tier, n0.kernel_tier, n0.cpus.clone()), (0, Some(4), vec![0, 1]));
+        assert_eq!(
+            (n0.tier, n0.kernel_tier, n0.cpus.clone()),
+            (0, Some(4), vec![0, 1])
+        );
         assert_eq!((n1.tier, n1.kernel_tier, n1.cpus.len()), (1, Some(22), 0));
         assert_eq!(n1.total_bytes, 1572864 * 1024);
         assert_eq!(n1.perf.read_latency_ns, Some(30));
         assert_eq!(n0.perf.read_latency_ns, None);
         assert_eq!(t.demotion_target(0), Some(1));
         assert_eq!(src.free_bytes(1).unwrap(), 1500000 * 1024);
-        assert!(matches!(src.free_bytes(5), Err(TopologyError::NoSuchNode(5))));
+        assert!(matches!(
+            src.free_bytes(5),
+            Err(TopologyError::NoSuchNode(5))
+        ));
     }
 
     #[test]
@@ -249,7 +266,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         two_tier(dir.path());
         write(dir.path(), "sys/devices/system/node/node1/cpulist", "zz\n");
-        let err = SysfsTopology::new(dir.path()).read().unwrap_err().to_string();
-        assert!(err.contains("node1/cpulist") && err.contains("cpulist"), "{err}");
+        let err = SysfsTopology::new(dir.path())
+            .read()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("node1/cpulist") && err.contains("cpulist"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine (what .ci/run calls):
+# installs what it needs, checks formatting and lints, runs the unit and host
+# integration tests, then boots the two-tier VM once per scenario group.
+# Ends with one line "tierd-suite: N passed, N failed" (groups that passed/failed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+bash tests/install-deps.sh
+mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+cargo build --release --workspace
+
+bash tests/vm/setup.sh
+# Each group is one VM boot; a group that cannot boot or run fails.
+groups=(smoke foundation)
+passed=0; failed=0
+for g in "${groups[@]}"; do
+  if bash tests/vm/run.sh --group "$g"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "tierd-suite: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

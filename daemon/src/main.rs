@@ -123,6 +123,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     daemon.shutdown.store(true, Ordering::SeqCst);
+    tierd::sampling::release_kernel_resources();
     // Wake the accept loop so its thread sees the flag.
     let _ = std::os::unix::net::UnixStream::connect(&socket);
     let _ = std::fs::remove_file(&socket);

@@ -4,11 +4,33 @@
 //! drains them every `sampling.drain_interval_ms` through the [`Sampler`] trait: no
 //! per-event trip to user space. Backends that cannot run on this machine say why in
 //! their [`BackendStatus`]. See `docs/sampling.md` for the choice of signals.
+//!
+//! Layout: [`abi`] mirrors `ebpf/tierd_bpf.h`; [`bpf`] loads the embedded objects and
+//! wraps their maps; one module per backend ([`damon`], [`fault`], [`hw`]; the last two
+//! share [`pages`]); [`rate`] is the adaptive rate controller and [`cputime`] measures
+//! its overhead input; [`tracefs`] reads tracepoint record layouts; [`set`] runs them
+//! all for the tiering loop.
 
+pub mod abi;
+pub mod bpf;
+pub mod cputime;
+pub mod damon;
+pub mod fault;
+pub mod hw;
+pub mod pages;
+pub mod rate;
 mod set;
+pub mod tracefs;
 
 pub use set::SamplingSet;
 use tierd_api::BackendStatus;
+use tierd_config::SamplingConfig;
+
+/// Stops the kernel-side sampling tierd started that outlives its file descriptors
+/// (its kdamond). `main` calls it at shutdown; BPF programs detach with the process.
+pub fn release_kernel_resources() {
+    damon::sysfs::release_all();
+}
 
 /// Accesses seen in `[start, end)` of process `pid` since the last drain.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,4 +76,10 @@ pub trait Sampler: Send {
     fn set_period_us(&mut self, period_us: u64) -> u64 {
         period_us
     }
+    /// Kernel threads sampling for this backend; their CPU time is its overhead.
+    fn kthreads(&self) -> Vec<i32> {
+        Vec::new()
+    }
+    /// Applies a reloaded `[sampling]` section (attributes other than the rate).
+    fn reconfigure(&mut self, _cfg: &SamplingConfig) {}
 }

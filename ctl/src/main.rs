@@ -41,6 +41,8 @@ enum Cmd {
     Unmanage(cmd::manage::UnmanageArgs),
     /// Hottest regions of a managed process.
     Heat(cmd::heat::Args),
+    /// Draw address x time heat of a managed process into a PNG.
+    Heatmap(cmd::heatmap::Args),
     /// Show the config in force.
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
@@ -62,6 +64,7 @@ fn main() {
         Cmd::Manage(a) => cmd::manage::manage(s, j, a),
         Cmd::Unmanage(a) => cmd::manage::unmanage(s, j, a),
         Cmd::Heat(a) => cmd::heat::run(s, j, a),
+        Cmd::Heatmap(a) => cmd::heatmap::run(s, j, a),
         Cmd::Config(c) => cmd::config::run(s, j, c),
         Cmd::Reload => cmd::config::reload(s, j),
         Cmd::Metrics => cmd::config::metrics(s, j),

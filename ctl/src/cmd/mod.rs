@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod heat;
+pub mod heatmap;
 pub mod manage;
 pub mod migrate;
 pub mod placement;

@@ -1,0 +1,195 @@
+//! `hotset`: a workload with a known, moving hot set, for the sampling accuracy and
+//! overhead scenarios (tests/vm/scenarios/sampling/).
+//!
+//! `hotset run [--mb 512] [--hot-mb 32] [--move-s 5] [--seconds S] [--state FILE]
+//! [--seed N]` maps `--mb` MiB, touches all of it once, then keeps writing one word per
+//! cache line of a `--hot-mb` MiB window that jumps to a new random page-aligned place
+//! every `--move-s` seconds. Each move rewrites FILE (atomically) with
+//! `SEQ START END` (the true hot range, decimal) and prints `move seq=.. start=.. end=..
+//! mbps=..` (throughput of the last period). At the end (after S seconds, or SIGTERM)
+//! it prints `total bytes=.. seconds=.. mbps=..`.
+//!
+//! `hotset score --truth FILE --heat FILE.json` compares the hottest regions of a
+//! `tierctl heat --json` reply with the true range and prints
+//! `precision=.. recall=.. reported_bytes=..`.
+
+use anyhow::{bail, Context};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+const PAGE: usize = 4096;
+const LINE: usize = 64;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            let v = args
+                .get(i + 1)
+                .with_context(|| format!("{name} needs a value"))?;
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{name}: bad value {v:?}"))
+        }
+    }
+}
+
+/// xorshift64*: enough randomness to place a window, reproducible with --seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn write_state(path: &str, seq: u64, start: u64, end: u64) -> anyhow::Result<()> {
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, format!("{seq} {start} {end}\n"))
+        .with_context(|| format!("writing {tmp}"))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp} to {path}"))
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let mb: usize = arg(args, "--mb", 512)?;
+    let hot_mb: usize = arg(args, "--hot-mb", 32)?;
+    let move_s: f64 = arg(args, "--move-s", 5.0)?;
+    let seconds: f64 = arg(args, "--seconds", 0.0)?;
+    let state: String = arg(args, "--state", String::new())?;
+    let seed: u64 = arg(args, "--seed", 0x9e37_79b9_7f4a_7c15)?;
+    let (len, hot) = (mb << 20, hot_mb << 20);
+    if hot == 0 || hot > len {
+        bail!("--hot-mb must be within 1..=--mb");
+    }
+    // SAFETY: anonymous private mapping, no fd; checked for MAP_FAILED below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    anyhow::ensure!(p != libc::MAP_FAILED, "mmap {mb} MiB failed");
+    // SAFETY: the mapping is len bytes, readable and writable, and lives until exit.
+    let buf = unsafe { std::slice::from_raw_parts_mut(p as *mut u64, len / 8) };
+    for i in (0..buf.len()).step_by(PAGE / 8) {
+        buf[i] = i as u64;
+    }
+    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    let base = p as u64;
+    println!(
+        "range={base:#x}-{:#x} pid={}",
+        base + len as u64,
+        std::process::id()
+    );
+    let mut rng = Rng(seed | 1);
+    let pages = (len - hot) / PAGE;
+    let (t0, mut total) = (Instant::now(), 0u64);
+    let mut seq = 0u64;
+    while !STOP.load(Ordering::SeqCst) && (seconds <= 0.0 || t0.elapsed().as_secs_f64() < seconds) {
+        seq += 1;
+        let off = (rng.next() as usize % (pages + 1)) * PAGE;
+        let (start, end) = (base + off as u64, base + (off + hot) as u64);
+        if !state.is_empty() {
+            write_state(&state, seq, start, end)?;
+        }
+        let period = Instant::now();
+        let mut bytes = 0u64;
+        let window = &mut buf[off / 8..(off + hot) / 8];
+        while period.elapsed().as_secs_f64() < move_s && !STOP.load(Ordering::SeqCst) {
+            for w in window.iter_mut().step_by(LINE / 8) {
+                *w = w.wrapping_add(1);
+            }
+            std::hint::black_box(&window);
+            bytes += hot as u64;
+            if seconds > 0.0 && t0.elapsed().as_secs_f64() >= seconds {
+                break;
+            }
+        }
+        let s = period.elapsed().as_secs_f64();
+        total += bytes;
+        println!(
+            "move seq={seq} start={start} end={end} mbps={:.1}",
+            bytes as f64 / s / (1 << 20) as f64
+        );
+    }
+    let s = t0.elapsed().as_secs_f64();
+    println!(
+        "total bytes={total} seconds={s:.2} mbps={:.1}",
+        total as f64 / s / (1 << 20) as f64
+    );
+    Ok(())
+}
+
+/// Bytes of `[a0, a1)` inside `[b0, b1)`.
+fn overlap(a0: u64, a1: u64, b0: u64, b1: u64) -> u64 {
+    a1.min(b1).saturating_sub(a0.max(b0))
+}
+
+fn score(args: &[String]) -> anyhow::Result<()> {
+    let truth: String = arg(args, "--truth", String::new())?;
+    let heat: String = arg(args, "--heat", String::new())?;
+    let t = std::fs::read_to_string(&truth).with_context(|| format!("reading {truth}"))?;
+    let f: Vec<u64> = t
+        .split_whitespace()
+        .map(|x| x.parse())
+        .collect::<Result<_, _>>()?;
+    let [_, t0, t1] = f[..] else {
+        bail!("{truth}: expected `SEQ START END`, got {t:?}")
+    };
+    let h: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&heat).with_context(|| format!("reading {heat}"))?,
+    )
+    .with_context(|| format!("parsing {heat}"))?;
+    let regions = h["regions"]
+        .as_array()
+        .context("no regions array in the heat reply")?;
+    let (mut reported, mut hit) = (0u64, 0u64);
+    for r in regions {
+        let (s, e) = (
+            r["start"].as_u64().unwrap_or(0),
+            r["end"].as_u64().unwrap_or(0),
+        );
+        reported += e.saturating_sub(s);
+        hit += overlap(s, e, t0, t1);
+    }
+    let precision = if reported == 0 {
+        0.0
+    } else {
+        hit as f64 / reported as f64
+    };
+    let recall = hit as f64 / (t1 - t0).max(1) as f64;
+    println!("precision={precision:.3} recall={recall:.3} reported_bytes={reported}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("run") => run(&args[2..]),
+        Some("score") => score(&args[2..]),
+        _ => bail!("usage: hotset run [--mb N] [--hot-mb N] [--move-s S] [--seconds S] [--state FILE] [--seed N] | hotset score --truth FILE --heat FILE"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn overlap_of_ranges() {
+        assert_eq!(super::overlap(0, 10, 5, 20), 5);
+        assert_eq!(super::overlap(0, 10, 10, 20), 0);
+        assert_eq!(super::overlap(3, 4, 0, 20), 1);
+    }
+}

@@ -85,6 +85,9 @@ pub struct ManagedProc {
     pub pingpong_pages: u64,
     /// The kernel's own tiering is also moving this process's pages.
     pub kernel_tiering_active: bool,
+    /// Memory of the process's heat table in the daemon, bytes.
+    #[serde(default)]
+    pub heat_table_bytes: u64,
 }
 
 /// A sampling backend as `status` reports it.

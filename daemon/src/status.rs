@@ -11,6 +11,13 @@ pub fn status(d: &Daemon) -> StatusReply {
     let mode = d.mode();
     let knobs = kernel::read(std::path::Path::new("/"));
     let kernel_moves = kernel::moves_pages(&knobs) && topo.is_tiered();
+    let heat_bytes: std::collections::HashMap<i32, u64> = d
+        .heat
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(pid, t)| (*pid, t.memory_bytes()))
+        .collect();
     let managed = d
         .registry
         .all()
@@ -39,6 +46,7 @@ pub fn status(d: &Daemon) -> StatusReply {
                 pingpong_pages: s.pingpong_pages.load(Ordering::Relaxed),
                 kernel_tiering_active: kernel_moves
                     || s.kernel_tiering_active.load(Ordering::Relaxed),
+                heat_table_bytes: heat_bytes.get(&p.pid).copied().unwrap_or(0),
             }
         })
         .collect();

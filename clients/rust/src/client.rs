@@ -1,0 +1,489 @@
+//! The Rust client: connect, register regions, send hints, read placement, open pools.
+//!
+//! Control calls (register, pools, advice) are one request/reply on the socket,
+//! serialised by a mutex; hints and placement reads never touch the socket: they are a
+//! ring write and an atomic load on the region's shared memory. A [`Client`] is `Sync`;
+//! each region's ring has one producer, so hints to one region from several threads
+//! take that region's (uncontended in the common case) mutex.
+
+use crate::layout::{state, HintEntry, HintKind, PLACEMENT_UNKNOWN, WANTED_NONE};
+use crate::ring::Producer;
+use crate::shm::{ShmError, ShmView};
+use crate::sock;
+use crate::wire::{self, Reply, Request, WireError};
+use memmap2::MmapRaw;
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Where tierd listens when no path is given (`client.socket` in tierd.toml).
+pub const DEFAULT_SOCKET: &str = "/run/tierd/client.sock";
+/// Environment variable overriding [`DEFAULT_SOCKET`].
+pub const SOCKET_ENV: &str = "TIERD_CLIENT_SOCKET";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{path}: {errno}")]
+    Connect {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("client socket: {0}")]
+    Socket(nix::errno::Errno),
+    #[error("tierd closed the connection")]
+    Closed,
+    #[error("malformed reply: {0}")]
+    Wire(#[from] WireError),
+    #[error("unexpected reply {0:?}")]
+    Unexpected(Box<Reply>),
+    #[error("tierd refused: {message} ({})", nix::errno::Errno::from_raw(*errno))]
+    Refused { errno: i32, message: String },
+    #[error("region {0} is not registered on this connection")]
+    UnknownRegion(u32),
+    #[error("block {block} is outside region {region}")]
+    BlockRange { region: u32, block: u64 },
+    #[error("region {region}: {source}")]
+    Shm { region: u32, source: ShmError },
+    #[error("region {region}: mapping its shared memory: {source}")]
+    Map { region: u32, source: std::io::Error },
+    #[error("reply for {0} carried no file descriptor")]
+    NoFd(&'static str),
+}
+
+impl ClientError {
+    /// The positive errno this error maps to in the C API.
+    pub fn errno(&self) -> i32 {
+        match self {
+            ClientError::Connect { errno, .. } | ClientError::Socket(errno) => *errno as i32,
+            ClientError::Closed => libc::ECONNRESET,
+            ClientError::Wire(_) | ClientError::Unexpected(_) | ClientError::NoFd(_) => {
+                libc::EPROTO
+            }
+            ClientError::Refused { errno, .. } => *errno,
+            ClientError::UnknownRegion(_) => libc::EINVAL,
+            ClientError::BlockRange { .. } => libc::ERANGE,
+            ClientError::Shm { .. } => libc::EPROTO,
+            ClientError::Map { source, .. } => source.raw_os_error().unwrap_or(libc::ENOMEM),
+        }
+    }
+}
+
+/// Counters of a region, from its shared header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegionStats {
+    pub state: u32,
+    pub published_entries: u64,
+    pub applied_entries: u64,
+    pub applied_blocks: u64,
+    pub rejected_entries: u64,
+    pub dropped_entries: u64,
+    pub dropped_blocks: u64,
+    pub deadline_missed: u64,
+    pub promoted_blocks: u64,
+    pub placement_gen: u64,
+}
+
+/// A registered region: its shared memory and ring producer.
+pub struct Region {
+    id: u32,
+    block_size: u64,
+    base: u64,
+    // Field order matters: `producer` and `view` borrow `map` and are dropped first.
+    producer: Mutex<Producer<'static>>,
+    view: ShmView<'static>,
+    _map: MmapRaw,
+}
+
+impl Region {
+    fn open(id: u32, fd: OwnedFd) -> Result<Region, ClientError> {
+        let file = File::from(fd);
+        let map =
+            MmapRaw::map_raw(&file).map_err(|source| ClientError::Map { region: id, source })?;
+        // SAFETY: `map` is a live shared mapping of `map.len()` bytes owned by the Region
+        // next to the view; the view and producer are dropped before it (field order), so
+        // the 'static lifetime never outlives the memory.
+        let (view, region, block_size, base) =
+            unsafe { ShmView::open(map.as_mut_ptr(), map.len()) }
+                .map_err(|source| ClientError::Shm { region: id, source })?;
+        if region != id {
+            return Err(ClientError::Shm {
+                region: id,
+                source: ShmError::Inconsistent("region id differs from the reply"),
+            });
+        }
+        Ok(Region {
+            id,
+            block_size,
+            base,
+            producer: Mutex::new(Producer::new(view)),
+            view,
+            _map: map,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+    pub fn nblocks(&self) -> u64 {
+        self.view.geometry().nblocks
+    }
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Publishes entries; returns how many blocks were accepted (the rest were dropped
+    /// and counted in the header).
+    pub fn push(&self, entries: &[HintEntry]) -> u64 {
+        let n = self
+            .producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entries);
+        entries[..n].iter().map(|e| e.nblocks as u64).sum()
+    }
+
+    /// Node of `block`, or a negative errno (`-EAGAIN` not looked at yet, `-ENOENT` not
+    /// populated, `-ERANGE` outside the region).
+    pub fn placement(&self, block: u64) -> i32 {
+        self.view
+            .placement(block)
+            .map_or(-libc::ERANGE, |p| p.load(Ordering::Acquire))
+    }
+
+    pub fn placement_generation(&self) -> u64 {
+        self.view.header().placement_gen.load(Ordering::Acquire)
+    }
+
+    /// Blocks tierd wants copied elsewhere (it could not move them itself, e.g. they are
+    /// pinned): appends `(block, node)` pairs, returns how many.
+    pub fn relocations(&self, out: &mut Vec<(u64, i32)>) -> usize {
+        let before = out.len();
+        for b in 0..self.nblocks() {
+            if let Some(w) = self.view.wanted(b) {
+                let n = w.load(Ordering::Acquire);
+                if n != WANTED_NONE && n >= 0 {
+                    out.push((b, n));
+                }
+            }
+        }
+        out.len() - before
+    }
+
+    pub fn stats(&self) -> RegionStats {
+        let h = self.view.header();
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        RegionStats {
+            state: h.state.load(Ordering::Relaxed),
+            published_entries: l(&h.tail),
+            applied_entries: l(&h.applied_entries),
+            applied_blocks: l(&h.applied_blocks),
+            rejected_entries: l(&h.rejected_entries),
+            dropped_entries: l(&h.dropped_entries),
+            dropped_blocks: l(&h.dropped_blocks),
+            deadline_missed: l(&h.deadline_missed),
+            promoted_blocks: l(&h.promoted_blocks),
+            placement_gen: l(&h.placement_gen),
+        }
+    }
+
+    /// Whether tierd still consumes this region's hints.
+    pub fn is_live(&self) -> bool {
+        self.view.header().state.load(Ordering::Acquire) == state::LIVE
+    }
+}
+
+/// Turns a list of block numbers into ring entries, one per run of consecutive blocks.
+pub fn coalesce(
+    region: u32,
+    kind: HintKind,
+    blocks: &[u64],
+    deadline_ms: u32,
+    out: &mut Vec<HintEntry>,
+) {
+    let mut i = 0;
+    while i < blocks.len() {
+        let first = blocks[i];
+        let mut n: u32 = 1;
+        while i + (n as usize) < blocks.len()
+            && n < u32::MAX
+            && Some(blocks[i + n as usize]) == first.checked_add(n as u64)
+        {
+            n += 1;
+        }
+        out.push(HintEntry {
+            kind: kind as u16,
+            _reserved: 0,
+            region,
+            first_block: first,
+            nblocks: n,
+            deadline_ms,
+        });
+        i += n as usize;
+    }
+}
+
+/// A pool handed out by tierd.
+#[derive(Debug)]
+pub struct Pool {
+    pub fd: OwnedFd,
+    pub bytes: u64,
+    /// Node the pool's memory was placed on.
+    pub node: i32,
+    /// This call created it (no other process had opened it yet).
+    pub created: bool,
+}
+
+/// Where tierd advises placing a new allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advice {
+    pub node: i32,
+    pub tier: u32,
+    pub free_bytes: u64,
+}
+
+pub struct Client {
+    sock: Mutex<(OwnedFd, u32)>,
+    regions: RwLock<HashMap<u32, Arc<Region>>>,
+}
+
+impl Client {
+    /// Connects to `path`, or `$TIERD_CLIENT_SOCKET`, or [`DEFAULT_SOCKET`].
+    pub fn connect(path: Option<&Path>) -> Result<Client, ClientError> {
+        let path: PathBuf = match path {
+            Some(p) => p.to_path_buf(),
+            None => std::env::var_os(SOCKET_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        };
+        let err = |errno| ClientError::Connect {
+            path: path.clone(),
+            errno,
+        };
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(err)?;
+        let addr = UnixAddr::new(&path).map_err(err)?;
+        connect(fd.as_raw_fd(), &addr).map_err(err)?;
+        Ok(Client {
+            sock: Mutex::new((fd, 0)),
+            regions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// One request, one reply (and the fd that came with it).
+    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>), ClientError> {
+        let mut g = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        g.1 = g.1.wrapping_add(1);
+        let seq = g.1;
+        sock::send(&g.0, &req.encode(seq), None).map_err(ClientError::Socket)?;
+        let mut buf = [0u8; wire::MAX_MESSAGE];
+        loop {
+            let p = sock::recv(&g.0, &mut buf)
+                .map_err(ClientError::Socket)?
+                .ok_or(ClientError::Closed)?;
+            if p.truncated {
+                return Err(WireError::TooLong(p.len).into());
+            }
+            let (rseq, reply) = Reply::decode(&buf[..p.len])?;
+            if rseq != seq {
+                continue; // a reply to an earlier request that timed out on our side
+            }
+            if let Reply::Error { errno, message } = reply {
+                return Err(ClientError::Refused { errno, message });
+            }
+            return Ok((reply, p.fd));
+        }
+    }
+
+    /// Registers `[base, base + len)` of this process's memory as blocks of `block_size`
+    /// bytes; returns the region id.
+    pub fn register(&self, base: u64, len: u64, block_size: u64) -> Result<u32, ClientError> {
+        let (reply, fd) = self.call(&Request::Register {
+            base,
+            len,
+            block_size,
+        })?;
+        let Reply::Registered { region, .. } = reply else {
+            return Err(ClientError::Unexpected(Box::new(reply)));
+        };
+        let fd = fd.ok_or(ClientError::NoFd("register"))?;
+        let r = Arc::new(Region::open(region, fd)?);
+        self.regions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(region, r);
+        Ok(region)
+    }
+
+    pub fn unregister(&self, region: u32) -> Result<(), ClientError> {
+        self.region(region)?;
+        self.call(&Request::Unregister { region })?;
+        self.regions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&region);
+        Ok(())
+    }
+
+    pub fn region(&self, region: u32) -> Result<Arc<Region>, ClientError> {
+        self.regions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&region)
+            .cloned()
+            .ok_or(ClientError::UnknownRegion(region))
+    }
+
+    /// Sends `kind` for `blocks` (runs of consecutive blocks become one ring entry).
+    /// Returns the blocks accepted; the rest were dropped (ring full) and counted.
+    pub fn hint(&self, region: u32, kind: HintKind, blocks: &[u64]) -> Result<u64, ClientError> {
+        self.hint_with_deadline(region, kind, blocks, 0)
+    }
+
+    pub fn hint_prefetch(
+        &self,
+        region: u32,
+        blocks: &[u64],
+        deadline_ms: u32,
+    ) -> Result<u64, ClientError> {
+        self.hint_with_deadline(region, HintKind::Prefetch, blocks, deadline_ms)
+    }
+
+    fn hint_with_deadline(
+        &self,
+        region: u32,
+        kind: HintKind,
+        blocks: &[u64],
+        deadline_ms: u32,
+    ) -> Result<u64, ClientError> {
+        let r = self.region(region)?;
+        if let Some(&b) = blocks.iter().find(|&&b| b >= r.nblocks()) {
+            return Err(ClientError::BlockRange { region, block: b });
+        }
+        let mut entries = Vec::with_capacity(4);
+        coalesce(region, kind, blocks, deadline_ms, &mut entries);
+        Ok(r.push(&entries))
+    }
+
+    /// Sends `kind` for blocks `[first, first + n)`.
+    pub fn hint_range(
+        &self,
+        region: u32,
+        kind: HintKind,
+        first: u64,
+        n: u32,
+        deadline_ms: u32,
+    ) -> Result<u64, ClientError> {
+        let r = self.region(region)?;
+        if n == 0 || first >= r.nblocks() || n as u64 > r.nblocks() - first {
+            return Err(ClientError::BlockRange {
+                region,
+                block: first.saturating_add(n as u64),
+            });
+        }
+        let e = HintEntry {
+            kind: kind as u16,
+            _reserved: 0,
+            region,
+            first_block: first,
+            nblocks: n,
+            deadline_ms,
+        };
+        Ok(r.push(&[e]))
+    }
+
+    /// Node of `block`, or a negative errno.
+    pub fn placement(&self, region: u32, block: u64) -> i32 {
+        match self.region(region) {
+            Ok(r) => r.placement(block),
+            Err(e) => -e.errno(),
+        }
+    }
+
+    /// Opens (creating on first use) the named pool; every authorised process gets the
+    /// same memory.
+    pub fn pool_open(&self, name: &str, bytes: u64) -> Result<Pool, ClientError> {
+        let (reply, fd) = self.call(&Request::PoolOpen {
+            name: name.to_string(),
+            bytes,
+        })?;
+        let Reply::Pool {
+            bytes,
+            node,
+            created,
+        } = reply
+        else {
+            return Err(ClientError::Unexpected(Box::new(reply)));
+        };
+        Ok(Pool {
+            fd: fd.ok_or(ClientError::NoFd("pool_open"))?,
+            bytes,
+            node,
+            created,
+        })
+    }
+
+    /// Which node a new allocation of `bytes` on `tier` (0 fastest, -1 slowest) should
+    /// be bound to (mbind it there before pinning it).
+    pub fn advise(&self, bytes: u64, tier: i32) -> Result<Advice, ClientError> {
+        let (reply, _) = self.call(&Request::Advise { bytes, tier })?;
+        match reply {
+            Reply::Advice {
+                node,
+                tier,
+                free_bytes,
+            } => Ok(Advice {
+                node,
+                tier,
+                free_bytes,
+            }),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// Acknowledges relocation requests: the client copied `blocks` to memory on the
+    /// wanted node and no longer uses them (tierd then treats them as free).
+    pub fn relocated(&self, region: u32, blocks: &[u64]) -> Result<u64, ClientError> {
+        let r = self.region(region)?;
+        for &b in blocks {
+            if let Some(w) = r.view.wanted(b) {
+                w.store(WANTED_NONE, Ordering::Release);
+            }
+        }
+        self.hint(region, HintKind::Relocated, blocks)
+    }
+}
+
+/// Whether a placement value is a node (not an error).
+pub fn is_node(placement: i32) -> bool {
+    placement >= 0 && placement != PLACEMENT_UNKNOWN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_makes_one_entry_per_run() {
+        let mut out = Vec::new();
+        coalesce(1, HintKind::Access, &[4, 5, 6, 9, 3, 4], 0, &mut out);
+        let runs: Vec<(u64, u32)> = out.iter().map(|e| (e.first_block, e.nblocks)).collect();
+        assert_eq!(runs, vec![(4, 3), (9, 1), (3, 2)]);
+        out.clear();
+        coalesce(1, HintKind::Access, &[], 0, &mut out);
+        assert!(out.is_empty());
+        coalesce(1, HintKind::Access, &[u64::MAX, 0], 0, &mut out);
+        assert_eq!(out.len(), 2, "no wrap-around run");
+    }
+}

@@ -3,6 +3,7 @@
 # kernel tier names match sysfs.
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
+start_tierd
 
 tierctl tiers
 tierctl tiers --json >/tmp/tiers.json

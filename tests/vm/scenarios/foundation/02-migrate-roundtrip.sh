@@ -5,7 +5,9 @@
 # tierd-timeout: 300
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
+start_tierd
 
+: >/tmp/memhold.out
 memhold --mb 256 >/tmp/memhold.out &
 pid=$!
 i=0

@@ -3,9 +3,11 @@
 # tierd-timeout: 300
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
+start_tierd
 
 thp=/sys/kernel/mm/transparent_hugepage/enabled
 cat $thp
+: >/tmp/thp.out
 memhold --mb 64 --huge >/tmp/thp.out &
 pid=$!
 i=0

@@ -2,6 +2,7 @@
 # Bad input gets a clear error and a documented exit code; the daemon keeps running.
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
+start_tierd
 
 expect() { # expect CODE CMD...: runs CMD, checks its exit code, shows its message
 	want=$1; shift

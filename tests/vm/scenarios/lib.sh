@@ -1,0 +1,121 @@
+# Helpers for VM scenarios (busybox sh in the guest). Source it first:
+#   . /tierd/scenarios/lib.sh
+# It turns on "set -eu" and pipefail. Exit status is the verdict: 0 pass, anything else
+# fail, 77 "could not run" (also a failure, with the reason shown by the host).
+# shellcheck shell=sh
+
+set -eu
+# shellcheck disable=SC3040 # busybox ash has pipefail
+set -o pipefail
+
+# fail MSG...: the scenario failed.
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# cannot_run MSG...: something the scenario needs is missing; run.sh prints MSG.
+cannot_run() {
+	echo "CANNOT-RUN: $*"
+	exit 77
+}
+
+# check_eq WHAT EXPECTED ACTUAL
+check_eq() {
+	[ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
+	echo "ok: $1 = $3"
+}
+
+# check_ge WHAT MIN ACTUAL (integers)
+check_ge() {
+	[ "$3" -ge "$2" ] || fail "$1: expected >= $2, got $3"
+	echo "ok: $1 = $3 (>= $2)"
+}
+
+# result KEY VALUE: a benchmark figure, collected by run.sh into results.txt.
+result() {
+	echo "RESULT $1=$2"
+}
+
+# wait_for_socket PATH [TIMEOUT_S]: waits until PATH is a unix socket (default 30 s).
+wait_for_socket() {
+	_ticks=$((${2:-30} * 10))
+	while [ ! -S "$1" ]; do
+		[ "$_ticks" -gt 0 ] || fail "socket $1 did not appear within ${2:-30}s"
+		_ticks=$((_ticks - 1))
+		sleep 0.1
+	done
+}
+
+# numa_maps_bytes PID: one line "<node> <bytes>" per node holding pages of PID, from
+# /proc/PID/numa_maps (N<node>= page counts times each mapping's kernelpagesize_kB).
+numa_maps_bytes() {
+	awk '{
+		kb = 4
+		for (i = 1; i <= NF; i++) if ($i ~ /^kernelpagesize_kB=/) kb = substr($i, 19)
+		for (i = 1; i <= NF; i++) if ($i ~ /^N[0-9]+=/) {
+			split(substr($i, 2), f, "=")
+			bytes[f[1]] += f[2] * kb * 1024
+		}
+	} END { for (n in bytes) printf "%d %.0f\n", n, bytes[n] }' "/proc/$1/numa_maps" | sort -n
+}
+
+# node_bytes PID NODE: bytes of PID's memory on NODE (0 if none).
+node_bytes() {
+	numa_maps_bytes "$1" | awk -v n="$2" '$1 == n { b = $2 } END { printf "%.0f\n", b }'
+}
+
+# tier_of_node NODE: the N of the memory_tierN whose nodelist holds NODE (larger = slower).
+tier_of_node() {
+	for _t in /sys/devices/virtual/memory_tiering/memory_tier*; do
+		if awk -v n="$1" '{
+			c = split($0, r, ",")
+			for (i = 1; i <= c; i++) {
+				split(r[i], b, "-"); if (b[2] == "") b[2] = b[1]
+				if (n >= b[1] && n <= b[2]) found = 1
+			}
+		} END { exit !found }' "$_t/nodelist"; then
+			echo "${_t##*memory_tier}"
+			return 0
+		fi
+	done
+	fail "node $1 is in no memory tier"
+}
+
+# basenames PATH...: the last components of the PATHs that exist, space-separated
+# (for printing a glob's matches without ls).
+basenames() {
+	_sep=
+	for _p in "$@"; do
+		[ -e "$_p" ] || continue
+		printf '%s%s' "$_sep" "${_p##*/}"
+		_sep=' '
+	done
+}
+
+# node_free_kb NODE: MemFree of NODE in kB.
+node_free_kb() {
+	awk '$3 == "MemFree:" { print $4 }' "/sys/devices/system/node/node$1/meminfo"
+}
+
+# start_tierd [ARGS...]: starts tierd in the background with ARGS (log in
+# /out/tierd-<scenario>.log), waits for its control socket (TIERD_SOCKET, default
+# /run/tierd/tierd.sock) and sets TIERD_PID. Every scenario starts its own: run.sh
+# kills what a scenario leaves running.
+start_tierd() {
+	mkdir -p /out
+	RUST_LOG=${RUST_LOG:-info} tierd "$@" >"/out/tierd-${TIERD_SCENARIO:-scenario}.log" 2>&1 &
+	TIERD_PID=$!
+	wait_for_socket "${TIERD_SOCKET:-/run/tierd/tierd.sock}" 30
+}
+
+# stop_tierd: SIGTERM, then waits up to 10 s for a clean exit; fails otherwise.
+stop_tierd() {
+	kill -TERM "$TIERD_PID"
+	_ticks=100
+	while kill -0 "$TIERD_PID" 2>/dev/null; do
+		[ "$_ticks" -gt 0 ] || fail "tierd did not stop within 10 s"
+		_ticks=$((_ticks - 1))
+		sleep 0.1
+	done
+}

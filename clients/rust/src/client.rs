@@ -193,6 +193,11 @@ impl Region {
         }
     }
 
+    /// The shared header (counters; the ring indices are the library's business).
+    pub fn header(&self) -> &crate::layout::ShmHeader {
+        self.view.header()
+    }
+
     /// Whether tierd still consumes this region's hints.
     pub fn is_live(&self) -> bool {
         self.view.header().state.load(Ordering::Acquire) == state::LIVE

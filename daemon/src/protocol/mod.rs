@@ -1,11 +1,164 @@
-//! The shared-memory protocol for inference processes (client socket, hint rings,
-//! placement tables, shared prefix pools). See `docs/protocol.md`.
+//! The shared-memory protocol for inference processes: the client socket
+//! (`client.socket`), hint rings, placement tables and shared prefix pools.
+//! Byte layout and message formats: `docs/protocol.md`; client side: `tierd_client`.
+//!
+//! Threads and cadence:
+//! - `tierd-client` accepts connections ([`server`]); each connection gets a thread that
+//!   answers its control messages ([`session`]: REGISTER, UNREGISTER, POOL_OPEN, ADVISE)
+//!   and, when the peer closes or dies, drops its regions and pool references;
+//! - `tierd-hints` ([`poller`]) drains every region's ring about every millisecond,
+//!   validates each entry and applies it to the process's heat table ([`apply`]);
+//!   PREFETCH / PIN_FAST ranges go to
+//! - `tierd-prefetch` ([`placement`]), which promotes them at once through the migration
+//!   engine and writes their placement back, and
+//! - `tierd-placement` ([`placement`]), which refreshes every region's placement table
+//!   every [`REFRESH_PERIOD`].
+//!
+//! Like the control socket, this module only reads state and sends commands into the
+//! sampling → heat → policy → migrate flow: hints become heat and flags the policy
+//! honours; the only pages it moves itself are prefetches and pins, of the caller's
+//! own registered ranges. The peer is identified by `SO_PEERCRED` + pidfd only.
+
+pub mod apply;
+pub mod placement;
+pub mod poller;
+pub mod pools;
+pub mod region;
+pub mod server;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
 
 use crate::state::Daemon;
-use std::sync::Arc;
+use anyhow::Context;
+use region::ShmRegion;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// How often the poller looks at the rings when they were empty.
+pub const POLL_PERIOD: Duration = Duration::from_millis(1);
+/// How often every region's placement table is re-read from the kernel.
+pub const REFRESH_PERIOD: Duration = Duration::from_millis(100);
+
+/// State shared by the protocol's threads.
+pub struct Hub {
+    pub daemon: Arc<Daemon>,
+    regions: RwLock<BTreeMap<u32, Arc<ShmRegion>>>,
+    next_region: AtomicU32,
+    next_conn: AtomicU64,
+    pub pools: Mutex<pools::Pools>,
+    /// Regions per uid, for `client.max_regions_per_uid`.
+    region_count: Mutex<HashMap<u32, u32>>,
+    prefetch_tx: crossbeam_channel::Sender<placement::Prefetch>,
+}
+
+impl Hub {
+    fn new(
+        daemon: Arc<Daemon>,
+        prefetch_tx: crossbeam_channel::Sender<placement::Prefetch>,
+    ) -> Hub {
+        Hub {
+            daemon,
+            regions: RwLock::new(BTreeMap::new()),
+            next_region: AtomicU32::new(1),
+            next_conn: AtomicU64::new(1),
+            pools: Mutex::new(pools::Pools::default()),
+            region_count: Mutex::new(HashMap::new()),
+            prefetch_tx,
+        }
+    }
+
+    /// Every live region (a snapshot of Arcs; cheap).
+    pub fn regions(&self) -> Vec<Arc<ShmRegion>> {
+        self.regions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn region(&self, id: u32) -> Option<Arc<ShmRegion>> {
+        self.regions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Drops a client whose ring is corrupt: marks its regions, shuts its socket down so
+    /// its connection thread cleans up. Other clients are not touched.
+    pub fn drop_client(&self, conn: u64, why: &dyn std::fmt::Display) {
+        let mut sock = None;
+        for r in self.regions().into_iter().filter(|r| r.owner.conn == conn) {
+            r.close(tierd_client::layout::state::CORRUPT);
+            sock = Some(r.conn_sock.clone());
+        }
+        if let Some(s) = sock {
+            tracing::warn!(conn, reason = %why, "dropping protocol client");
+            let _ = nix::sys::socket::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&*s),
+                nix::sys::socket::Shutdown::Both,
+            );
+        }
+    }
+}
+
+/// A running protocol server (threads stop when the daemon shuts down).
+pub struct Server {
+    pub hub: Arc<Hub>,
+}
+
+impl Server {
+    /// Binds `path` with `mode` and starts the protocol's threads.
+    pub fn start(daemon: &Arc<Daemon>, path: &Path, mode: u32) -> anyhow::Result<Server> {
+        let listener = server::bind(path, mode)?;
+        let (tx, rx) = crossbeam_channel::bounded(4096);
+        let hub = Arc::new(Hub::new(daemon.clone(), tx));
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .with_context(|| format!("spawning {name}"))
+        };
+        let h = hub.clone();
+        let p = path.to_path_buf();
+        spawn(
+            "tierd-client",
+            Box::new(move || server::serve(listener, h, p)),
+        )?;
+        let h = hub.clone();
+        spawn("tierd-hints", Box::new(move || poller::run(h)))?;
+        let h = hub.clone();
+        spawn(
+            "tierd-prefetch",
+            Box::new(move || placement::run_prefetch(h, rx)),
+        )?;
+        let h = hub.clone();
+        spawn(
+            "tierd-placement",
+            Box::new(move || placement::run_refresh(h)),
+        )?;
+        Ok(Server { hub })
+    }
+}
 
 /// Starts the client socket server when `client.enabled`.
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
-    let _ = daemon;
+    let cfg = daemon.config();
+    if !cfg.client.enabled {
+        tracing::info!("client protocol disabled (client.enabled = false)");
+        return Ok(());
+    }
+    let mode = cfg
+        .client
+        .mode_bits()
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    Server::start(daemon, &cfg.client.socket, mode)?;
+    tracing::info!(socket = %cfg.client.socket.display(), "client protocol socket ready");
     Ok(())
 }

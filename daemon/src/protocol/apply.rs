@@ -1,0 +1,164 @@
+//! What a hint does to a heat table. Pure logic, unit-tested here; called by the poller
+//! with the heat-table lock held, once per validated ring entry.
+//!
+//! Hints are per block, flags per heat granule (`heat.granule`). A block smaller than a
+//! granule shares it with its neighbours, so hints that *protect* memory (ACCESS,
+//! PREFETCH, PIN_FAST) mark every granule they touch, while hints that *give memory
+//! away* (COLD, FREE, RELOCATED) mark only granules they cover entirely: one cold block
+//! never drags a hot neighbour down.
+
+use crate::heat::{flags, HeatTable};
+use tierd_api::AddrRange;
+use tierd_client::HintKind;
+
+/// Every flag a client hint can set.
+pub const HINT_FLAGS: u8 =
+    flags::PIN_FAST | flags::COLD | flags::FREE | flags::CLIENT | flags::PREFETCH;
+
+/// Granule start addresses touching `r`.
+fn touching(r: AddrRange, g: u64) -> impl Iterator<Item = u64> {
+    let first = r.start / g * g;
+    (first..r.end).step_by(g as usize)
+}
+
+/// Granule start addresses entirely inside `r`.
+fn covered(r: AddrRange, g: u64) -> impl Iterator<Item = u64> {
+    let first = r.start.div_ceil(g) * g;
+    let end = r.end / g * g;
+    (first..end.max(first)).step_by(g as usize)
+}
+
+fn update(t: &mut HeatTable, addrs: impl Iterator<Item = u64>, set: u8, clear: u8) {
+    for a in addrs {
+        let c = t.cell_mut(a);
+        c.flags = (c.flags & !clear) | set;
+    }
+}
+
+/// Applies one hint for the address range `r` of a region.
+pub fn apply(t: &mut HeatTable, kind: HintKind, r: AddrRange, now_ms: u32) {
+    if r.end <= r.start {
+        return;
+    }
+    let g = t.granule().max(1);
+    match kind {
+        HintKind::Access => {
+            t.record(r.start, r.end, 1.0, now_ms);
+            update(t, touching(r, g), flags::CLIENT, flags::COLD | flags::FREE);
+        }
+        HintKind::Prefetch => update(
+            t,
+            touching(r, g),
+            flags::PREFETCH | flags::CLIENT,
+            flags::COLD | flags::FREE,
+        ),
+        HintKind::PinFast => update(
+            t,
+            touching(r, g),
+            flags::PIN_FAST | flags::CLIENT,
+            flags::COLD | flags::FREE,
+        ),
+        HintKind::Unpin => update(t, touching(r, g), 0, flags::PIN_FAST),
+        HintKind::Cold => update(
+            t,
+            covered(r, g),
+            flags::COLD | flags::CLIENT,
+            flags::PREFETCH,
+        ),
+        HintKind::Free | HintKind::Relocated => update(
+            t,
+            covered(r, g),
+            flags::FREE | flags::CLIENT,
+            flags::PREFETCH | flags::PIN_FAST | flags::COLD,
+        ),
+    }
+}
+
+/// Forgets every hint on `r` (the region was unregistered).
+pub fn clear(t: &mut HeatTable, r: AddrRange) {
+    let g = t.granule().max(1);
+    for a in touching(r, g) {
+        if let Some(c) = t.cell(a) {
+            if c.flags & HINT_FLAGS != 0 {
+                t.cell_mut(a).flags &= !HINT_FLAGS;
+            }
+        }
+    }
+}
+
+/// Clears PREFETCH on granules entirely inside `r` once they are on the fast tier: a
+/// prefetch is served when the block is up, it does not pin it there.
+pub fn prefetch_served(t: &mut HeatTable, r: AddrRange) {
+    let g = t.granule().max(1);
+    for a in covered(r, g) {
+        if let Some(c) = t.cell(a) {
+            if c.flags & flags::PREFETCH != 0 {
+                t.cell_mut(a).flags &= !flags::PREFETCH;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: u64 = 64 << 10;
+
+    fn table() -> HeatTable {
+        HeatTable::new(G, 1000, 4, 300)
+    }
+
+    fn r(start: u64, end: u64) -> AddrRange {
+        AddrRange { start, end }
+    }
+
+    fn f(t: &HeatTable, a: u64) -> u8 {
+        t.cell(a).map_or(0, |c| c.flags)
+    }
+
+    #[test]
+    fn access_heats_and_revives() {
+        let mut t = table();
+        apply(&mut t, HintKind::Free, r(0, 2 * G), 0);
+        assert_eq!(f(&t, 0), flags::FREE | flags::CLIENT);
+        apply(&mut t, HintKind::Access, r(G / 2, G / 2 + 4096), 10);
+        assert_eq!(f(&t, 0), flags::CLIENT, "a used block is live again");
+        assert_eq!(f(&t, G), flags::FREE | flags::CLIENT);
+        assert!(t.heat_at(0, 10) > 0.9);
+    }
+
+    #[test]
+    fn giving_away_marks_only_covered_granules() {
+        let mut t = table();
+        // 16 KiB blocks: a cold block inside granule 0 leaves it alone.
+        apply(&mut t, HintKind::Cold, r(16 << 10, 32 << 10), 0);
+        assert_eq!(f(&t, 0), 0);
+        // Blocks spanning granule 1 entirely and half of granule 2.
+        apply(&mut t, HintKind::Cold, r(G, 2 * G + G / 2), 0);
+        assert_eq!(f(&t, G), flags::COLD | flags::CLIENT);
+        assert_eq!(f(&t, 2 * G), 0);
+        // Protecting hints touch partial granules.
+        apply(&mut t, HintKind::PinFast, r(2 * G + 4096, 2 * G + 8192), 0);
+        assert_eq!(f(&t, 2 * G), flags::PIN_FAST | flags::CLIENT);
+        apply(&mut t, HintKind::PinFast, r(G, 2 * G), 0);
+        assert_eq!(f(&t, G), flags::PIN_FAST | flags::CLIENT, "pin clears cold");
+        apply(&mut t, HintKind::Unpin, r(G, 3 * G), 0);
+        assert_eq!(f(&t, G) & flags::PIN_FAST, 0);
+        assert_eq!(f(&t, 2 * G) & flags::PIN_FAST, 0);
+    }
+
+    #[test]
+    fn free_unpins_and_prefetch_is_served_once() {
+        let mut t = table();
+        apply(&mut t, HintKind::PinFast, r(0, G), 0);
+        apply(&mut t, HintKind::Free, r(0, G), 0);
+        assert_eq!(f(&t, 0), flags::FREE | flags::CLIENT);
+        apply(&mut t, HintKind::Prefetch, r(0, 2 * G), 0);
+        assert_eq!(f(&t, G), flags::PREFETCH | flags::CLIENT);
+        prefetch_served(&mut t, r(0, 2 * G));
+        assert_eq!(f(&t, G), flags::CLIENT);
+        clear(&mut t, r(0, 2 * G));
+        assert_eq!((f(&t, 0), f(&t, G)), (0, 0));
+    }
+}

@@ -1,0 +1,92 @@
+//! The hint poller (`tierd-hints` thread): drains every region's ring, validates each
+//! entry and applies it to the owner's heat table.
+//!
+//! Cadence: a pass over all rings, then a [`POLL_PERIOD`] sleep unless some ring had
+//! more than [`BUDGET`] entries waiting (then the next pass starts at once). A pass takes
+//! the heat lock once per region with entries. Corrupt ring indices drop that client
+//! ([`Hub::drop_client`]); a bad entry is counted in `rejected_entries` and skipped.
+//! PREFETCH and PIN_FAST ranges are also queued for immediate promotion
+//! ([`super::placement`]); when that queue is full the flags alone remain and the
+//! policy promotes them on its next decision.
+
+use super::placement::Prefetch;
+use super::region::ShmRegion;
+use super::{apply, Hub, POLL_PERIOD};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tierd_client::layout::{HintEntry, WANTED_NONE};
+use tierd_client::ring::validate;
+use tierd_client::HintKind;
+
+/// Entries taken from one ring per pass.
+pub const BUDGET: usize = 4096;
+
+pub fn run(hub: Arc<Hub>) {
+    let mut buf: Vec<HintEntry> = Vec::with_capacity(BUDGET);
+    while !hub.daemon.shutdown.load(Ordering::Relaxed) {
+        let mut more = false;
+        for r in hub.regions() {
+            buf.clear();
+            match r.drain(BUDGET, &mut buf) {
+                Ok(0) => continue,
+                Ok(n) => more |= n == BUDGET,
+                Err(e) => {
+                    hub.drop_client(r.owner.conn, &e);
+                    continue;
+                }
+            }
+            ingest(&hub, &r, &buf);
+        }
+        if !more {
+            std::thread::sleep(POLL_PERIOD);
+        }
+    }
+}
+
+/// Applies a batch of entries from region `r`'s ring.
+pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
+    let (mut applied, mut blocks, mut rejected) = (0u64, 0u64, 0u64);
+    let mut prefetch = Vec::new();
+    let mut relocated = false;
+    let received = Instant::now();
+    hub.daemon.with_heat(r.owner.pid, |t| {
+        let now = t.now_ms(received);
+        for e in entries {
+            let Ok(h) = validate(e, r.id, r.nblocks) else {
+                rejected += 1;
+                continue;
+            };
+            apply::apply(t, h.kind, r.blocks(h.first_block, h.nblocks), now);
+            match h.kind {
+                HintKind::Prefetch | HintKind::PinFast => prefetch.push(Prefetch {
+                    region: r.clone(),
+                    first: h.first_block,
+                    n: h.nblocks,
+                    hinted: received,
+                    deadline: received + Duration::from_millis(h.deadline_ms as u64),
+                }),
+                HintKind::Relocated => {
+                    for b in h.first_block..h.first_block + h.nblocks {
+                        r.set_wanted(b, WANTED_NONE);
+                    }
+                    relocated = true;
+                }
+                _ => {}
+            }
+            applied += 1;
+            blocks += h.nblocks;
+        }
+    });
+    if relocated {
+        r.bump_wanted();
+    }
+    for p in prefetch {
+        // Full queue: the PREFETCH / PIN_FAST flags stay and the policy promotes.
+        let _ = hub.prefetch_tx.try_send(p);
+    }
+    let h = r.header();
+    h.applied_entries.fetch_add(applied, Ordering::Relaxed);
+    h.applied_blocks.fetch_add(blocks, Ordering::Relaxed);
+    h.rejected_entries.fetch_add(rejected, Ordering::Relaxed);
+}

@@ -1,0 +1,350 @@
+//! One client connection: who the peer is, what it registered and opened, and the
+//! handlers of its control messages (called on the connection's thread).
+//!
+//! Security rests on one rule: the process acted on is always the peer of the socket
+//! (`SO_PEERCRED` pid, pinned by a pidfd opened at accept), never a pid from a message.
+//! REGISTER checks that the whole range is mapped in *that* process's address space,
+//! so a client can only ever have its own memory read (placement) or moved (prefetch).
+
+use super::pools::Peer;
+use super::region::{Owner, ShmRegion};
+use super::{apply, Hub};
+use crate::migrate::maps::{migratable_ranges, MapsError};
+use crate::migrate::pidfd::PidFd;
+use nix::sys::socket::UnixCredentials;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tierd_api::AddrRange;
+use tierd_client::layout::{state, Geometry, MAX_BLOCKS};
+use tierd_client::wire::{Reply, Request};
+
+/// A refused request: errno and message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub errno: i32,
+    pub message: String,
+}
+
+pub fn refuse(errno: i32, message: impl Into<String>) -> Refusal {
+    Refusal {
+        errno,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("peer process {0} is gone")]
+    NoProcess(i32),
+}
+
+pub struct Session {
+    hub: Arc<Hub>,
+    conn: u64,
+    peer: Peer,
+    pidfd: PidFd,
+    sock: Arc<OwnedFd>,
+    regions: Vec<u32>,
+    /// This session made the process managed, so it unmanages it at the end.
+    managed_by_us: bool,
+}
+
+type Handled = Result<(Reply, Option<OwnedFd>), Refusal>;
+
+impl Session {
+    pub fn open(
+        hub: Arc<Hub>,
+        creds: &UnixCredentials,
+        sock: Arc<OwnedFd>,
+    ) -> Result<Session, SessionError> {
+        let pid = creds.pid();
+        let pidfd = PidFd::open(pid).map_err(|_| SessionError::NoProcess(pid))?;
+        let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
+        Ok(Session {
+            peer: Peer::new(pid, creds.uid(), creds.gid()),
+            hub,
+            conn,
+            pidfd,
+            sock,
+            regions: Vec::new(),
+            managed_by_us: false,
+        })
+    }
+
+    pub fn handle(&mut self, req: Request) -> (Reply, Option<OwnedFd>) {
+        let r = if self.pidfd.exited() {
+            Err(refuse(
+                libc::ESRCH,
+                format!("process {} exited", self.peer.pid),
+            ))
+        } else {
+            match req {
+                Request::Register {
+                    base,
+                    len,
+                    block_size,
+                } => self.register(base, len, block_size),
+                Request::Unregister { region } => self.unregister(region),
+                Request::PoolOpen { name, bytes } => self.pool_open(&name, bytes),
+                Request::Advise { bytes, tier } => self.advise(bytes, tier),
+            }
+        };
+        r.unwrap_or_else(|e| {
+            (
+                Reply::Error {
+                    errno: e.errno,
+                    message: e.message,
+                },
+                None,
+            )
+        })
+    }
+
+    fn register(&mut self, base: u64, len: u64, block_size: u64) -> Handled {
+        let d = &self.hub.daemon;
+        let cfg = d.config();
+        let (pid, uid) = (self.peer.pid, self.peer.uid);
+        let page = d.engine.page_size();
+        if block_size < page || !block_size.is_multiple_of(page) {
+            return Err(refuse(
+                libc::EINVAL,
+                format!("block size {block_size} is not a multiple of the {page}-byte page"),
+            ));
+        }
+        let end = base.checked_add(len).filter(|_| len > 0);
+        let Some(end) = end.filter(|_| base.is_multiple_of(page) && len.is_multiple_of(block_size)) else {
+            return Err(refuse(
+                libc::EINVAL,
+                format!(
+                    "region {base:#x}+{len:#x}: base must be page-aligned and the length a \
+                     non-zero multiple of the block size {block_size}"
+                ),
+            ));
+        };
+        let nblocks = len / block_size;
+        if nblocks > MAX_BLOCKS {
+            return Err(refuse(
+                libc::E2BIG,
+                format!("{nblocks} blocks; at most {MAX_BLOCKS} per region"),
+            ));
+        }
+        let range = AddrRange { start: base, end };
+        let mapped: u64 = match migratable_ranges(pid, Some(range)) {
+            Ok(rs) => rs.iter().map(|r| r.end - r.start).sum(),
+            Err(MapsError::NotMapped { .. }) => 0,
+            Err(e) => return Err(refuse(libc::ESRCH, e.to_string())),
+        };
+        if mapped != len {
+            return Err(refuse(
+                libc::EFAULT,
+                format!("{range} is not entirely mapped in process {pid} (the caller)"),
+            ));
+        }
+        if self.pidfd.exited() {
+            return Err(refuse(libc::ESRCH, format!("process {pid} exited")));
+        }
+        {
+            let mut counts = self
+                .hub
+                .region_count
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(uid).or_default();
+            if *n >= cfg.client.max_regions_per_uid {
+                return Err(refuse(
+                    libc::EDQUOT,
+                    format!(
+                        "uid {uid} has {n} regions (client.max_regions_per_uid = {})",
+                        cfg.client.max_regions_per_uid
+                    ),
+                ));
+            }
+            *n += 1;
+        }
+        let undo_count = |hub: &Hub| {
+            let mut counts = hub.region_count.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = counts.get_mut(&uid) {
+                *n = n.saturating_sub(1);
+            }
+        };
+        if d.registry.get(pid).is_none() {
+            if let Err(e) = d.registry.manage(pid, cfg.policy.default_policy, 0, uid) {
+                undo_count(&self.hub);
+                return Err(refuse(libc::EPERM, e.to_string()));
+            }
+            self.managed_by_us = true;
+        }
+        let geo = Geometry::new(cfg.client.ring_entries, nblocks, page)
+            .map_err(|e| refuse(libc::EINVAL, e.to_string()));
+        let id = self.hub.next_region.fetch_add(1, Ordering::Relaxed);
+        let owner = Owner {
+            pid,
+            uid,
+            conn: self.conn,
+        };
+        let region = geo.and_then(|geo| {
+            ShmRegion::create(id, owner, base, block_size, geo, self.sock.clone())
+                .map_err(|e| refuse(libc::ENOMEM, e.to_string()))
+        });
+        let region = match region {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                undo_count(&self.hub);
+                return Err(e);
+            }
+        };
+        let fd = region
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| refuse(libc::EMFILE, e.to_string()))?;
+        let shm_bytes = region.view().geometry().total_bytes;
+        self.hub
+            .regions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, region);
+        self.regions.push(id);
+        tracing::info!(pid, region = id, %range, block_size, nblocks, "client region registered");
+        Ok((
+            Reply::Registered {
+                region: id,
+                ring_entries: cfg.client.ring_entries,
+                nblocks,
+                shm_bytes,
+            },
+            Some(fd),
+        ))
+    }
+
+    fn unregister(&mut self, region: u32) -> Handled {
+        let Some(i) = self.regions.iter().position(|&r| r == region) else {
+            return Err(refuse(
+                libc::EINVAL,
+                format!("region {region} was not registered on this connection"),
+            ));
+        };
+        self.regions.swap_remove(i);
+        self.remove_region(region);
+        Ok((Reply::Done, None))
+    }
+
+    /// Forgets a region: closed for the client, hints cleared, uid count released.
+    fn remove_region(&self, id: u32) {
+        let r = self
+            .hub
+            .regions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let Some(r) = r else { return };
+        r.close(state::CLOSED);
+        {
+            let mut counts = self
+                .hub
+                .region_count
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = counts.get_mut(&r.owner.uid) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let mut tables = self
+            .hub
+            .daemon
+            .heat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = tables.get_mut(&r.owner.pid) {
+            apply::clear(t, r.blocks(0, r.nblocks));
+        }
+    }
+
+    fn pool_open(&mut self, name: &str, bytes: u64) -> Handled {
+        let d = &self.hub.daemon;
+        let cfg = d.config();
+        let topo = d.topology();
+        let mut pools = self.hub.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let (reply, fd) = pools.open(
+            name,
+            bytes,
+            &self.peer,
+            self.conn,
+            &cfg.client,
+            &topo,
+            d.engine.mover().as_ref(),
+        )?;
+        Ok((reply, Some(fd)))
+    }
+
+    fn advise(&self, bytes: u64, tier: i32) -> Handled {
+        let d = &self.hub.daemon;
+        let topo = d.topology();
+        let cfg = d.config();
+        let tiers = topo.tier_count();
+        let want = match tier {
+            -1 => tiers.saturating_sub(1),
+            t if t >= 0 && (t as u32) < tiers => t as u32,
+            _ => {
+                return Err(refuse(
+                    libc::EINVAL,
+                    format!(
+                        "tier {tier}: this machine has tiers 0..{}",
+                        tiers.saturating_sub(1)
+                    ),
+                ))
+            }
+        };
+        // The requested tier or, when full, the next slower one with room.
+        for t in want..tiers {
+            let best = topo
+                .nodes_in_tier(t)
+                .map(|n| {
+                    let free = d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes);
+                    (n, free)
+                })
+                .filter(|(n, free)| {
+                    *free >= bytes.saturating_add(cfg.policy.promote_watermark.of(n.total_bytes))
+                })
+                .max_by_key(|(_, free)| *free);
+            if let Some((n, free)) = best {
+                return Ok((
+                    Reply::Advice {
+                        node: n.id as i32,
+                        tier: t,
+                        free_bytes: free,
+                    },
+                    None,
+                ));
+            }
+        }
+        Err(refuse(
+            libc::ENOMEM,
+            format!("no node of tier {want} or slower has {bytes} bytes free above its watermark"),
+        ))
+    }
+
+    /// The connection ended: regions and pool references go; the process is unmanaged
+    /// if this session made it managed and no other connection of it has regions.
+    pub fn close(self) {
+        for &id in &self.regions {
+            self.remove_region(id);
+        }
+        self.hub
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.conn);
+        let pid = self.peer.pid;
+        let others = self.hub.regions().iter().any(|r| r.owner.pid == pid);
+        if self.managed_by_us && !others {
+            let d = &self.hub.daemon;
+            if d.registry.unmanage(pid, 0).is_ok() {
+                d.heat
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&pid);
+            }
+        }
+    }
+}

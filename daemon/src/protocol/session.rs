@@ -113,7 +113,8 @@ impl Session {
             ));
         }
         let end = base.checked_add(len).filter(|_| len > 0);
-        let Some(end) = end.filter(|_| base.is_multiple_of(page) && len.is_multiple_of(block_size)) else {
+        let Some(end) = end.filter(|_| base.is_multiple_of(page) && len.is_multiple_of(block_size))
+        else {
             return Err(refuse(
                 libc::EINVAL,
                 format!(

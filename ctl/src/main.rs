@@ -50,6 +50,12 @@ enum Cmd {
     Reload,
     /// Prometheus metrics text.
     Metrics,
+    /// Live view: tiers, migration rates, managed processes (q to quit).
+    Top(cmd::top::Args),
+    /// Print a shell completion script (for tierctl, or tierd with --for tierd).
+    Completions(cmd::completions::Args),
+    /// Write the man pages of tierd and tierctl into a directory.
+    Man(cmd::man::Args),
 }
 
 fn main() {
@@ -68,6 +74,9 @@ fn main() {
         Cmd::Config(c) => cmd::config::run(s, j, c),
         Cmd::Reload => cmd::config::reload(s, j),
         Cmd::Metrics => cmd::config::metrics(s, j),
+        Cmd::Top(a) => cmd::top::run(s, j, a),
+        Cmd::Completions(a) => cmd::completions::run(a),
+        Cmd::Man(a) => cmd::man::run(a),
     };
     if let Err(f) = r {
         eprintln!("tierctl: {f}");

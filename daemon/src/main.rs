@@ -4,28 +4,13 @@ use anyhow::Context;
 use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tierd::cli::Args;
 use tierd::migrate::syscall::MovePages;
 use tierd::state::{Daemon, Mode};
 use tierd::topology::{SysfsTopology, TopologySource};
 use tierd_config::Config;
-
-/// Tiered-memory daemon: hot pages on fast memory, cold pages on CXL.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// Config file [default: /etc/tierd/tierd.toml; built-in defaults if absent].
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Control socket path (overrides daemon.socket).
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Validate a config file and exit (0 valid, 1 invalid).
-    #[arg(long, value_name = "PATH")]
-    check_config: Option<PathBuf>,
-}
 
 fn main() {
     let args = Args::parse();
@@ -110,12 +95,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     for sig in signals.forever() {
         match sig {
-            SIGHUP => match daemon.reload() {
-                Ok(r) => tracing::info!(changes = r.changes.len(), "SIGHUP: config reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: bad config refused; the old one stays")
+            SIGHUP => {
+                tierd::ops::notify::reloading();
+                match daemon.reload() {
+                    Ok(r) => tracing::info!(changes = r.changes.len(), "SIGHUP: config reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: bad config refused; the old one stays")
+                    }
                 }
-            },
+                tierd::ops::notify::ready(&tierd::ops::notify::summary(&daemon));
+            }
             _ => {
                 tracing::info!(signal = sig, "stopping");
                 break;
@@ -123,6 +112,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     daemon.shutdown.store(true, Ordering::SeqCst);
+    tierd::ops::stop(&daemon);
     tierd::sampling::release_kernel_resources();
     // Wake the accept loop so its thread sees the flag.
     let _ = std::os::unix::net::UnixStream::connect(&socket);

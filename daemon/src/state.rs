@@ -77,6 +77,18 @@ pub struct Daemon {
     pub generation: AtomicU64,
     /// Connected protocol clients (set by the client server).
     pub clients: AtomicU64,
+    /// Hint-ring totals over all protocol clients, past and present (fed by the
+    /// protocol; read by the metrics endpoint).
+    pub hints: HintCounters,
+}
+
+/// Hint-ring counters summed over every client region, including closed ones.
+#[derive(Debug, Default)]
+pub struct HintCounters {
+    /// Ring entries clients dropped because their ring was full.
+    pub dropped_entries: AtomicU64,
+    /// Hinted blocks clients dropped because their ring was full.
+    pub dropped_blocks: AtomicU64,
 }
 
 impl Daemon {
@@ -108,6 +120,7 @@ impl Daemon {
             shutdown: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             clients: AtomicU64::new(0),
+            hints: HintCounters::default(),
         }))
     }
 

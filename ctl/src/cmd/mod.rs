@@ -1,13 +1,16 @@
 //! One module per subcommand.
 
+pub mod completions;
 pub mod config;
 pub mod heat;
 pub mod heatmap;
+pub mod man;
 pub mod manage;
 pub mod migrate;
 pub mod placement;
 pub mod status;
 pub mod tiers;
+pub mod top;
 
 use crate::client::Failure;
 

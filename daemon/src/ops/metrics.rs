@@ -1,9 +1,495 @@
-//! Prometheus text exposition of the daemon's state.
+//! Prometheus (OpenMetrics) text exposition of the daemon's state.
+//!
+//! Cadence: on demand. Each scrape of `GET /metrics` ([`super::http`]) and each
+//! `tierctl metrics` (the control socket's `metrics` command) calls [`render`], which
+//! reads the same snapshot `tierctl status` and `tierctl tiers` return and encodes it
+//! with `prometheus-client` into a registry built for that scrape. A per-scrape
+//! registry is the collector pattern: every value already lives in the daemon's own
+//! atomics, so mirroring them into long-lived metric objects would only add a second
+//! copy that can drift. Metric names and meanings: `docs/operations.md`.
 
 use crate::state::Daemon;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tierd_api::{NodeInfo, StatusReply};
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Everything one scrape exposes, read from the daemon in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub status: StatusReply,
+    pub nodes: Vec<NodeInfo>,
+    pub page_bytes: u64,
+    /// All pages moved by the engine (policy, prefetch and `tierctl migrate`).
+    pub moved_pages: u64,
+    pub moved_bytes: u64,
+    /// Pages the engine failed to move, by errno name.
+    pub failed_pages: BTreeMap<String, u64>,
+    pub config_generation: u64,
+    pub hint_dropped_entries: u64,
+    pub hint_dropped_blocks: u64,
+}
+
+impl Inputs {
+    /// Reads the daemon: the status reply, a fresh topology and the engine counters.
+    pub fn read(d: &Daemon) -> Inputs {
+        let nodes = match d.tiers() {
+            Ok(t) => t.nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the topology");
+                Vec::new()
+            }
+        };
+        let c = &d.engine.counters;
+        Inputs {
+            status: crate::status::status(d),
+            nodes,
+            page_bytes: d.engine.page_size(),
+            moved_pages: c.moved_pages.load(Ordering::Relaxed),
+            moved_bytes: c.moved_bytes.load(Ordering::Relaxed),
+            failed_pages: c.failed.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            config_generation: d.generation.load(Ordering::Relaxed),
+            hint_dropped_entries: d.hints.dropped_entries.load(Ordering::Relaxed),
+            hint_dropped_blocks: d.hints.dropped_blocks.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// Renders the metrics text (served on `metrics.listen` and by `tierctl metrics`).
 pub fn render(d: &Daemon) -> String {
-    let _ = d;
-    String::new()
+    encode_inputs(&Inputs::read(d))
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: f64) {
+    let g = FloatGauge::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+fn labels(pairs: &[(&str, String)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// A labelled gauge family filled from `rows` of (labels, value).
+fn gauge_family(reg: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, f64)>) {
+    let f = Family::<Labels, FloatGauge>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).set(v);
+    }
+    reg.register(name, help, f);
+}
+
+/// A labelled counter family filled from `rows` of (labels, value).
+fn counter_family(reg: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, u64)>) {
+    let f = Family::<Labels, Counter>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).inc_by(v);
+    }
+    reg.register(name, help, f);
+}
+
+/// Encodes `i` as OpenMetrics text; pure, so it is tested without a daemon.
+pub fn encode_inputs(i: &Inputs) -> String {
+    let s = &i.status;
+    let mut reg = Registry::with_prefix("tierd");
+
+    gauge_family(
+        &mut reg,
+        "build_info",
+        "tierd version (value 1)",
+        vec![(labels(&[("version", s.version.clone())]), 1.0)],
+    );
+    gauge_family(
+        &mut reg,
+        "mode",
+        "1 for the daemon's current mode (tiering or monitor-only)",
+        vec![(labels(&[("mode", s.mode.clone())]), 1.0)],
+    );
+    gauge(
+        &mut reg,
+        "uptime_seconds",
+        "Seconds since tierd started",
+        s.uptime_s,
+    );
+    gauge(
+        &mut reg,
+        "config_generation",
+        "Config reloads applied since start",
+        i.config_generation as f64,
+    );
+
+    // Nodes and tiers.
+    let node_rows = |f: fn(&NodeInfo) -> u64| -> Vec<(Labels, f64)> {
+        i.nodes
+            .iter()
+            .map(|n| {
+                let l = labels(&[("node", n.node.to_string()), ("tier", n.tier.to_string())]);
+                (l, f(n) as f64)
+            })
+            .collect()
+    };
+    gauge_family(
+        &mut reg,
+        "node_total_bytes",
+        "Memory of a NUMA node",
+        node_rows(|n| n.total_bytes),
+    );
+    gauge_family(
+        &mut reg,
+        "node_free_bytes",
+        "Free memory of a NUMA node",
+        node_rows(|n| n.free_bytes),
+    );
+    let mut tiers: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for n in &i.nodes {
+        let t = tiers.entry(n.tier).or_default();
+        t.0 += n.total_bytes;
+        t.1 += n.free_bytes;
+    }
+    let tier_rows = |f: fn(&(u64, u64)) -> u64| -> Vec<(Labels, f64)> {
+        tiers
+            .iter()
+            .map(|(t, v)| (labels(&[("tier", t.to_string())]), f(v) as f64))
+            .collect()
+    };
+    gauge_family(
+        &mut reg,
+        "tier_total_bytes",
+        "Memory of a tier (0 fastest), all its nodes",
+        tier_rows(|v| v.0),
+    );
+    gauge_family(
+        &mut reg,
+        "tier_free_bytes",
+        "Free memory of a tier",
+        tier_rows(|v| v.1),
+    );
+    gauge_family(
+        &mut reg,
+        "tier_used_bytes",
+        "Used memory of a tier (total - free)",
+        tier_rows(|v| v.0.saturating_sub(v.1)),
+    );
+
+    // Managed processes.
+    let proc_labels = |p: &tierd_api::ManagedProc| {
+        labels(&[("pid", p.pid.to_string()), ("comm", p.comm.clone())])
+    };
+    gauge(
+        &mut reg,
+        "managed_processes",
+        "Processes under a tiering policy",
+        s.managed.len() as f64,
+    );
+    let pg = |f: fn(&tierd_api::ManagedProc) -> f64| -> Vec<(Labels, f64)> {
+        s.managed.iter().map(|p| (proc_labels(p), f(p))).collect()
+    };
+    gauge_family(
+        &mut reg,
+        "process_fast_bytes",
+        "Resident bytes of a managed process on tier 0",
+        pg(|p| p.fast_bytes as f64),
+    );
+    gauge_family(
+        &mut reg,
+        "process_slow_bytes",
+        "Resident bytes of a managed process on slower tiers",
+        pg(|p| p.slow_bytes as f64),
+    );
+    gauge_family(
+        &mut reg,
+        "process_fast_share_ratio",
+        "fast / (fast + slow) resident bytes of a managed process",
+        pg(|p| p.fast_share),
+    );
+    gauge_family(
+        &mut reg,
+        "process_heat_table_bytes",
+        "Memory of a managed process's heat table in tierd",
+        pg(|p| p.heat_table_bytes as f64),
+    );
+    let pc = |f: &dyn Fn(&tierd_api::ManagedProc) -> u64| -> Vec<(Labels, u64)> {
+        s.managed.iter().map(|p| (proc_labels(p), f(p))).collect()
+    };
+    counter_family(
+        &mut reg,
+        "process_promoted_pages",
+        "Pages of a managed process promoted by the policy",
+        pc(&|p| p.promoted_pages),
+    );
+    counter_family(
+        &mut reg,
+        "process_demoted_pages",
+        "Pages of a managed process demoted by the policy",
+        pc(&|p| p.demoted_pages),
+    );
+    counter_family(
+        &mut reg,
+        "process_promoted_bytes",
+        "Bytes of a managed process promoted by the policy",
+        pc(&|p| p.promoted_pages * i.page_bytes),
+    );
+    counter_family(
+        &mut reg,
+        "process_demoted_bytes",
+        "Bytes of a managed process demoted by the policy",
+        pc(&|p| p.demoted_pages * i.page_bytes),
+    );
+    counter_family(
+        &mut reg,
+        "process_pingpong_pages",
+        "Pages of a managed process moved more than twice within the ping-pong window",
+        pc(&|p| p.pingpong_pages),
+    );
+
+    // Migration engine.
+    counter(
+        &mut reg,
+        "migrated_pages",
+        "Pages moved by the migration engine (policy, prefetch and tierctl migrate)",
+        i.moved_pages,
+    );
+    counter(
+        &mut reg,
+        "migrated_bytes",
+        "Bytes moved by the migration engine",
+        i.moved_bytes,
+    );
+    counter_family(
+        &mut reg,
+        "migration_failed_pages",
+        "Pages move_pages(2) did not move, by errno",
+        i.failed_pages
+            .iter()
+            .map(|(e, v)| (labels(&[("errno", e.clone())]), *v))
+            .collect(),
+    );
+
+    // Sampling.
+    gauge(
+        &mut reg,
+        "sampling_interval_seconds",
+        "Current sampling interval of the active backend",
+        s.sampling.interval_ms as f64 / 1000.0,
+    );
+    gauge(
+        &mut reg,
+        "sampling_overhead_cpu_ratio",
+        "Measured sampling overhead, fraction of one CPU",
+        s.sampling.overhead_pct / 100.0,
+    );
+    gauge(
+        &mut reg,
+        "sampling_budget_cpu_ratio_per_gib",
+        "Configured sampling budget, fraction of one CPU per managed GiB",
+        s.sampling.budget_pct_per_gb / 100.0,
+    );
+    gauge_family(
+        &mut reg,
+        "sampling_backend_active",
+        "1 when a sampling backend runs, 0 when it is off",
+        s.sampling
+            .backends
+            .iter()
+            .map(|b| {
+                let v = if b.active { 1.0 } else { 0.0 };
+                (labels(&[("backend", b.name.clone())]), v)
+            })
+            .collect(),
+    );
+
+    // Protocol clients.
+    gauge(
+        &mut reg,
+        "clients",
+        "Connected shared-memory protocol clients",
+        s.clients as f64,
+    );
+    counter(
+        &mut reg,
+        "hint_ring_dropped_entries",
+        "Hint ring entries clients dropped because their ring was full",
+        i.hint_dropped_entries,
+    );
+    counter(
+        &mut reg,
+        "hint_ring_dropped_blocks",
+        "Hinted blocks clients dropped because their ring was full",
+        i.hint_dropped_blocks,
+    );
+
+    if let Some(nb) = s.kernel.numa_balancing {
+        gauge(
+            &mut reg,
+            "kernel_numa_balancing",
+            "/proc/sys/kernel/numa_balancing as found",
+            nb as f64,
+        );
+    }
+
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &reg) {
+        // Only a fmt::Error from writing into a String, which cannot fail; say so anyway.
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tierd_api::{BackendStatus, ManagedProc, SamplingStatus};
+
+    fn node(id: u32, tier: u32, total: u64, free: u64) -> NodeInfo {
+        NodeInfo {
+            node: id,
+            tier,
+            memory_tier: None,
+            cpus: vec![],
+            total_bytes: total,
+            free_bytes: free,
+            read_latency_ns: None,
+            read_bandwidth_mbps: None,
+            write_latency_ns: None,
+            write_bandwidth_mbps: None,
+            distances: vec![],
+        }
+    }
+
+    fn sample<'a>(
+        s: &'a prometheus_parse::Scrape,
+        name: &str,
+        l: &[(&str, &str)],
+    ) -> &'a prometheus_parse::Sample {
+        s.samples
+            .iter()
+            .find(|x| x.metric == name && l.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no sample {name} {l:?}"))
+    }
+
+    fn value(s: &prometheus_parse::Sample) -> f64 {
+        match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("unexpected value type"),
+        }
+    }
+
+    #[test]
+    fn encodes_tiers_processes_and_failures() {
+        let mut i = Inputs {
+            nodes: vec![
+                node(0, 0, 1000, 400),
+                node(1, 1, 3000, 2000),
+                node(2, 1, 1000, 1000),
+            ],
+            page_bytes: 4096,
+            moved_pages: 10,
+            moved_bytes: 40960,
+            config_generation: 2,
+            hint_dropped_entries: 5,
+            ..Default::default()
+        };
+        i.failed_pages.insert("EBUSY".into(), 3);
+        i.status.mode = "tiering".into();
+        i.status.clients = 1;
+        i.status.managed = vec![ManagedProc {
+            pid: 42,
+            comm: "kv".into(),
+            fast_bytes: 300,
+            slow_bytes: 100,
+            fast_share: 0.75,
+            promoted_pages: 7,
+            ..Default::default()
+        }];
+        i.status.sampling = SamplingStatus {
+            backends: vec![BackendStatus {
+                name: "damon".into(),
+                active: true,
+                detail: String::new(),
+            }],
+            interval_ms: 5,
+            overhead_pct: 1.5,
+            budget_pct_per_gb: 2.0,
+        };
+        let text = encode_inputs(&i);
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let s = prometheus_parse::Scrape::parse(lines).unwrap();
+        let sample_lines = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(
+            s.samples.len(),
+            sample_lines,
+            "every sample line parses:\n{text}"
+        );
+        assert_eq!(
+            value(sample(&s, "tierd_tier_total_bytes", &[("tier", "1")])),
+            4000.0
+        );
+        assert_eq!(
+            value(sample(&s, "tierd_tier_used_bytes", &[("tier", "1")])),
+            1000.0
+        );
+        assert_eq!(
+            value(sample(&s, "tierd_node_free_bytes", &[("node", "0")])),
+            400.0
+        );
+        assert_eq!(
+            value(sample(
+                &s,
+                "tierd_process_fast_share_ratio",
+                &[("pid", "42"), ("comm", "kv")]
+            )),
+            0.75
+        );
+        assert_eq!(
+            value(sample(
+                &s,
+                "tierd_process_promoted_bytes_total",
+                &[("pid", "42")]
+            )),
+            7.0 * 4096.0
+        );
+        assert_eq!(
+            value(sample(
+                &s,
+                "tierd_migration_failed_pages_total",
+                &[("errno", "EBUSY")]
+            )),
+            3.0
+        );
+        assert_eq!(
+            value(sample(&s, "tierd_sampling_overhead_cpu_ratio", &[])),
+            0.015
+        );
+        assert_eq!(
+            value(sample(&s, "tierd_hint_ring_dropped_entries_total", &[])),
+            5.0
+        );
+        assert_eq!(value(sample(&s, "tierd_mode", &[("mode", "tiering")])), 1.0);
+        assert_eq!(value(sample(&s, "tierd_config_generation", &[])), 2.0);
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
+    }
 }

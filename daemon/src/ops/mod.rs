@@ -1,14 +1,113 @@
-//! Operations endpoints: Prometheus metrics, the `/run/tierd` state tree, systemd
-//! notification.
+//! Operations endpoints: Prometheus metrics ([`metrics`] over [`http`]), the
+//! `/run/tierd` state tree ([`tree`]) and systemd notification ([`notify`]).
+//!
+//! main calls [`start`] once the control socket, the tiering loop and the client
+//! protocol are up, and [`stop`] on the way out. [`start`] binds the metrics endpoint,
+//! starts the `tierd-ops` thread and sends `READY=1`. That thread ticks every second
+//! (faster if the systemd watchdog wants it): it rewrites the state tree, updates
+//! `STATUS=` when the summary changed and pings the watchdog. Because the same thread
+//! takes the registry, heat and topology locks to build the tree, a deadlocked daemon
+//! stops pinging and systemd restarts it.
 
+pub mod http;
 pub mod metrics;
+pub mod notify;
+pub mod tree;
 
 use crate::state::Daemon;
+use anyhow::Context;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the state tree is rewritten.
+pub const TREE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Starts the operations endpoints (metrics listener, state tree, systemd notify).
 /// Called once from main after the control socket is up.
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
-    let _ = daemon;
+    let cfg = daemon.config();
+    let metrics_addr = if cfg.metrics.enabled {
+        let a = http::spawn(daemon.clone(), &cfg.metrics.listen)?;
+        tracing::info!(address = %a, "metrics endpoint ready: GET /metrics");
+        Some(a.to_string())
+    } else {
+        tracing::info!("metrics endpoint disabled (metrics.enabled = false)");
+        None
+    };
+    let first = tree::StateTree::new(&cfg.daemon.state_dir);
+    if let Err(e) = first.write(&snapshot(daemon, metrics_addr.clone())) {
+        tracing::warn!(error = %e, "state tree not written");
+    }
+    let d = daemon.clone();
+    std::thread::Builder::new()
+        .name("tierd-ops".into())
+        .spawn(move || run(&d, metrics_addr))
+        .context("spawning the tierd-ops thread")?;
+    notify::ready(&notify::summary(daemon));
     Ok(())
+}
+
+/// Tells systemd the daemon is stopping and removes the state tree.
+pub fn stop(daemon: &Daemon) {
+    notify::stopping();
+    let t = tree::StateTree::new(&daemon.config().daemon.state_dir);
+    if let Err(e) = t.clear() {
+        tracing::warn!(error = %e, "state tree not removed");
+    }
+}
+
+/// The state tree's view of the daemon: the same data `status` and `tiers` reply.
+pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
+    let s = crate::status::status(d);
+    let nodes = match d.tiers() {
+        Ok(t) => t.nodes,
+        Err(e) => {
+            tracing::warn!(error = %e, "state tree: cannot read the topology");
+            Vec::new()
+        }
+    };
+    tree::Snapshot {
+        version: s.version,
+        mode: s.mode,
+        mode_reason: s.mode_reason,
+        config_generation: d.generation.load(Ordering::Relaxed),
+        metrics_address,
+        nodes,
+        procs: s.managed,
+        clients: s.clients,
+    }
+}
+
+fn run(d: &Daemon, metrics_addr: Option<String>) {
+    let watchdog = notify::watchdog_period();
+    let tick = watchdog.map_or(TREE_PERIOD, |w| w.min(TREE_PERIOD));
+    let mut last_tree = Instant::now();
+    let mut last_status = String::new();
+    let mut root = d.config().daemon.state_dir.clone();
+    while !d.shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        if last_tree.elapsed() >= TREE_PERIOD {
+            last_tree = Instant::now();
+            let now_root = d.config().daemon.state_dir.clone();
+            if now_root != root {
+                // daemon.state_dir changed on reload: move the tree.
+                if let Err(e) = tree::StateTree::new(&root).clear() {
+                    tracing::warn!(error = %e, "old state tree not removed");
+                }
+                root = now_root;
+            }
+            if let Err(e) = tree::StateTree::new(&root).write(&snapshot(d, metrics_addr.clone())) {
+                tracing::warn!(error = %e, "state tree not written");
+            }
+            let line = notify::summary(d);
+            if line != last_status {
+                notify::status(&line);
+                last_status = line;
+            }
+        }
+        if watchdog.is_some() {
+            notify::watchdog();
+        }
+    }
 }

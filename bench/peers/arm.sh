@@ -1,0 +1,39 @@
+#!/bin/sh
+# arm.sh ARM COMMAND [ARGS...]: runs one arm of a side-by-side benchmark in the VM.
+# Starts `COMMAND ARGS --tag ARM --go FILE` (a tierd-bench workload: it places its
+# memory, prints "ready pid=..." and waits for FILE), turns on ARM's mover for that pid
+# (mover.sh), releases the workload, waits for it, turns the mover off and prints the
+# workload's output (its RESULT lines). Exit status: the workload's. Busybox sh.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+arm=$1
+shift
+log=/tmp/arm-$arm-$$.log
+go=/tmp/arm-$arm-$$.go
+rm -f "$go"
+"$@" --tag "$arm" --go "$go" >"$log" 2>&1 &
+pid=$!
+i=0
+until grep -q '^ready ' "$log"; do
+	if ! kill -0 "$pid" 2>/dev/null; then
+		cat "$log"
+		echo "arm.sh: $arm: the workload exited before it was ready" >&2
+		exit 1
+	fi
+	[ "$i" -lt 3000 ] || {
+		echo "arm.sh: $arm: workload not ready within 300 s" >&2
+		exit 1
+	}
+	sleep 0.1
+	i=$((i + 1))
+done
+echo "arm.sh: $arm: $(grep '^ready ' "$log")"
+sh "$here/mover.sh" "$arm" start "$pid"
+touch "$go"
+rc=0
+wait "$pid" || rc=$?
+sh "$here/mover.sh" "$arm" stop
+cat "$log"
+rm -f "$log" "$go"
+exit "$rc"

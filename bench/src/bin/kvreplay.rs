@@ -1,0 +1,196 @@
+//! `kvreplay`: a host KV cache replayed from an LLM request trace (issue 5's KV
+//! benchmark; issue 6 compares its oracle).
+//!
+//! A `--pool-mb` pool of `--block-kib` blocks, all first placed on `--slow`, is driven
+//! by tierd_bench::kv: requests arrive on the trace clock (compressed `--compress`
+//! times), their prompt blocks are taken from the pool (Mooncake prefix hashes reuse
+//! cached blocks; LRU eviction of unreferenced ones) and written; then every
+//! `--step-ms` of wall-clock time one decode step reads one word per 4 KiB page of
+//! every block of every running request. Before each step's reads, the node of each
+//! block (its first page) is queried with one batched `move_pages(2)` call: a read is
+//! a fast hit if the block is on `--fast`.
+//!
+//! Prints `RESULT kv_fast_hit_fraction`, `block_reads`, `steps_done`, `steps_planned`,
+//! `steps_late`, request counts; with `--oracle`, Belady's MIN and an unlimited-
+//! bandwidth prefetcher on the same block-read sequence with the fast node's capacity
+//! (tierd_bench::oracle).
+
+use anyhow::{ensure, Context};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+use tierd_bench::kv::{pool::BlockPool, sched::Sched, trace};
+use tierd_bench::{mem, numa, oracle, pace::Pacer, report::Reporter, sysfs, PAGE};
+
+/// KV-cache trace replay over memory that starts on the slow node.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Trace: Mooncake .jsonl or Azure .csv (see /work/shared/traces/README.md).
+    #[arg(long)]
+    trace: PathBuf,
+    /// KV bytes of one 512-token block, KiB.
+    #[arg(long, default_value_t = 256)]
+    block_kib: usize,
+    /// Pool size, MiB (larger than the fast node).
+    #[arg(long, default_value_t = 1024)]
+    pool_mb: usize,
+    /// Wall-clock time of one decode step, ms.
+    #[arg(long, default_value_t = 25)]
+    step_ms: u64,
+    /// Measured duration, seconds.
+    #[arg(long, default_value_t = 40.0)]
+    seconds: f64,
+    /// Trace seconds per wall-clock second (4: ~50 requests decode at once on Mooncake).
+    #[arg(long, default_value_t = 4.0)]
+    compress: f64,
+    /// Start this far into the trace, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    trace_offset_s: f64,
+    /// At most this many decode steps per request.
+    #[arg(long, default_value_t = 200)]
+    decode_cap: u64,
+    /// Tokens per block (the traces' prefix-block size).
+    #[arg(long, default_value_t = trace::TRACE_BLOCK_TOKENS)]
+    block_tokens: u64,
+    #[arg(long, default_value_t = 0)]
+    fast: u32,
+    #[arg(long, default_value_t = 1)]
+    slow: u32,
+    /// Also print what a future-knowing placement would get.
+    #[arg(long)]
+    oracle: bool,
+    /// Fast capacity for the oracle, MiB (default: the fast node's free memory once the
+    /// pool is placed).
+    #[arg(long)]
+    fast_cap_mb: Option<usize>,
+    /// Wait for this file to exist before the measured phase.
+    #[arg(long)]
+    go: Option<PathBuf>,
+    /// Prefix of the RESULT keys.
+    #[arg(long, default_value = "")]
+    tag: String,
+}
+
+/// Writes one word per page of each block in `slots` (prefill / decode append).
+fn write_blocks(pool: &mut mem::Region, block: usize, slots: &[u32]) {
+    let words = pool.words_mut();
+    for &s in slots {
+        let b = s as usize * block / 8;
+        for w in words[b..b + block / 8].iter_mut().step_by(PAGE / 8) {
+            *w = w.wrapping_add(1);
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let rep = Reporter::new(&a.tag);
+    let block = a.block_kib << 10;
+    ensure!(
+        block >= PAGE && block % PAGE == 0,
+        "--block-kib must be a multiple of 4"
+    );
+    let nblocks = (a.pool_mb << 20) / block;
+    ensure!(nblocks > 0, "the pool holds no block");
+    let mut reqs = trace::load(&a.trace)?;
+    let t_off = a.trace_offset_s * 1000.0;
+    reqs.retain(|r| r.arrival_ms >= t_off);
+    let total_reqs = reqs.len();
+    let mut pool =
+        mem::Region::place(nblocks * block, Some(a.slow), false).context("placing the pool")?;
+    let firsts: Vec<u64> = (0..nblocks)
+        .map(|s| pool.base() + (s * block) as u64)
+        .collect();
+    let mut st = vec![0; nblocks];
+    numa::query(&firsts, &mut st)?;
+    let cap_blocks = match a.fast_cap_mb {
+        Some(mb) => (mb << 20) / block,
+        None => sysfs::node_meminfo(a.fast, "MemFree")? as usize / block,
+    };
+    println!(
+        "ready pid={} pool={:#x}-{:#x} blocks={nblocks} on_slow={} requests={total_reqs} fast_cap_blocks={cap_blocks}",
+        std::process::id(),
+        pool.base(),
+        pool.base() + (nblocks * block) as u64,
+        numa::count_on(&st, a.slow).0,
+    );
+    if let Some(go) = &a.go {
+        sysfs::wait_for_file(go);
+    }
+
+    let mut sched = Sched::new(
+        reqs,
+        BlockPool::new(nblocks as u32),
+        a.block_tokens,
+        a.decode_cap,
+    );
+    let mut pacer = Pacer::new(
+        Duration::from_millis(a.step_ms),
+        Duration::from_secs_f64(a.seconds),
+    );
+    let (mut fresh, mut reads, mut addrs, mut status) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut hits, mut total, mut running_sum) = (0u64, 0u64, 0u64);
+    let (mut seq, mut bounds): (Vec<u32>, Vec<usize>) = (Vec::new(), vec![0]);
+    while pacer.tick() {
+        let trace_ms = pacer.elapsed_s() * 1000.0 * a.compress + t_off;
+        sched.admit(trace_ms, &mut fresh);
+        write_blocks(&mut pool, block, &fresh);
+        fresh.clear();
+        sched.reads(&mut reads);
+        addrs.clear();
+        addrs.extend(reads.iter().map(|&s| firsts[s as usize]));
+        status.resize(addrs.len(), 0);
+        numa::query(&addrs, &mut status).context("placement query")?;
+        hits += numa::count_on(&status, a.fast).0 as u64;
+        total += reads.len() as u64;
+        running_sum += sched.running() as u64;
+        let words = pool.words();
+        for &s in &reads {
+            let b = s as usize * block / 8;
+            mem::read_every(&words[b..b + block / 8], PAGE / 8);
+        }
+        if a.oracle {
+            seq.extend_from_slice(&reads);
+            bounds.push(seq.len());
+        }
+        sched.advance(&mut fresh);
+        write_blocks(&mut pool, block, &fresh);
+        fresh.clear();
+        if pacer.steps_done().is_multiple_of(400) {
+            println!(
+                "t={:.1}s steps={} running={} waiting={} reads/step={} hit={:.3}",
+                pacer.elapsed_s(),
+                pacer.steps_done(),
+                sched.running(),
+                sched.waiting(),
+                reads.len(),
+                hits as f64 / total.max(1) as f64
+            );
+        }
+    }
+    let steps = pacer.steps_done();
+    rep.ratio("kv_fast_hit_fraction", hits as f64 / total.max(1) as f64);
+    rep.result("block_reads", total);
+    rep.result("steps_done", steps);
+    rep.result("steps_planned", pacer.steps_planned());
+    rep.result("steps_late", pacer.steps_late());
+    rep.result("requests_admitted", sched.stats.admitted);
+    rep.result("requests_completed", sched.stats.completed);
+    rep.result("requests_deferred", sched.stats.deferred);
+    rep.result(
+        "running_avg",
+        format!("{:.1}", running_sum as f64 / steps.max(1) as f64),
+    );
+    rep.result("blocks_reused", sched.pool.stats.reused);
+    rep.result("blocks_filled", sched.pool.stats.filled);
+    rep.result("blocks_evicted", sched.pool.stats.evicted);
+    if a.oracle {
+        let bel = oracle::belady_hits(&seq, cap_blocks);
+        let pre = oracle::prefetch_hits(bounds.windows(2).map(|w| &seq[w[0]..w[1]]), cap_blocks);
+        rep.result("oracle_cap_blocks", cap_blocks);
+        rep.ratio("kv_oracle_belady", bel as f64 / total.max(1) as f64);
+        rep.ratio("kv_oracle_prefetch", pre as f64 / total.max(1) as f64);
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! hintbench: hint ingest rate from one client and PREFETCH → fast-placement latency,
+//! against a running tierd (meant for the two-tier VM: `tests/vm/scenarios/protocol`).
+//! Uses the `tierd-client` crate (the same code as the C library).
+//!
+//! ```text
+//! hintbench [--socket PATH] [--seconds S] [--batch BLOCKS] [--samples N] [--deadline-ms MS]
+//! ```
+//!
+//! 1. Ingest: registers 4096 blocks of 16 KiB and sends ACCESS hints of `--batch`
+//!    consecutive blocks per ring entry for `--seconds`, then waits for tierd to drain
+//!    the ring. Prints blocks/s the client published, blocks/s tierd applied (first
+//!    publish to last applied), and the blocks dropped on a full ring.
+//! 2. Prefetch: registers `--samples` blocks of 64 KiB bound to the slowest node, then
+//!    PREFETCHes them one at a time and spins on the placement table until the block
+//!    reads back as the fast node. Prints p50 / p99 / max latency and the misses (not
+//!    fast within one second).
+//!
+//! Every figure is a `RESULT key=value` line; exits 1 if a phase could not run.
+
+use std::time::{Duration, Instant};
+use tierd_client::{Client, HintKind};
+
+struct Args {
+    socket: Option<String>,
+    seconds: f64,
+    batch: u32,
+    samples: u64,
+    deadline_ms: u32,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        socket: None,
+        seconds: 2.0,
+        batch: 64,
+        samples: 200,
+        deadline_ms: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().ok_or(format!("{k} needs a value"));
+        match k.as_str() {
+            "--socket" => a.socket = Some(v()?),
+            "--seconds" => a.seconds = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
+            "--batch" => a.batch = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
+            "--samples" => a.samples = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
+            "--deadline-ms" => a.deadline_ms = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
+            _ => return Err(format!("unknown argument {k}")),
+        }
+    }
+    if a.batch == 0 || a.batch > 4096 || a.samples == 0 {
+        return Err("--batch must be 1..=4096 and --samples > 0".into());
+    }
+    Ok(a)
+}
+
+/// Page-aligned anonymous memory, touched.
+fn alloc(bytes: usize) -> Result<&'static mut [u8], String> {
+    // SAFETY: a fresh private anonymous mapping; leaked on purpose (lives until exit).
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap {bytes}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `p` is valid for `bytes` bytes and nothing else refers to it.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, bytes) })
+}
+
+fn ingest(c: &Client, a: &Args) -> Result<(), String> {
+    const BLOCK: u64 = 16 << 10;
+    const N: u64 = 4096;
+    let mem = alloc((N * BLOCK) as usize)?;
+    mem.fill(1);
+    let region = c
+        .register(mem.as_ptr() as u64, N * BLOCK, BLOCK)
+        .map_err(|e| format!("register: {e}"))?;
+    let r = c.region(region).map_err(|e| e.to_string())?;
+    let before = r.stats();
+    let (mut published, mut calls, mut first) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    let stop = Duration::from_secs_f64(a.seconds);
+    while t0.elapsed() < stop {
+        for _ in 0..1024 {
+            published += c
+                .hint_range(region, HintKind::Access, first, a.batch, 0)
+                .map_err(|e| e.to_string())?;
+            calls += 1;
+            first = (first + a.batch as u64) % (N - a.batch as u64 + 1);
+        }
+    }
+    let sent = t0.elapsed().as_secs_f64();
+    // Wait for tierd to apply everything that made it into the ring.
+    let wait = Instant::now();
+    loop {
+        let s = r.stats();
+        if s.applied_entries + s.rejected_entries >= s.published_entries {
+            break;
+        }
+        if wait.elapsed() > Duration::from_secs(30) {
+            return Err("tierd did not drain the ring within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let drained = t0.elapsed().as_secs_f64();
+    let s = r.stats();
+    let applied = s.applied_blocks - before.applied_blocks;
+    println!("RESULT hint_batch_blocks={}", a.batch);
+    println!("RESULT hint_calls_per_s={:.0}", calls as f64 / sent);
+    println!(
+        "RESULT hint_published_blocks_per_s={:.0}",
+        published as f64 / sent
+    );
+    println!(
+        "RESULT hint_applied_blocks_per_s={:.0}",
+        applied as f64 / drained
+    );
+    println!(
+        "RESULT hint_applied_entries={}",
+        s.applied_entries - before.applied_entries
+    );
+    println!(
+        "RESULT hint_dropped_blocks={}",
+        s.dropped_blocks - before.dropped_blocks
+    );
+    println!("RESULT hint_rejected_entries={}", s.rejected_entries);
+    c.unregister(region).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn prefetch(c: &Client, a: &Args) -> Result<(), String> {
+    const BLOCK: u64 = 64 << 10;
+    let n = a.samples;
+    let fast = c
+        .advise(BLOCK, 0)
+        .map_err(|e| format!("advise fast: {e}"))?;
+    let slow = c
+        .advise(n * BLOCK, -1)
+        .map_err(|e| format!("advise slow: {e}"))?;
+    if slow.node == fast.node {
+        return Err(format!(
+            "one tier only (node {}): nothing to prefetch from",
+            fast.node
+        ));
+    }
+    let mem = alloc((n * BLOCK) as usize)?;
+    // SAFETY: our own fresh mapping.
+    let rc = unsafe {
+        tierd_client::ffi::tierd_bind_node(mem.as_mut_ptr().cast(), mem.len(), slow.node)
+    };
+    if rc < 0 {
+        return Err(format!("bind to node {}: errno {}", slow.node, -rc));
+    }
+    mem.fill(2);
+    let region = c
+        .register(mem.as_ptr() as u64, n * BLOCK, BLOCK)
+        .map_err(|e| format!("register: {e}"))?;
+    // The first refresh shows where the blocks are.
+    let t = Instant::now();
+    while c.placement(region, n - 1) != slow.node {
+        if t.elapsed() > Duration::from_secs(5) {
+            return Err(format!(
+                "block {} reads back as {} after 5 s, not slow node {}",
+                n - 1,
+                c.placement(region, n - 1),
+                slow.node
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut lat_ms = Vec::with_capacity(n as usize);
+    let mut misses = 0u64;
+    for b in 0..n {
+        let t0 = Instant::now();
+        c.hint_prefetch(region, &[b], a.deadline_ms)
+            .map_err(|e| e.to_string())?;
+        loop {
+            if c.placement(region, b) == fast.node {
+                lat_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(1) {
+                misses += 1;
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let s = c.region(region).map_err(|e| e.to_string())?.stats();
+    lat_ms.sort_by(f64::total_cmp);
+    println!("RESULT prefetch_samples={n}");
+    println!("RESULT prefetch_misses={misses}");
+    println!("RESULT prefetch_deadline_missed={}", s.deadline_missed);
+    if !lat_ms.is_empty() {
+        println!("RESULT prefetch_p50_ms={:.2}", percentile(&lat_ms, 0.50));
+        println!("RESULT prefetch_p99_ms={:.2}", percentile(&lat_ms, 0.99));
+        println!("RESULT prefetch_max_ms={:.2}", lat_ms[lat_ms.len() - 1]);
+    }
+    Ok(())
+}
+
+fn main() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hintbench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let c = match Client::connect(a.socket.as_deref().map(std::path::Path::new)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hintbench: connect: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut ok = true;
+    for (name, phase) in [
+        ("ingest", ingest as fn(&Client, &Args) -> Result<(), String>),
+        ("prefetch", prefetch),
+    ] {
+        if let Err(e) = phase(&c, &a) {
+            eprintln!("hintbench: {name}: {e}");
+            ok = false;
+        }
+    }
+    std::process::exit(if ok { 0 } else { 1 });
+}

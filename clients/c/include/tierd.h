@@ -1,0 +1,141 @@
+/*
+ * tierd.h: the C API of tierd's shared-memory protocol for inference engines.
+ *
+ * Link with -ltierd (target/release/libtierd.so or libtierd.a; the static library also
+ * needs -lpthread -ldl -lm). An engine connects once, registers the address ranges of
+ * its KV cache as regions of fixed-size blocks, then sends hints about blocks (a ring
+ * write in shared memory: no syscall, never blocks) and reads where each block lives
+ * (an atomic load). Protocol and byte layout: docs/protocol.md.
+ *
+ * Every int-returning call returns a negative errno on failure. Thread-safe: one
+ * tierd_client may be shared by threads (hints to one region take a short lock).
+ */
+#ifndef TIERD_H
+#define TIERD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Hint kinds (the `kind` of tierd_hint). */
+#define TIERD_HINT_ACCESS 1    /* blocks used now */
+#define TIERD_HINT_PREFETCH 2  /* needed soon: use tierd_hint_prefetch for a deadline */
+#define TIERD_HINT_COLD 3      /* not needed soon: demote first */
+#define TIERD_HINT_FREE 4      /* contents dead: cheapest placement, never promote */
+#define TIERD_HINT_PIN_FAST 5  /* keep on the fast tier until TIERD_HINT_UNPIN */
+#define TIERD_HINT_UNPIN 6
+#define TIERD_HINT_RELOCATED 7 /* used by tierd_relocated() */
+
+/* Tiers for tierd_advise_node. */
+#define TIERD_TIER_FAST 0
+#define TIERD_TIER_SLOWEST (-1)
+
+/* Region states (tierd_region_stats.state). */
+#define TIERD_REGION_LIVE 0
+#define TIERD_REGION_CLOSED 1
+#define TIERD_REGION_CORRUPT 2
+
+/* Layout constants of the shared memory (docs/protocol.md), for tools that read it. */
+#define TIERD_SHM_MAGIC 0x4d48534452454954ULL /* "TIERDSHM" little-endian */
+#define TIERD_SHM_VERSION 1
+#define TIERD_SHM_HEADER_BYTES 320
+#define TIERD_SHM_ENTRY_BYTES 24
+
+typedef struct tierd_client tierd_client;
+
+/* Counters of one region, read from its shared header. */
+typedef struct tierd_region_stats {
+    uint32_t state;
+    uint32_t _pad;
+    uint64_t published_entries; /* ring entries the client published */
+    uint64_t applied_entries;   /* ... tierd applied */
+    uint64_t applied_blocks;    /* blocks those entries covered */
+    uint64_t rejected_entries;  /* malformed entries tierd skipped */
+    uint64_t dropped_entries;   /* entries dropped because the ring was full */
+    uint64_t dropped_blocks;    /* blocks those entries covered */
+    uint64_t deadline_missed;   /* PREFETCHes not on the fast tier by their deadline */
+    uint64_t promoted_blocks;   /* blocks tierd promoted for PREFETCH / PIN_FAST */
+    uint64_t placement_gen;     /* bumped on every placement-table update */
+} tierd_region_stats;
+
+#ifdef __cplusplus
+static_assert(sizeof(tierd_region_stats) == 80, "tierd_region_stats layout");
+#else
+_Static_assert(sizeof(tierd_region_stats) == 80, "tierd_region_stats layout");
+#endif
+
+/* --- The core API (names fixed) --- */
+
+/* Connects; NULL path: $TIERD_CLIENT_SOCKET or /run/tierd/client.sock.
+ * Returns NULL with errno set on failure. */
+tierd_client *tierd_connect(const char *socket_path);
+
+/* Registers [base, base+len) of this process's own memory as blocks of block_size
+ * bytes (base page-aligned, block_size a multiple of the page size, len a multiple of
+ * block_size). *region gets the region id. -EFAULT: not (entirely) mapped in this
+ * process; -EDQUOT: per-uid region limit; -EINVAL: bad alignment. */
+int tierd_register(tierd_client *, void *base, size_t len, size_t block_size, uint32_t *region);
+
+/* A hint for blocks[0..n] (runs of consecutive blocks travel as one ring entry).
+ * Returns the number of blocks accepted: fewer than n when the ring was full (the rest
+ * were dropped and counted in dropped_blocks). Never blocks. */
+int tierd_hint(tierd_client *, uint32_t region, int kind, const uint64_t *blocks, size_t n);
+
+/* PREFETCH blocks[0..n]: tierd promotes them now so they are on the fast tier within
+ * deadline_ms (0: as soon as possible). Returns blocks accepted, as tierd_hint. */
+int tierd_hint_prefetch(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n,
+                        uint32_t deadline_ms);
+
+/* Node holding the block (its first page), or -errno: -EAGAIN not looked at yet,
+ * -ENOENT not populated, -ERANGE outside the region, -EINVAL unknown region.
+ * Refreshed every 100 ms, and right after a PREFETCH / PIN_FAST promotion. */
+int tierd_placement(tierd_client *, uint32_t region, uint64_t block);
+
+/* Opens (creating on first use) the shared pool `name` ([A-Za-z0-9._-], <= 64 bytes) of
+ * len bytes; *fd gets a descriptor to mmap(MAP_SHARED). Every authorised process (same
+ * uid, root, or a group in client.allowed_groups) gets the same memory, placed on
+ * client.pool_tier. -EACCES, -EDQUOT (pools per uid), -EFBIG (client.max_pool_bytes). */
+int tierd_pool_open(tierd_client *, const char *name, size_t len, int *fd);
+
+/* Closes the connection; tierd forgets its regions. Pools stay mapped where mapped. */
+void tierd_close(tierd_client *);
+
+/* --- Additions --- */
+
+/* A hint for blocks [first, first+n) in one ring entry (the cheapest call). */
+int tierd_hint_range(tierd_client *, uint32_t region, int kind, uint64_t first, uint32_t n,
+                     uint32_t deadline_ms);
+
+int tierd_unregister(tierd_client *, uint32_t region);
+
+/* Generation of the region's placement table, or -errno. */
+int64_t tierd_placement_generation(tierd_client *, uint32_t region);
+
+/* Copies the region's counters. */
+int tierd_stats(tierd_client *, uint32_t region, tierd_region_stats *out);
+
+/* Pinned memory, (a) placement at allocation: *node gets the node a new allocation of
+ * len bytes on `tier` (TIERD_TIER_FAST, 1.., TIERD_TIER_SLOWEST) should be bound to; if
+ * that tier is full, the next slower one with room. Bind it (tierd_bind_node) before
+ * pinning it (cudaHostRegister & co), since pinned pages cannot be migrated later. */
+int tierd_advise_node(tierd_client *, size_t len, int tier, int *node);
+
+/* mbind(MPOL_BIND, MPOL_MF_MOVE) of [addr, addr+len) of this process to `node`. */
+int tierd_bind_node(void *addr, size_t len, int node);
+
+/* Pinned memory, (b) cooperative relocation: blocks tierd wanted to move but the kernel
+ * would not (pinned). Fills up to max (block, node) pairs; returns how many. The engine
+ * copies each block into memory on that node, re-points its block table, and calls
+ * tierd_relocated: tierd then treats the old blocks as free. */
+int tierd_relocations(tierd_client *, uint32_t region, uint64_t *blocks, int32_t *nodes,
+                      size_t max);
+int tierd_relocated(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TIERD_H */

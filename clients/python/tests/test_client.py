@@ -1,0 +1,93 @@
+"""Python client against a real tierd (started here on a temp socket unless
+TIERD_CLIENT_SOCKET names a running one). Run: python3 -m unittest discover clients/python/tests
+"""
+import errno
+import mmap
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tierd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+BLOCK = 64 << 10
+
+
+class ClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.proc = None
+        cls.sock = os.environ.get("TIERD_CLIENT_SOCKET")
+        if cls.sock:
+            return
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = Path(cls.tmp.name)
+        cls.sock = str(d / "client.sock")
+        (d / "tierd.toml").write_text(
+            f'[daemon]\nsocket = "{d}/tierd.sock"\nstate_dir = "{d}/state"\n'
+            f'[client]\nsocket = "{cls.sock}"\n[metrics]\nenabled = false\n'
+        )
+        binary = ROOT / "target" / "release" / "tierd"
+        cls.log = open(d / "tierd.log", "w")
+        cls.proc = subprocess.Popen([str(binary), "--config", str(d / "tierd.toml")], stderr=cls.log)
+        for _ in range(200):
+            if os.path.exists(cls.sock):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("tierd did not create " + cls.sock)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc:
+            cls.proc.terminate()
+            cls.proc.wait(timeout=10)
+            cls.log.close()
+            cls.tmp.cleanup()
+
+    def test_register_hint_placement(self):
+        with tierd.Client(self.sock) as c:
+            kv = mmap.mmap(-1, 16 * BLOCK)
+            kv.write(b"\1" * len(kv))
+            r = c.register_buffer(kv, BLOCK)
+            self.assertEqual(c.hint(r, tierd.HINT_ACCESS, [0, 1, 2, 5]), 4)
+            self.assertEqual(c.hint_range(r, tierd.HINT_COLD, 8, 4), 4)
+            self.assertEqual(c.prefetch(r, [3], deadline_ms=5), 1)
+            t0 = time.monotonic()
+            while c.placement(r, 3) < 0 and time.monotonic() - t0 < 5:
+                time.sleep(0.001)
+            self.assertGreaterEqual(c.placement(r, 3), 0)
+            self.assertEqual(c.placement(r, 16), -errno.ERANGE)
+            while c.stats(r)["applied_entries"] < 4 and time.monotonic() - t0 < 5:
+                time.sleep(0.001)
+            s = c.stats(r)
+            self.assertEqual(s["applied_entries"], 4)
+            self.assertEqual(s["applied_blocks"], 9)
+            self.assertEqual(s["rejected_entries"], 0)
+            with self.assertRaises(tierd.TierdError) as e:
+                c.hint(r, 99, [0])
+            self.assertEqual(e.exception.errno, errno.EINVAL)
+            c.unregister(r)
+
+    def test_foreign_or_unmapped_memory_is_refused(self):
+        with tierd.Client(self.sock) as c:
+            with self.assertRaises(tierd.TierdError) as e:
+                c.register(0x1000, BLOCK, BLOCK)  # never mapped in a process
+            self.assertEqual(e.exception.errno, errno.EFAULT)
+
+    def test_pool_is_shared(self):
+        with tierd.Client(self.sock) as c1, tierd.Client(self.sock) as c2:
+            a = c1.pool_mmap("py-test-pool", 1 << 20)
+            b = c2.pool_mmap("py-test-pool", 1 << 20)
+            a[100:105] = b"hello"
+            self.assertEqual(b[100:105], b"hello")
+            self.assertGreaterEqual(c1.advise_node(1 << 20, tierd.TIER_SLOWEST), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

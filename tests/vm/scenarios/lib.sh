@@ -102,6 +102,7 @@ node_free_kb() {
 # /out/tierd-<scenario>.log), waits for its control socket (TIERD_SOCKET, default
 # /run/tierd/tierd.sock) and sets TIERD_PID. Every scenario starts its own: run.sh
 # kills what a scenario leaves running.
+# shellcheck disable=SC2120 # arguments are optional
 start_tierd() {
 	mkdir -p /out
 	RUST_LOG=${RUST_LOG:-info} tierd "$@" >"/out/tierd-${TIERD_SCENARIO:-scenario}.log" 2>&1 &

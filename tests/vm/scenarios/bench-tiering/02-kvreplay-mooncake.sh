@@ -1,6 +1,6 @@
 #!/bin/sh
 # Issue 5's KV replay of the mooncake conversation trace, side by side: a 1 GiB pool of
-# 256 KiB blocks first on node1, trace time compressed 4x, 25 ms decode steps reading
+# 256 KiB blocks first on node1, trace time compressed 2x, 25 ms decode steps reading
 # every block of every running request, 40 s; the share of block reads served from
 # node0 under the kernel's tiering, DAMON tiering and tierd, plus the oracles
 # (bench/src/bin/kvreplay.rs). Trace: /work/shared/traces/mooncake_conversation_trace.jsonl (see its README for the
@@ -16,5 +16,5 @@
 for arm in ${TIERD_BENCH_ARMS:-kernel damon tierd}; do
 	echo "=== kvreplay mooncake: $arm (node0 free $(node_free_kb 0) kB)"
 	sh /tierd/peers/arm.sh "$arm" kvreplay --trace /tierd/traces/mooncake.jsonl --pool-mb 1024 --block-kib 256 \
-		--compress 4 --step-ms 25 --seconds 40 --oracle
+		--compress 2 --step-ms 25 --seconds 40 --oracle
 done

@@ -1,18 +1,25 @@
 #!/bin/sh
-# arm.sh ARM COMMAND [ARGS...]: runs one arm of a side-by-side benchmark in the VM.
-# Starts `COMMAND ARGS --tag ARM --go FILE` (a tierd-bench workload: it places its
-# memory, prints "ready pid=..." and waits for FILE), turns on ARM's mover for that pid
-# (mover.sh), releases the workload, waits for it, turns the mover off and prints the
-# workload's output (its RESULT lines). Exit status: the workload's. Busybox sh.
+# arm.sh [--tag TAG] ARM COMMAND [ARGS...]: runs one arm of a side-by-side benchmark.
+# Starts `COMMAND ARGS --tag TAG --go FILE` (TAG defaults to ARM), a tierd-bench
+# workload that places its memory, prints "ready pid=..." and waits for FILE; turns on
+# ARM's mover for that pid (mover.sh), releases the workload, waits for it, turns the
+# mover off and prints the workload's output (its RESULT lines). Exit status: the
+# workload's. Busybox sh.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
+tag=
+if [ "${1:-}" = --tag ]; then
+	tag=$2
+	shift 2
+fi
 arm=$1
+tag=${tag:-$arm}
 shift
 log=/tmp/arm-$arm-$$.log
 go=/tmp/arm-$arm-$$.go
 rm -f "$go"
-"$@" --tag "$arm" --go "$go" >"$log" 2>&1 &
+"$@" --tag "$tag" --go "$go" >"$log" 2>&1 &
 pid=$!
 i=0
 until grep -q '^ready ' "$log"; do

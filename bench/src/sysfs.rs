@@ -1,5 +1,6 @@
-//! Per-node memory figures from `/sys/devices/system/node/nodeN/meminfo`, and a file
-//! gate the VM scenarios use to start a workload's measured phase.
+//! Per-node memory figures from `/sys/devices/system/node/nodeN/meminfo`, the
+//! kernel's migration counters from `/proc/vmstat`, and a file gate the VM scenarios
+//! use to start a workload's measured phase.
 
 use anyhow::Context;
 use std::path::Path;
@@ -23,6 +24,31 @@ fn parse_meminfo(text: &str, field: &str) -> Option<u64> {
             None
         }
     })
+}
+
+/// All counters of /proc/vmstat.
+pub fn vmstat() -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string("/proc/vmstat").context("reading /proc/vmstat")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// Growth of counter `key` between two vmstat snapshots (0 if absent).
+pub fn delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    key: &str,
+) -> u64 {
+    after
+        .get(key)
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(before.get(key).copied().unwrap_or(0))
 }
 
 /// Blocks until `path` exists (the scenario creates it once it has set up the mover).

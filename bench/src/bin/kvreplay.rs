@@ -3,7 +3,8 @@
 //!
 //! A `--pool-mb` pool of `--block-kib` blocks, all first placed on `--slow`, is driven
 //! by tierd_bench::kv: requests arrive on the trace clock (compressed `--compress`
-//! times), their prompt blocks are taken from the pool (Mooncake prefix hashes reuse
+//! times; trace time advances `--step-ms` x compress per executed step, so every arm
+//! replays the same sequence whatever the VM's speed), their prompt blocks are taken from the pool (Mooncake prefix hashes reuse
 //! cached blocks; LRU eviction of unreferenced ones) and written; then every
 //! `--step-ms` of wall-clock time one decode step reads one word per 4 KiB page of
 //! every block of every running request. Before each step's reads, the node of each
@@ -40,8 +41,8 @@ struct Args {
     /// Measured duration, seconds.
     #[arg(long, default_value_t = 40.0)]
     seconds: f64,
-    /// Trace seconds per wall-clock second (4: ~50 requests decode at once on Mooncake).
-    #[arg(long, default_value_t = 4.0)]
+    /// Trace seconds per engine second (2: ~30 requests decode at once on Mooncake).
+    #[arg(long, default_value_t = 2.0)]
     compress: f64,
     /// Start this far into the trace, seconds.
     #[arg(long, default_value_t = 0.0)]
@@ -118,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         sysfs::wait_for_file(go);
     }
 
+    let vm0 = sysfs::vmstat()?;
     let mut sched = Sched::new(
         reqs,
         BlockPool::new(nblocks as u32),
@@ -133,7 +135,9 @@ fn main() -> anyhow::Result<()> {
     let (mut hits, mut total, mut running_sum) = (0u64, 0u64, 0u64);
     let (mut seq, mut bounds): (Vec<u32>, Vec<usize>) = (Vec::new(), vec![0]);
     while pacer.tick() {
-        let trace_ms = pacer.elapsed_s() * 1000.0 * a.compress + t_off;
+        // Trace time follows the engine's steps, not the wall clock: every arm replays
+        // the same request sequence however many steps the VM manages.
+        let trace_ms = (pacer.steps_done() - 1) as f64 * a.step_ms as f64 * a.compress + t_off;
         sched.admit(trace_ms, &mut fresh);
         write_blocks(&mut pool, block, &fresh);
         fresh.clear();
@@ -170,6 +174,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let steps = pacer.steps_done();
+    let vm1 = sysfs::vmstat()?;
     rep.ratio("kv_fast_hit_fraction", hits as f64 / total.max(1) as f64);
     rep.result("block_reads", total);
     rep.result("steps_done", steps);
@@ -185,6 +190,10 @@ fn main() -> anyhow::Result<()> {
     rep.result("blocks_reused", sched.pool.stats.reused);
     rep.result("blocks_filled", sched.pool.stats.filled);
     rep.result("blocks_evicted", sched.pool.stats.evicted);
+    rep.result(
+        "pages_migrated",
+        sysfs::delta(&vm0, &vm1, "pgmigrate_success"),
+    );
     if a.oracle {
         let bel = oracle::belady_hits(&seq, cap_blocks);
         let pre = oracle::prefetch_hits(bounds.windows(2).map(|w| &seq[w[0]..w[1]]), cap_blocks);

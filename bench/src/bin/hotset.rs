@@ -5,7 +5,8 @@
 //! [--seed N]` maps `--mb` MiB, touches all of it once, then keeps writing one word per
 //! cache line of a `--hot-mb` MiB window that jumps to a new random page-aligned place
 //! every `--move-s` seconds. Each move rewrites FILE (atomically) with
-//! `SEQ START END` (the true hot range, decimal) and prints `move seq=.. start=.. end=..
+//! `SEQ START END T_CS` (the true hot range, decimal; the move's CLOCK_BOOTTIME in
+//! centiseconds, the clock of /proc/uptime) and prints `move seq=.. start=.. end=..
 //! mbps=..` (throughput of the last period). At the end (after S seconds, or SIGTERM)
 //! it prints `total bytes=.. seconds=.. mbps=..`.
 //!
@@ -51,9 +52,21 @@ impl Rng {
     }
 }
 
+/// CLOCK_BOOTTIME in centiseconds: the clock of /proc/uptime, for shell scenarios.
+fn boottime_cs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 100 + ts.tv_nsec as u64 / 10_000_000
+}
+
 fn write_state(path: &str, seq: u64, start: u64, end: u64) -> anyhow::Result<()> {
     let tmp = format!("{path}.tmp");
-    std::fs::write(&tmp, format!("{seq} {start} {end}\n"))
+    let t = boottime_cs();
+    std::fs::write(&tmp, format!("{seq} {start} {end} {t}\n"))
         .with_context(|| format!("writing {tmp}"))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp} to {path}"))
 }
@@ -146,8 +159,9 @@ fn score(args: &[String]) -> anyhow::Result<()> {
         .split_whitespace()
         .map(|x| x.parse())
         .collect::<Result<_, _>>()?;
-    let [_, t0, t1] = f[..] else {
-        bail!("{truth}: expected `SEQ START END`, got {t:?}")
+    let (t0, t1) = match f[..] {
+        [_, t0, t1, ..] => (t0, t1),
+        _ => bail!("{truth}: expected `SEQ START END [T_CS]`, got {t:?}"),
     };
     let h: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&heat).with_context(|| format!("reading {heat}"))?,

@@ -50,6 +50,9 @@ pub fn load(
     globals: &[(&'static str, u32)],
 ) -> Result<Ebpf, BpfError> {
     let mut loader = EbpfLoader::new();
+    // No CO-RE relocations in our programs (see tracefs.rs): skip parsing the
+    // kernel's BTF, which takes seconds under emulation.
+    loader.btf(None);
     for (name, value) in globals {
         loader.override_global(name, value, true);
     }

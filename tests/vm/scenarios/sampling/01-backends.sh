@@ -7,6 +7,17 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
+# wait_backends: the tiering thread publishes sampling status once every backend
+# has tried to load (BPF verification takes seconds under TCG).
+wait_backends() {
+	_i=0
+	until [ "$(tierctl --json status | jget sampling.backends)" = 3 ]; do
+		_i=$((_i + 1))
+		[ $_i -lt 240 ] || fail "sampling backends not reported within 120 s"
+		sleep 0.5
+	done
+}
+
 admin=/sys/kernel/mm/damon/admin/kdamonds
 sock=/run/tierd/tierd.sock
 [ -e $admin/nr_kdamonds ] || cannot_run "no DAMON sysfs interface ($admin)"
@@ -23,12 +34,15 @@ echo 1 >$admin/0/contexts/nr_contexts
 echo paddr >$admin/0/contexts/0/operations
 echo 1 >$admin/0/contexts/0/targets/nr_targets
 echo on >$admin/0/state
+# Whatever happens, the peer must not outlive the scenario (later ones add kdamonds).
+trap 'echo off >$admin/0/state 2>/dev/null || true' EXIT
 peer=$(cat $admin/0/pid)
 echo "ok: peer kdamond 0 runs (kthread $peer)"
 
 tierd --config /tmp/tierd.toml >/out/tierd-backends.log 2>&1 &
 td=$!
 wait_for_socket $sock 60
+wait_backends
 tierctl manage --pid $hs >/dev/null
 
 backend() { # backend INDEX FIELD

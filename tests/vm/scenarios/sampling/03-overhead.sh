@@ -8,6 +8,17 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
+# wait_backends: the tiering thread publishes sampling status once every backend
+# has tried to load (BPF verification takes seconds under TCG).
+wait_backends() {
+	_i=0
+	until [ "$(tierctl --json status | jget sampling.backends)" = 3 ]; do
+		_i=$((_i + 1))
+		[ $_i -lt 240 ] || fail "sampling backends not reported within 120 s"
+		sleep 0.5
+	done
+}
+
 sock=/run/tierd/tierd.sock
 admin=/sys/kernel/mm/damon/admin/kdamonds
 periods=12
@@ -32,6 +43,7 @@ kdamond_pid() {
 tierd --config /tmp/tierd.toml >/out/tierd-overhead.log 2>&1 &
 td=$!
 wait_for_socket $sock 60
+wait_backends
 hotset run --mb 512 --hot-mb 32 --move-s 4 --state /tmp/hot.state >/out/hotset-overhead.out &
 hs=$!
 i=0
@@ -71,7 +83,7 @@ while [ $k -lt $periods ]; do
 		td0=$(ticks $td)
 		i=0
 		kd=
-		while [ -z "$kd" ] && [ $i -lt 20 ]; do
+		while [ -z "$kd" ] && [ $i -lt 100 ]; do
 			sleep 0.1
 			kd=$(kdamond_pid)
 			i=$((i + 1))

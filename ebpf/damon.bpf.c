@@ -93,6 +93,7 @@ int tierd_damon_aggregated(void *ctx)
 		__sync_fetch_and_add(&val->nr_accesses, nr_accesses);
 		__sync_fetch_and_add(&val->aggregations, 1);
 		val->nr_regions = nr_regions;
+		stat_inc(TIERD_STAT_UPDATES);
 		return 0;
 	}
 	struct tierd_damon_val init = {
@@ -102,6 +103,8 @@ int tierd_damon_aggregated(void *ctx)
 	};
 	if (bpf_map_update_elem(&damon_regions, &key, &init, BPF_NOEXIST))
 		stat_inc(TIERD_STAT_DROPPED);
+	else
+		stat_inc(TIERD_STAT_UPDATES);
 	return 0;
 }
 

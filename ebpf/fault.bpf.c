@@ -67,10 +67,13 @@ int tierd_page_fault_user(void *ctx)
 	count = bpf_map_lookup_elem(&fault_pages, &key);
 	if (count) {
 		__sync_fetch_and_add(count, 1);
+		stat_inc(TIERD_STAT_UPDATES);
 		return 0;
 	}
 	if (bpf_map_update_elem(&fault_pages, &key, &one, BPF_NOEXIST))
 		stat_inc(TIERD_STAT_DROPPED);
+	else
+		stat_inc(TIERD_STAT_UPDATES);
 	return 0;
 }
 

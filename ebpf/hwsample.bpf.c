@@ -62,10 +62,13 @@ int tierd_hw_sample(struct bpf_perf_event_data *ctx)
 	count = bpf_map_lookup_elem(&hw_pages, &key);
 	if (count) {
 		__sync_fetch_and_add(count, 1);
+		stat_inc(TIERD_STAT_UPDATES);
 		return 0;
 	}
 	if (bpf_map_update_elem(&hw_pages, &key, &one, BPF_NOEXIST))
 		stat_inc(TIERD_STAT_DROPPED);
+	else
+		stat_inc(TIERD_STAT_UPDATES);
 	return 0;
 }
 

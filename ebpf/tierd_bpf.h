@@ -21,7 +21,7 @@ typedef uint64_t __u64;
 /* Capacity of the DAMON region map: regions x targets x aggregations per drain. */
 #define TIERD_DAMON_MAX_ENTRIES 65536
 /* Capacity of the fault / hw-sample granule maps (LRU: oldest entries go first). */
-#define TIERD_PAGE_MAX_ENTRIES 262144
+#define TIERD_PAGE_MAX_ENTRIES 65536
 /* Processes (tgids) the fault / hw-sample programs count for. */
 #define TIERD_MAX_TRACKED 4096
 /* kdamond kthreads whose damon_aggregated events are ours. */
@@ -30,7 +30,9 @@ typedef uint64_t __u64;
 /* Indices of the per-CPU `stats` array of every program. */
 #define TIERD_STAT_EVENTS 0  /* events seen (after the pid filter) */
 #define TIERD_STAT_DROPPED 1 /* map updates that failed (map full) */
-#define TIERD_STAT_NR 2
+#define TIERD_STAT_UPDATES 2 /* map entries created or added to: the daemon skips
+				 iterating a map (O(max_entries)) when unchanged */
+#define TIERD_STAT_NR 3
 
 /* A DAMON region as reported by one kdamond for one of its targets. */
 struct tierd_damon_key {

@@ -5,12 +5,13 @@
 use std::mem::{offset_of, size_of};
 
 pub const DAMON_MAX_ENTRIES: u32 = 65536;
-pub const PAGE_MAX_ENTRIES: u32 = 262144;
+pub const PAGE_MAX_ENTRIES: u32 = 65536;
 pub const MAX_TRACKED: u32 = 4096;
 pub const MAX_KDAMONDS: u32 = 8;
 
 pub const STAT_EVENTS: u32 = 0;
 pub const STAT_DROPPED: u32 = 1;
+pub const STAT_UPDATES: u32 = 2;
 
 /// `struct tierd_damon_key`.
 #[repr(C)]
@@ -80,5 +81,6 @@ mod tests {
         assert_eq!(define("TIERD_MAX_KDAMONDS"), super::MAX_KDAMONDS);
         assert_eq!(define("TIERD_STAT_EVENTS"), super::STAT_EVENTS);
         assert_eq!(define("TIERD_STAT_DROPPED"), super::STAT_DROPPED);
+        assert_eq!(define("TIERD_STAT_UPDATES"), super::STAT_UPDATES);
     }
 }

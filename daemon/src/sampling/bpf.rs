@@ -5,7 +5,7 @@
 //! [`DrainMap`] and [`PidFilter`] traits, so their aggregation logic is unit-tested
 //! with in-memory fakes, without root.
 
-use super::abi::STAT_DROPPED;
+use super::abi::{STAT_DROPPED, STAT_UPDATES};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::{Ebpf, EbpfLoader, Pod};
 use std::path::Path;
@@ -130,6 +130,16 @@ impl Stats {
 
     pub fn dropped(&self) -> u64 {
         self.sum(STAT_DROPPED)
+    }
+
+    /// Whether the program changed its map since the last call that returned true.
+    /// Iterating a BPF hash costs O(max_entries) (0.7 ms for an empty 256 Ki-entry
+    /// LRU hash on the host), so drains skip maps nothing was written to.
+    pub fn changed_since(&self, seen: &mut u64) -> bool {
+        let n = self.sum(STAT_UPDATES);
+        let changed = n != *seen;
+        *seen = n;
+        changed
     }
 }
 

@@ -38,6 +38,7 @@ pub struct PageSampler<M, F> {
     pub _attached: Option<Box<dyn Send>>,
     tracked: BTreeSet<i32>,
     buf: Vec<(PageKey, u64)>,
+    seen_updates: u64,
 }
 
 impl<M, F> PageSampler<M, F> {
@@ -52,6 +53,7 @@ impl<M, F> PageSampler<M, F> {
             _attached: None,
             tracked: BTreeSet::new(),
             buf: Vec::new(),
+            seen_updates: 0,
         }
     }
 }
@@ -80,6 +82,11 @@ impl<M: DrainMap<PageKey, u64>, F: PidFilter> Sampler for PageSampler<M, F> {
 
     fn drain(&mut self, out: &mut Vec<AccessSample>) -> Result<(), SamplerError> {
         self.buf.clear();
+        if let Some(st) = &self.stats {
+            if !st.changed_since(&mut self.seen_updates) {
+                return Ok(());
+            }
+        }
         self.pages
             .drain_into(&mut self.buf)
             .map_err(|msg| SamplerError::Drain {

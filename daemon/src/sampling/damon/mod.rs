@@ -27,6 +27,8 @@ const OBJECT: &str = "damon.bpf.o";
 const PROGRAM: &str = "tierd_damon_aggregated";
 /// Wait between attempts to start the kdamond after a failure.
 const RETRY: Duration = Duration::from_secs(5);
+/// Drains between checks that the kdamond still runs.
+const RUNNING_CHECK_DRAINS: u64 = 10;
 
 pub struct DamonSampler<M, F, K> {
     regions: M,
@@ -45,6 +47,8 @@ pub struct DamonSampler<M, F, K> {
     retry_at: Option<Instant>,
     last: Drained,
     buf: Vec<(DamonKey, DamonVal)>,
+    seen_updates: u64,
+    drains: u64,
 }
 
 pub type RealDamon = DamonSampler<
@@ -144,6 +148,8 @@ where
             retry_at: None,
             last: Drained::default(),
             buf: Vec::new(),
+            seen_updates: 0,
+            drains: 0,
         }
     }
 
@@ -231,15 +237,27 @@ where
 
     fn drain(&mut self, out: &mut Vec<AccessSample>) -> Result<(), SamplerError> {
         self.buf.clear();
-        let drained = self.regions.drain_into(&mut self.buf);
+        let changed = self
+            .stats
+            .as_ref()
+            .is_none_or(|st| st.changed_since(&mut self.seen_updates));
+        let drained = if changed {
+            self.regions.drain_into(&mut self.buf)
+        } else {
+            Ok(())
+        };
         let checks = self.attrs.aggr_us as f64 / self.attrs.sample_us.max(1) as f64;
         let before = out.len();
         self.last = aggregate::to_samples(&self.buf, self.kthread, &self.applied, checks, out);
         // Samples of a pid untracked since the last drain are no longer wanted.
         let fresh = out.split_off(before);
         out.extend(fresh.into_iter().filter(|s| self.wanted.contains(&s.pid)));
-        // The kdamond stops by itself when all its targets exited.
-        let died = self.kthread.is_some() && !self.kdamond.running();
+        // The kdamond stops by itself when all its targets exited (checked every
+        // RUNNING_CHECK_DRAINS drains: a sysfs read is slow under emulation).
+        self.drains = self.drains.wrapping_add(1);
+        let died = self.kthread.is_some()
+            && self.drains % RUNNING_CHECK_DRAINS == 0
+            && !self.kdamond.running();
         if self.dirty || died {
             self.reconfigure();
         }

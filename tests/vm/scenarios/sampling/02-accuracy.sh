@@ -3,7 +3,7 @@
 # Accuracy: hotset keeps a 32 MiB hot set in 512 MiB and moves it to a random place
 # every 8 s. Within 2 s of each move, the hottest 32 MiB `tierctl heat` reports must
 # overlap the true hot set with precision and recall >= 0.9 (tierd in monitor-only
-# mode, so nothing moves; sampling config at its defaults; heat half-life 500 ms, so
+# mode, so nothing moves; sampling config at its defaults; heat half-life 400 ms, so
 # the old hot set has cooled below the new one by the time of the query).
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
@@ -24,7 +24,7 @@ moves=6
 [ -e /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds ] || cannot_run "no DAMON sysfs interface"
 grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts || mount -t tracefs tracefs /sys/kernel/tracing
 mkdir -p /run/tierd
-printf '[daemon]\nmonitor_only = true\n[heat]\nhalf_life_ms = 500\n' >/tmp/tierd.toml
+printf '[daemon]\nmonitor_only = true\n[heat]\nhalf_life_ms = 400\n' >/tmp/tierd.toml
 
 uptime_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 seq_of() { awk '{ print $1 }' /tmp/hot.state 2>/dev/null || echo 0; }
@@ -57,8 +57,8 @@ while [ $n -lt $moves ]; do
 	cp /tmp/hot.state /tmp/truth
 	last=$(awk '{ print $1 }' /tmp/truth)
 	t_move=$(awk '{ print $4 }' /tmp/truth)
-	# Ask 1.3 s after the move: tierctl takes up to ~0.7 s to answer under TCG.
-	wait_cs=$((130 - ($(uptime_cs) - t_move)))
+	# Ask 1.0 s after the move: tierctl takes up to ~1 s to answer under TCG.
+	wait_cs=$((100 - ($(uptime_cs) - t_move)))
 	[ $wait_cs -le 0 ] || sleep "$((wait_cs / 100)).$(printf '%02d' $((wait_cs % 100)))"
 	tierctl --json heat --pid $hs --top 33554432 >/out/heat-move$last.json
 	t_query=$(uptime_cs)

@@ -3,16 +3,17 @@
 //! Uses the `tierd-client` crate (the same code as the C library).
 //!
 //! ```text
-//! hintbench [--socket PATH] [--seconds S] [--batch BLOCKS] [--samples N] [--deadline-ms MS]
+//! hintbench [--socket PATH] [--tag NAME] [--phases ingest,prefetch] [--seconds S]
+//!           [--batch BLOCKS] [--samples N] [--deadline-ms MS]
 //! ```
 //!
 //! 1. Ingest: registers 4096 blocks of 16 KiB and sends ACCESS hints of `--batch`
 //!    consecutive blocks per ring entry for `--seconds`, then waits for tierd to drain
 //!    the ring. Prints blocks/s the client published, blocks/s tierd applied (first
 //!    publish to last applied), and the blocks dropped on a full ring.
-//! 2. Prefetch: registers `--samples` blocks of 64 KiB bound to the slowest node, then
-//!    PREFETCHes them one at a time and spins on the placement table until the block
-//!    reads back as the fast node. Prints p50 / p99 / max latency and the misses (not
+//! 2. Prefetch: registers `--samples` blocks of 64 KiB (small pages) bound to the
+//!    slowest node and hinted COLD, then PREFETCHes them one at a time and polls the
+//!    placement table (every 200 us) until the block reads back as the fast node. Prints p50 / p99 / max latency and the misses (not
 //!    fast within one second).
 //!
 //! Every figure is a `RESULT key=value` line; exits 1 if a phase could not run.
@@ -22,6 +23,9 @@ use tierd_client::{Client, HintKind};
 
 struct Args {
     socket: Option<String>,
+    /// Prefix of every RESULT key (e.g. the tierd configuration under test).
+    tag: String,
+    phases: String,
     seconds: f64,
     batch: u32,
     samples: u64,
@@ -31,6 +35,8 @@ struct Args {
 fn parse() -> Result<Args, String> {
     let mut a = Args {
         socket: None,
+        tag: String::new(),
+        phases: "ingest,prefetch".into(),
         seconds: 2.0,
         batch: 64,
         samples: 200,
@@ -41,6 +47,8 @@ fn parse() -> Result<Args, String> {
         let mut v = || it.next().ok_or(format!("{k} needs a value"));
         match k.as_str() {
             "--socket" => a.socket = Some(v()?),
+            "--tag" => a.tag = format!("{}.", v()?),
+            "--phases" => a.phases = v()?,
             "--seconds" => a.seconds = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
             "--batch" => a.batch = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
             "--samples" => a.samples = v()?.parse().map_err(|e| format!("{k}: {e}"))?,
@@ -112,25 +120,36 @@ fn ingest(c: &Client, a: &Args) -> Result<(), String> {
     let drained = t0.elapsed().as_secs_f64();
     let s = r.stats();
     let applied = s.applied_blocks - before.applied_blocks;
-    println!("RESULT hint_batch_blocks={}", a.batch);
-    println!("RESULT hint_calls_per_s={:.0}", calls as f64 / sent);
+    println!("RESULT {}hint_batch_blocks={}", a.tag, a.batch);
     println!(
-        "RESULT hint_published_blocks_per_s={:.0}",
+        "RESULT {}hint_calls_per_s={:.0}",
+        a.tag,
+        calls as f64 / sent
+    );
+    println!(
+        "RESULT {}hint_published_blocks_per_s={:.0}",
+        a.tag,
         published as f64 / sent
     );
     println!(
-        "RESULT hint_applied_blocks_per_s={:.0}",
+        "RESULT {}hint_applied_blocks_per_s={:.0}",
+        a.tag,
         applied as f64 / drained
     );
     println!(
-        "RESULT hint_applied_entries={}",
+        "RESULT {}hint_applied_entries={}",
+        a.tag,
         s.applied_entries - before.applied_entries
     );
     println!(
-        "RESULT hint_dropped_blocks={}",
+        "RESULT {}hint_dropped_blocks={}",
+        a.tag,
         s.dropped_blocks - before.dropped_blocks
     );
-    println!("RESULT hint_rejected_entries={}", s.rejected_entries);
+    println!(
+        "RESULT {}hint_rejected_entries={}",
+        a.tag, s.rejected_entries
+    );
     c.unregister(region).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -163,10 +182,17 @@ fn prefetch(c: &Client, a: &Args) -> Result<(), String> {
     if rc < 0 {
         return Err(format!("bind to node {}: errno {}", slow.node, -rc));
     }
+    // Small pages, so each block moves on its own (a THP would carry 32 blocks at once).
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(mem.as_mut_ptr().cast(), mem.len(), libc::MADV_NOHUGEPAGE) };
     mem.fill(2);
     let region = c
         .register(mem.as_ptr() as u64, n * BLOCK, BLOCK)
         .map_err(|e| format!("register: {e}"))?;
+    // Cold until needed, as an engine marks blocks of idle sequences: keeps tierd's
+    // sampling-driven policy from promoting them before they are prefetched.
+    c.hint_range(region, HintKind::Cold, 0, n as u32, 0)
+        .map_err(|e| e.to_string())?;
     // The first refresh shows where the blocks are.
     let t = Instant::now();
     while c.placement(region, n - 1) != slow.node {
@@ -181,11 +207,17 @@ fn prefetch(c: &Client, a: &Args) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut lat_ms = Vec::with_capacity(n as usize);
-    let mut misses = 0u64;
+    let (mut misses, mut skipped) = (0u64, 0u64);
     for b in 0..n {
+        if c.placement(region, b) != slow.node {
+            skipped += 1; // moved by someone else meanwhile: nothing to measure
+            continue;
+        }
         let t0 = Instant::now();
         c.hint_prefetch(region, &[b], a.deadline_ms)
             .map_err(|e| e.to_string())?;
+        // Poll as an engine would before using the block; a busy spin would steal the
+        // CPU tierd needs (the VM runs all vCPUs on one host thread).
         loop {
             if c.placement(region, b) == fast.node {
                 lat_ms.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -195,18 +227,46 @@ fn prefetch(c: &Client, a: &Args) -> Result<(), String> {
                 misses += 1;
                 break;
             }
-            std::hint::spin_loop();
+            std::thread::sleep(Duration::from_micros(200));
         }
+        // Let the block settle before the next sample.
+        std::thread::sleep(Duration::from_millis(2));
     }
     let s = c.region(region).map_err(|e| e.to_string())?.stats();
     lat_ms.sort_by(f64::total_cmp);
-    println!("RESULT prefetch_samples={n}");
-    println!("RESULT prefetch_misses={misses}");
-    println!("RESULT prefetch_deadline_missed={}", s.deadline_missed);
+    println!("RESULT {}prefetch_samples={}", a.tag, n);
+    println!("RESULT {}prefetch_misses={}", a.tag, misses);
+    println!("RESULT {}prefetch_skipped={}", a.tag, skipped);
+    println!(
+        "RESULT {}prefetch_over_10ms={}",
+        a.tag,
+        lat_ms.iter().filter(|&&l| l > 10.0).count()
+    );
+    println!(
+        "RESULT {}prefetch_deadline_missed={}",
+        a.tag, s.deadline_missed
+    );
     if !lat_ms.is_empty() {
-        println!("RESULT prefetch_p50_ms={:.2}", percentile(&lat_ms, 0.50));
-        println!("RESULT prefetch_p99_ms={:.2}", percentile(&lat_ms, 0.99));
-        println!("RESULT prefetch_max_ms={:.2}", lat_ms[lat_ms.len() - 1]);
+        println!(
+            "RESULT {}prefetch_p50_ms={:.2}",
+            a.tag,
+            percentile(&lat_ms, 0.50)
+        );
+        println!(
+            "RESULT {}prefetch_p90_ms={:.2}",
+            a.tag,
+            percentile(&lat_ms, 0.90)
+        );
+        println!(
+            "RESULT {}prefetch_p99_ms={:.2}",
+            a.tag,
+            percentile(&lat_ms, 0.99)
+        );
+        println!(
+            "RESULT {}prefetch_max_ms={:.2}",
+            a.tag,
+            lat_ms[lat_ms.len() - 1]
+        );
     }
     Ok(())
 }
@@ -231,6 +291,9 @@ fn main() {
         ("ingest", ingest as fn(&Client, &Args) -> Result<(), String>),
         ("prefetch", prefetch),
     ] {
+        if !a.phases.split(',').any(|p| p == name) {
+            continue;
+        }
         if let Err(e) = phase(&c, &a) {
             eprintln!("hintbench: {name}: {e}");
             ok = false;

@@ -276,4 +276,55 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        // The ring reader over hostile memory: any bytes in the slots, any sequence of
+        // tails. It never panics, never hands out more than `max` or more than the
+        // capacity, and everything validate() accepts lies inside the region.
+        #[test]
+        fn reader_is_total_over_hostile_memory(
+            log_cap in 1u32..7,
+            nblocks in 1u64..100,
+            bytes in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..400),
+            tails in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..20),
+            max in 0usize..100,
+        ) {
+            let geo = Geometry::new(1 << log_cap, nblocks, 4096).unwrap();
+            let mut m = Mem::new(geo.total_bytes);
+            let ring_words = (geo.ring_offset / 8) as usize;
+            for (i, w) in bytes.iter().enumerate() {
+                if let Some(slot) = m.0.get_mut(ring_words + i) {
+                    *slot = *w;
+                }
+            }
+            let v = m.view(geo);
+            v.init_header(5, 4096, 0);
+            let mut c = Consumer::new();
+            let mut out = Vec::new();
+            for t in tails {
+                // Small tails are plausible; huge ones are corruption.
+                let tail = if t % 2 == 0 { c.head() + t % 70 } else { t };
+                v.header().tail.store(tail, Ordering::Relaxed);
+                out.clear();
+                let before = c.head();
+                match c.drain(&v, 5, max, &mut out) {
+                    Ok(n) => {
+                        proptest::prop_assert!(n <= max && n as u64 <= geo.ring_entries as u64);
+                        proptest::prop_assert_eq!(n, out.len());
+                        proptest::prop_assert_eq!(c.head(), before + n as u64);
+                        proptest::prop_assert_eq!(v.header().head.load(Ordering::Relaxed), c.head());
+                    }
+                    Err(RingError::CorruptIndices { tail: bad, .. }) => {
+                        proptest::prop_assert!(bad.wrapping_sub(before) > geo.ring_entries as u64);
+                        proptest::prop_assert_eq!(c.head(), before);
+                    }
+                }
+                for e in &out {
+                    if let Ok(h) = validate(e, 5, nblocks) {
+                        proptest::prop_assert!(h.nblocks >= 1 && h.first_block + h.nblocks <= nblocks);
+                    }
+                }
+            }
+        }
+    }
 }

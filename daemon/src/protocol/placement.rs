@@ -3,15 +3,15 @@
 //! (`tierd-placement` thread, every [`REFRESH_PERIOD`]).
 //!
 //! A block's placement is the node of its first page (`move_pages` query), or the
-//! negative errno the kernel gave for it. Promotion goes through the migration engine
-//! (headroom check against `policy.promote_watermark`, the shared MB/s bucket) to the
-//! fast node with the most free memory, in tiering mode only. Blocks the kernel would
+//! negative errno the kernel gave for it. Promotion moves the blocks' pages with the
+//! migration engine's [`crate::migrate::Mover`] (headroom check against
+//! `policy.promote_watermark`) to the fast node with the most free memory, in tiering
+//! mode only; see [`move_blocks`] for why not a full engine job. Blocks the kernel would
 //! not move although there was room (long-term pinned, e.g. `cudaHostRegister`) get a
 //! relocation request in the region's wanted table: the client copies them itself.
 
 use super::region::ShmRegion;
 use super::{apply, Hub, REFRESH_PERIOD};
-use crate::migrate::engine::Job;
 use crate::state::{Daemon, Mode};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -80,68 +80,46 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
     if hub.region(r.id).is_none() {
         return; // unregistered meanwhile
     }
+    let started = Instant::now();
+    let queued = items
+        .iter()
+        .map(|p| started.saturating_duration_since(p.hinted))
+        .max()
+        .unwrap_or_default();
     let d = &hub.daemon;
     let mut blocks: Vec<u64> = items.iter().flat_map(|p| p.first..p.first + p.n).collect();
     blocks.sort_unstable();
     blocks.dedup();
     let topo = d.topology();
+    let is_fast = |node: i32| node >= 0 && topo.tier_of(node as u32) == Some(0);
     let fast = topo
         .nodes_in_tier(0)
         .map(|n| (n, d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes)))
         .max_by_key(|(_, free)| *free)
-        .map(|(n, _)| (n.id, n.total_bytes));
-    let is_fast = |node: i32| node >= 0 && topo.tier_of(node as u32) == Some(0);
-    let before = query_blocks(d, r, &blocks);
-    let todo: Vec<u64> = blocks
-        .iter()
-        .zip(&before)
-        .filter(|(_, &n)| n >= 0 && !is_fast(n))
-        .map(|(&b, _)| b)
-        .collect();
-    let mut headroom = false;
-    let after = match (fast, d.mode(), todo.is_empty()) {
-        (Some((to, total)), Mode::Tiering, false) => {
-            let cfg = d.config();
-            let job = Job {
-                pid: r.owner.pid,
-                ranges: Some(ranges(r, &todo)),
-                to,
-                min_free_bytes: cfg.policy.promote_watermark.of(total),
-            };
-            match d.engine.run(&job, None) {
-                Ok(rep) => {
-                    headroom = rep
-                        .stopped
-                        .as_deref()
-                        .is_some_and(|s| s.starts_with("headroom"))
-                }
-                Err(e) => tracing::debug!(pid = r.owner.pid, error = %e, "prefetch failed"),
-            }
-            query_blocks(d, r, &todo)
+        .map(|(n, free)| (n.id, n.total_bytes, free));
+    let target = fast.filter(|_| d.mode() == Mode::Tiering);
+    let (nodes, headroom) = match target {
+        Some((to, total, free)) => {
+            let floor = d.config().policy.promote_watermark.of(total);
+            move_blocks(d, r, &blocks, to, free, floor)
         }
-        _ => todo
-            .iter()
-            .map(|&b| before[blocks.binary_search(&b).unwrap_or(0)])
-            .collect(),
+        None => (query_blocks(d, r, &blocks), false),
     };
-    for (&b, &n) in blocks.iter().zip(&before) {
-        r.set_placement(b, n);
-    }
-    let mut promoted = 0u64;
-    let mut wanted = false;
     let alive = d
         .registry
         .get(r.owner.pid)
         .is_some_and(|p| !p.pidfd.exited());
-    for (&b, &n) in todo.iter().zip(&after) {
+    let (mut promoted, mut wanted) = (0u64, false);
+    let mut up = Vec::new();
+    for (&b, &n) in blocks.iter().zip(&nodes) {
         r.set_placement(b, n);
         if is_fast(n) {
             promoted += 1;
+            up.push(b);
             r.set_wanted(b, tierd_client::layout::WANTED_NONE);
-        } else if let (Some((to, _)), Mode::Tiering, false, true) =
-            (fast, d.mode(), headroom, alive)
-        {
-            // Room was there but the kernel would not move it: ask the client to copy it.
+        } else if let (Some((to, _, _)), false, true, true) = (target, headroom, alive, n >= 0) {
+            // Present, room was there, yet the kernel would not move it (pinned): ask the
+            // client to copy it.
             r.set_wanted(b, to as i32);
             wanted = true;
         }
@@ -152,32 +130,100 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
     }
     let h = r.header();
     h.promoted_blocks.fetch_add(promoted, Ordering::Relaxed);
-    let mut last: std::collections::HashMap<u64, i32> =
-        blocks.iter().copied().zip(before).collect();
-    last.extend(todo.iter().copied().zip(after.iter().copied()));
     let now = Instant::now();
     let missed = items
         .iter()
         .filter(|p| p.deadline > p.hinted && now > p.deadline)
-        .filter(|p| (p.first..p.first + p.n).any(|b| !last.get(&b).is_some_and(|&n| is_fast(n))))
+        .filter(|p| (p.first..p.first + p.n).any(|b| up.binary_search(&b).is_err()))
         .count();
     h.deadline_missed
         .fetch_add(missed as u64, Ordering::Relaxed);
-    if promoted > 0 {
-        let page = d.engine.page_size();
-        let moved = ranges(r, &todo);
+    if !up.is_empty() {
+        let served = ranges(r, &up);
         d.with_heat(r.owner.pid, |t| {
-            for a in &moved {
+            for a in &served {
                 apply::prefetch_served(t, *a);
             }
         });
-        tracing::trace!(
-            region = r.id,
-            promoted,
-            pages = promoted * r.block_size / page,
-            "prefetched"
-        );
     }
+    tracing::debug!(
+        region = r.id,
+        blocks = blocks.len(),
+        promoted,
+        headroom,
+        queued_us = queued.as_micros() as u64,
+        move_us = started.elapsed().as_micros() as u64,
+        "prefetch"
+    );
+}
+
+/// Moves every page of `blocks` to node `to` if, of its `free` bytes, `floor` stay free
+/// after them.
+/// Returns the node (or negative errno) of each block's first page afterwards, and
+/// whether the move was skipped for lack of headroom.
+///
+/// Not `MigrationEngine::run`: a job there re-reads the whole topology and the maps
+/// first, which costs tens of ms under TCG; a prefetch must land within its deadline
+/// (target p99 10 ms). It keeps the engine's rules that matter for a few blocks: the
+/// destination headroom check (against `policy.promote_watermark`, as the policy's
+/// promotions), batches of `migrate.batch_pages`, and the engine's moved-page counters.
+/// The MB/s bucket is not applied: prefetches are few, small and bounded by the queue.
+fn move_blocks(
+    d: &Daemon,
+    r: &ShmRegion,
+    blocks: &[u64],
+    to: u32,
+    free: u64,
+    floor: u64,
+) -> (Vec<i32>, bool) {
+    let page = d.engine.page_size();
+    let per = (r.block_size / page).max(1) as usize;
+    let bytes = blocks.len() as u64 * r.block_size;
+    if free < floor.saturating_add(bytes) {
+        return (query_blocks(d, r, blocks), true);
+    }
+    let addrs: Vec<u64> = blocks
+        .iter()
+        .flat_map(|&b| (0..per as u64).map(move |i| (b, i)))
+        .map(|(b, i)| r.block_addr(b) + i * page)
+        .collect();
+    let nodes = vec![to as i32; addrs.len()];
+    let mut status = vec![-libc::EAGAIN; addrs.len()];
+    let batch = d.config().migrate.batch_pages.max(1);
+    for ((a, n), s) in addrs
+        .chunks(batch)
+        .zip(nodes.chunks(batch))
+        .zip(status.chunks_mut(batch))
+    {
+        if let Err(e) = d.engine.mover().move_pages(r.owner.pid, a, n, s) {
+            tracing::debug!(pid = r.owner.pid, region = r.id, error = %e, "prefetch move failed");
+            s.fill(-libc::ESRCH);
+        }
+    }
+    let moved = status.iter().filter(|&&s| s == to as i32).count() as u64;
+    let mut first: Vec<i32> = status.iter().copied().step_by(per).collect();
+    // A page the kernel refused (EBUSY: pinned, ...) reports an errno, not its node:
+    // read where those blocks are.
+    let refused: Vec<usize> = (0..first.len())
+        .filter(|&i| {
+            first[i] < 0 && ![-libc::ENOENT, -libc::EFAULT, -libc::ESRCH].contains(&first[i])
+        })
+        .collect();
+    if !refused.is_empty() {
+        let which: Vec<u64> = refused.iter().map(|&i| blocks[i]).collect();
+        for (&i, n) in refused.iter().zip(query_blocks(d, r, &which)) {
+            first[i] = n;
+        }
+    }
+    d.engine
+        .counters
+        .moved_pages
+        .fetch_add(moved, Ordering::Relaxed);
+    d.engine
+        .counters
+        .moved_bytes
+        .fetch_add(moved * page, Ordering::Relaxed);
+    (first, false)
 }
 
 /// Re-reads every region's placement table every [`REFRESH_PERIOD`].

@@ -15,6 +15,7 @@ use super::{apply, Hub, POLL_PERIOD};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tierd_api::AddrRange;
 use tierd_client::layout::{HintEntry, WANTED_NONE};
 use tierd_client::ring::validate;
 use tierd_client::HintKind;
@@ -44,11 +45,14 @@ pub fn run(hub: Arc<Hub>) {
     }
 }
 
-/// Applies a batch of entries from region `r`'s ring.
+/// Applies a batch of entries from region `r`'s ring, in order; runs of ACCESS entries
+/// are merged ([`apply::access_many`]).
 pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     let (mut applied, mut blocks, mut rejected) = (0u64, 0u64, 0u64);
     let mut prefetch = Vec::new();
     let mut relocated = false;
+    let mut access: Vec<AddrRange> = Vec::new();
+    let mut events = Vec::new();
     let received = Instant::now();
     hub.daemon.with_heat(r.owner.pid, |t| {
         let now = t.now_ms(received);
@@ -57,7 +61,16 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
                 rejected += 1;
                 continue;
             };
-            apply::apply(t, h.kind, r.blocks(h.first_block, h.nblocks), now);
+            applied += 1;
+            blocks += h.nblocks;
+            let range = r.blocks(h.first_block, h.nblocks);
+            if h.kind == HintKind::Access {
+                access.push(range);
+                continue;
+            }
+            apply::access_many(t, &access, now, &mut events);
+            access.clear();
+            apply::apply(t, h.kind, range, now);
             match h.kind {
                 HintKind::Prefetch | HintKind::PinFast => prefetch.push(Prefetch {
                     region: r.clone(),
@@ -74,9 +87,8 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
                 }
                 _ => {}
             }
-            applied += 1;
-            blocks += h.nblocks;
         }
+        apply::access_many(t, &access, now, &mut events);
     });
     if relocated {
         r.bump_wanted();

@@ -16,6 +16,12 @@
 //!    placement table (every 200 us) until the block reads back as the fast node. Prints p50 / p99 / max latency and the misses (not
 //!    fast within one second).
 //!
+//! 3. Rawmove (only with `--phases rawmove`): the kernel's floor for phase 2, the same
+//!    moves by the bench itself, one `move_pages(2)` per block, no tierd involved.
+//! 4. Pool, security (only when named in `--phases`): a shared pool lands on the slow
+//!    node and two connections map the same memory; registering memory mapped only in
+//!    another process is refused with EFAULT.
+//!
 //! Every figure is a `RESULT key=value` line; exits 1 if a phase could not run.
 
 use std::time::{Duration, Instant};
@@ -271,6 +277,175 @@ fn prefetch(c: &Client, a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The kernel's floor for the prefetch phase: the same 64 KiB moves (small pages,
+/// slow → fast) done by this process with one `move_pages(2)` call each, no tierd.
+fn rawmove(c: &Client, a: &Args) -> Result<(), String> {
+    const BLOCK: u64 = 64 << 10;
+    let n = a.samples;
+    let fast = c
+        .advise(BLOCK, 0)
+        .map_err(|e| format!("advise fast: {e}"))?;
+    let slow = c
+        .advise(n * BLOCK, -1)
+        .map_err(|e| format!("advise slow: {e}"))?;
+    let mem = alloc((n * BLOCK) as usize)?;
+    // SAFETY: our own fresh mapping.
+    let rc = unsafe {
+        tierd_client::ffi::tierd_bind_node(mem.as_mut_ptr().cast(), mem.len(), slow.node)
+    };
+    if rc < 0 {
+        return Err(format!("bind to node {}: errno {}", slow.node, -rc));
+    }
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(mem.as_mut_ptr().cast(), mem.len(), libc::MADV_NOHUGEPAGE) };
+    mem.fill(3);
+    let per = (BLOCK / 4096) as usize;
+    let mut lat_ms = Vec::with_capacity(n as usize);
+    for b in 0..n as usize {
+        let pages: Vec<*mut libc::c_void> = (0..per)
+            .map(|i| mem[b * BLOCK as usize + i * 4096..].as_mut_ptr().cast())
+            .collect();
+        let nodes = vec![fast.node; per];
+        let mut status = vec![0i32; per];
+        let t0 = Instant::now();
+        // SAFETY: arrays of `per` elements; pid 0 = this process.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_pages,
+                0,
+                per as libc::c_ulong,
+                pages.as_ptr(),
+                nodes.as_ptr(),
+                status.as_mut_ptr(),
+                2 as libc::c_int, // MPOL_MF_MOVE
+            )
+        };
+        let dt = t0.elapsed().as_secs_f64() * 1e3;
+        if rc < 0 || status[0] != fast.node {
+            return Err(format!(
+                "move_pages block {b}: rc {rc}, status {}",
+                status[0]
+            ));
+        }
+        lat_ms.push(dt);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    lat_ms.sort_by(f64::total_cmp);
+    println!(
+        "RESULT {}rawmove_p50_ms={:.2}",
+        a.tag,
+        percentile(&lat_ms, 0.50)
+    );
+    println!(
+        "RESULT {}rawmove_p90_ms={:.2}",
+        a.tag,
+        percentile(&lat_ms, 0.90)
+    );
+    println!(
+        "RESULT {}rawmove_p99_ms={:.2}",
+        a.tag,
+        percentile(&lat_ms, 0.99)
+    );
+    Ok(())
+}
+
+/// A shared pool lands on the slow tier (`client.pool_tier = "slow"`, the default), and
+/// a second open, by a second connection, maps the same memory.
+fn pool(c: &Client, a: &Args) -> Result<(), String> {
+    let bytes = 16u64 << 20;
+    let slow = c
+        .advise(bytes, -1)
+        .map_err(|e| format!("advise slow: {e}"))?;
+    let p1 = c
+        .pool_open("hintbench-pool", bytes)
+        .map_err(|e| e.to_string())?;
+    let c2 = Client::connect(a.socket.as_deref().map(std::path::Path::new))
+        .map_err(|e| e.to_string())?;
+    let p2 = c2
+        .pool_open("hintbench-pool", bytes)
+        .map_err(|e| e.to_string())?;
+    let map = |fd: &std::os::fd::OwnedFd| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a shared mapping of the pool's sealed memfd, leaked until exit.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(p as *mut u8)
+    };
+    let (Some(m1), Some(m2)) = (map(&p1.fd), map(&p2.fd)) else {
+        return Err("mmap of the pool failed".into());
+    };
+    // SAFETY: both point to `bytes` of mapped memory.
+    let same = unsafe {
+        m1.add(12345).write_volatile(0x5a);
+        m2.add(12345).read_volatile() == 0x5a
+    };
+    println!("RESULT {}pool_node={}", a.tag, p1.node);
+    println!("RESULT {}pool_slow_node={}", a.tag, slow.node);
+    println!("RESULT {}pool_shared={}", a.tag, same as u8);
+    println!(
+        "RESULT {}pool_second_open_created={}",
+        a.tag, p2.created as u8
+    );
+    if !p1.created || p2.created || !same || p1.node != slow.node {
+        return Err(format!(
+            "pool: created {} / {}, shared {same}, node {} (slow node {})",
+            p1.created, p2.created, p1.node, slow.node
+        ));
+    }
+    Ok(())
+}
+
+/// Registering memory mapped in another process (not in ours) is refused with EFAULT.
+fn security(c: &Client, a: &Args) -> Result<(), String> {
+    let mut child = std::process::Command::new("sleep")
+        .arg("10")
+        .spawn()
+        .map_err(|e| format!("spawning sleep: {e}"))?;
+    let maps = |pid: u32| -> Vec<(u64, u64)> {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (r, _) = l.split_once(' ')?;
+                let (s, e) = r.split_once('-')?;
+                Some((
+                    u64::from_str_radix(s, 16).ok()?,
+                    u64::from_str_radix(e, 16).ok()?,
+                ))
+            })
+            .collect()
+    };
+    let (theirs, ours) = (maps(child.id()), maps(std::process::id()));
+    let foreign = theirs
+        .into_iter()
+        .find(|t| !ours.iter().any(|o| o.0 < t.1 && t.0 < o.1));
+    let res = foreign.map(|(s, e)| c.register(s, (e - s) / 4096 * 4096, 4096));
+    let _ = child.kill();
+    let _ = child.wait();
+    match res {
+        None => Err("no mapping of the child that we lack".into()),
+        Some(Err(tierd_client::ClientError::Refused { errno, .. })) if errno == libc::EFAULT => {
+            println!("RESULT {}foreign_register_refused=1", a.tag);
+            Ok(())
+        }
+        Some(other) => {
+            println!("RESULT {}foreign_register_refused=0", a.tag);
+            Err(format!(
+                "registering another process's memory: {:?}",
+                other.map_err(|e| e.to_string())
+            ))
+        }
+    }
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -290,6 +465,9 @@ fn main() {
     for (name, phase) in [
         ("ingest", ingest as fn(&Client, &Args) -> Result<(), String>),
         ("prefetch", prefetch),
+        ("rawmove", rawmove),
+        ("pool", pool),
+        ("security", security),
     ] {
         if !a.phases.split(',').any(|p| p == name) {
             continue;

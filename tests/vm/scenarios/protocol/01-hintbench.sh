@@ -36,6 +36,7 @@ RUST_LOG=info,tierd::protocol=debug start_tierd --config /tmp/hints-only.toml
 wait_for_socket /run/tierd/client.sock 30
 run_bench hints_only --seconds 3 --batch 64 --samples 200 --deadline-ms 10
 run_bench hints_only_b256 --phases ingest --seconds 3 --batch 256
+run_bench kernel --phases rawmove --samples 200
 stop_tierd
 
 start_tierd_cpu0() {

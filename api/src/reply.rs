@@ -46,9 +46,6 @@ pub struct MigrateReply {
     pub failed_pages: BTreeMap<String, u64>,
     pub bytes: u64,
     pub seconds: f64,
-    /// Pages already on the destination node (counted in `moved_pages` too).
-    #[serde(default)]
-    pub already_there_pages: u64,
     /// Huge pages among the moved pages, each counted once.
     #[serde(default)]
     pub huge_pages: u64,

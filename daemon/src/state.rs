@@ -208,16 +208,24 @@ impl Daemon {
     }
 }
 
-/// A heat table as `[heat]` and `[sampling]` configure it: a hot streak survives gaps
-/// of up to three drain intervals.
+/// How long a granule may go without a recorded access and still count as in the same
+/// hot streak: at least one heat half-life and three sampling periods. Sampling sees a
+/// page that is read a few times a second only now and then (DAMON checks one page per
+/// region per sample interval), so a shorter gap would break every streak.
+pub fn streak_gap_ms(cfg: &Config) -> u64 {
+    let period = cfg
+        .sampling
+        .drain_interval_ms
+        .max(cfg.sampling.damon.aggr_ms);
+    cfg.heat.half_life_ms.max(3 * period)
+}
+
+/// A heat table as `[heat]` and `[sampling]` configure it.
 pub fn new_heat_table(cfg: &Config) -> HeatTable {
     HeatTable::new(
         cfg.heat.granule.0,
         cfg.heat.half_life_ms,
         cfg.heat.history_len,
-        (3 * cfg
-            .sampling
-            .drain_interval_ms
-            .max(cfg.sampling.damon.aggr_ms)) as u32,
+        streak_gap_ms(cfg) as u32,
     )
 }

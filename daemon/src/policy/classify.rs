@@ -24,7 +24,7 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
         return Some(f64::INFINITY);
     }
     let settled = g.since_move_ms >= k.min_residency_ms && g.moves < PINGPONG_MOVES;
-    let recent = g.idle_ms <= k.hot_threshold_ms.max(1) * 3;
+    let recent = g.idle_ms <= k.recent_ms;
     let hot = g.hot_for_ms >= k.hot_threshold_ms && recent;
     match p {
         PolicyName::Off => None,

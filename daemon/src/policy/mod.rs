@@ -97,6 +97,8 @@ pub struct Knobs {
     pub demote_watermark: tierd_config::Amount,
     pub promote_watermark: tierd_config::Amount,
     pub hot_threshold_ms: u64,
+    /// A granule idle longer than this is not "hot now", whatever its streak.
+    pub recent_ms: u64,
     pub cold_age_ms: u64,
     pub min_residency_ms: u64,
     pub hysteresis: f64,
@@ -120,6 +122,7 @@ impl Knobs {
             demote_watermark: p.demote_watermark,
             promote_watermark: p.promote_watermark,
             hot_threshold_ms: p.hot_threshold_ms,
+            recent_ms: 3 * p.hot_threshold_ms.max(1),
             cold_age_ms: p.cold_age_ms,
             min_residency_ms: p.min_residency_ms,
             hysteresis: p.hysteresis,

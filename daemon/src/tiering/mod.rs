@@ -16,27 +16,37 @@ use crate::sampling::{AccessSample, SamplingSet};
 use crate::state::{Daemon, Mode};
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often each managed process's placement is re-read.
 const SCAN_PERIOD: Duration = Duration::from_millis(1000);
+/// Granules moved by someone else in one scan before status says the kernel moves too.
+const FOREIGN_MOVES_MIN: u64 = 64;
+
+fn cfg_granule(d: &Daemon) -> u64 {
+    d.config().heat.granule.0.max(1)
+}
+
+/// Smallest plan, bytes per direction, whatever the measured migration rate.
+const PLAN_FLOOR_BYTES: u64 = 16 << 20;
 /// How often a heat snapshot is kept for heatmaps.
 const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
     let (tx, rx) = crossbeam_channel::bounded::<worker::Batch>(1);
     let busy = Arc::new(AtomicBool::new(false));
-    let (d, b) = (daemon.clone(), busy.clone());
+    let throughput = Arc::new(AtomicU64::new(0));
+    let (d, b, t) = (daemon.clone(), busy.clone(), throughput.clone());
     std::thread::Builder::new()
         .name("tierd-migrate".into())
-        .spawn(move || worker::run(d, rx, b))
+        .spawn(move || worker::run(d, rx, b, t))
         .context("spawning the migration worker")?;
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("tierd-tiering".into())
-        .spawn(move || Loop::new(d, tx, busy).run())
+        .spawn(move || Loop::new(d, tx, busy, throughput).run())
         .context("spawning the tiering loop")?;
     Ok(())
 }
@@ -45,6 +55,8 @@ struct Loop {
     d: Arc<Daemon>,
     tx: crossbeam_channel::Sender<worker::Batch>,
     busy: Arc<AtomicBool>,
+    /// Measured migration rate, bytes/s (0 until the first plan ran).
+    throughput: Arc<AtomicU64>,
     sampling: SamplingSet,
     generation: u64,
     last_policy: Instant,
@@ -58,6 +70,7 @@ impl Loop {
         d: Arc<Daemon>,
         tx: crossbeam_channel::Sender<worker::Batch>,
         busy: Arc<AtomicBool>,
+        throughput: Arc<AtomicU64>,
     ) -> Loop {
         let cfg = d.config();
         let generation = d.generation.load(Ordering::SeqCst);
@@ -66,6 +79,7 @@ impl Loop {
             d,
             tx,
             busy,
+            throughput,
             generation,
             last_policy: Instant::now(),
             last_snapshot: Instant::now(),
@@ -176,7 +190,10 @@ impl Loop {
                 Ok(r) => {
                     p.stats.fast_bytes.store(r.fast_bytes, Ordering::Relaxed);
                     p.stats.slow_bytes.store(r.slow_bytes, Ordering::Relaxed);
-                    if r.foreign_moves > 0 {
+                    // A few granules can change node for reasons of no concern (a
+                    // mapping replaced under the same address); many means a mover.
+                    let granules = (r.fast_bytes + r.slow_bytes) / cfg_granule(&d);
+                    if r.foreign_moves > FOREIGN_MOVES_MIN && r.foreign_moves * 100 > granules {
                         p.stats.kernel_tiering_active.store(true, Ordering::Relaxed);
                         tracing::debug!(
                             pid = p.pid,
@@ -225,8 +242,28 @@ impl Loop {
                 promote_to: topo.promotion_target(n.id),
             })
             .collect();
-        let knobs = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
+        // Size the plan to about a second of migration at the measured rate, so the
+        // next plan sees fresh heat instead of executing a stale one for many seconds.
+        let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
+        // Before the first plan ran the rate is unknown: start at the floor.
+        let cap = self
+            .throughput
+            .load(Ordering::Relaxed)
+            .max(PLAN_FLOOR_BYTES);
+        let knobs = Knobs {
+            recent_ms: crate::state::streak_gap_ms(&cfg),
+            promote_budget_bytes: base.promote_budget_bytes.min(cap),
+            demote_budget_bytes: base.demote_budget_bytes.min(cap),
+            ..base
+        };
         let plan = policy::plan(&inputs, &nodes, &knobs);
+        tracing::debug!(
+            granules = inputs.iter().map(|p| p.granules.len()).sum::<usize>(),
+            promote = plan.moves.iter().filter(|m| m.dir == policy::Direction::Promote).count(),
+            demote = plan.moves.iter().filter(|m| m.dir == policy::Direction::Demote).count(),
+            thresholds = ?plan.thresholds,
+            "plan"
+        );
         if plan.moves.is_empty() {
             return;
         }

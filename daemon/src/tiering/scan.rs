@@ -51,7 +51,11 @@ pub fn scan(
     let mut res = ScanResult::default();
     let mut mapped = std::collections::HashSet::with_capacity(addrs.len());
     for (&a, &s) in addrs.iter().zip(&status) {
-        mapped.insert(a / g);
+        // Two mappings can share a granule (a VMA boundary inside it): the first one
+        // seen speaks for the granule, or its node would flip between them.
+        if !mapped.insert(a / g) {
+            continue;
+        }
         if s < 0 {
             continue; // not present (never touched) or not movable
         }

@@ -10,7 +10,7 @@ use crate::migrate::engine::Job;
 use crate::policy::{Direction, Move};
 use crate::state::Daemon;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tierd_api::AddrRange;
@@ -23,9 +23,26 @@ pub struct Batch {
     pub pingpong_window_ms: u32,
 }
 
-pub fn run(d: Arc<Daemon>, rx: crossbeam_channel::Receiver<Batch>, busy: Arc<AtomicBool>) {
+/// Runs plans until the channel closes. `throughput` gets the measured migration rate
+/// (bytes/s, smoothed) so the loop can size plans to about a second of work.
+pub fn run(
+    d: Arc<Daemon>,
+    rx: crossbeam_channel::Receiver<Batch>,
+    busy: Arc<AtomicBool>,
+    throughput: Arc<AtomicU64>,
+) {
     for batch in rx {
-        execute(&d, batch);
+        let (bytes, secs) = execute(&d, batch);
+        if bytes > 0 {
+            let now = bytes as f64 / secs;
+            let old = throughput.load(Ordering::Relaxed) as f64;
+            let ema = if old == 0.0 {
+                now
+            } else {
+                0.5 * old + 0.5 * now
+            };
+            throughput.store(ema as u64, Ordering::Relaxed);
+        }
         busy.store(false, Ordering::Release);
     }
 }
@@ -45,7 +62,8 @@ fn merge(mut addrs: Vec<(u64, u64)>) -> Vec<AddrRange> {
     out
 }
 
-fn execute(d: &Daemon, batch: Batch) {
+/// Executes one plan; returns (bytes moved, seconds taken).
+fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
     let started = Instant::now();
     let mut groups: BTreeMap<(u8, i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
     for m in &batch.moves {
@@ -87,6 +105,7 @@ fn execute(d: &Daemon, batch: Batch) {
         p.stats.demoted_pages.fetch_add(dem, Ordering::Relaxed);
         p.stats.set_rates(prom as f64 / secs, dem as f64 / secs);
     }
+    (pages.values().sum::<u64>() * d.engine.page_size(), secs)
 }
 
 /// Reads back where the granules are now and updates their history.

@@ -57,7 +57,7 @@ typedef struct tierd_region_stats {
     uint64_t dropped_entries;   /* entries dropped because the ring was full */
     uint64_t dropped_blocks;    /* blocks those entries covered */
     uint64_t deadline_missed;   /* PREFETCHes not on the fast tier by their deadline */
-    uint64_t promoted_blocks;   /* blocks tierd promoted for PREFETCH / PIN_FAST */
+    uint64_t promoted_blocks;   /* PREFETCH / PIN_FAST blocks read back on the fast tier */
     uint64_t placement_gen;     /* bumped on every placement-table update */
 } tierd_region_stats;
 

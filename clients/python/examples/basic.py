@@ -7,7 +7,11 @@ import mmap
 import sys
 import time
 
-import tierd
+try:
+    import tierd
+except ImportError:  # run from a source checkout without pip install
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    import tierd
 
 BLOCK = 64 << 10
 NBLOCKS = 64

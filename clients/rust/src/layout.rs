@@ -140,7 +140,7 @@ pub struct ShmHeader {
     /// PREFETCH hints whose blocks were not on the fast tier by their deadline.
     pub deadline_missed: AtomicU64,
     // --- consumer line 2 ---
-    /// Blocks promoted by PREFETCH / PIN_FAST from the protocol thread.
+    /// PREFETCH / PIN_FAST blocks read back on the fast tier (moved, or already there).
     pub promoted_blocks: AtomicU64,
     pub _pad4: [u64; 7],
 }

@@ -19,7 +19,7 @@ typedef uint64_t __u64;
 #endif
 
 /* Capacity of the DAMON region map: regions x targets x aggregations per drain. */
-#define TIERD_DAMON_MAX_ENTRIES 65536
+#define TIERD_DAMON_MAX_ENTRIES 16384
 /* Capacity of the fault / hw-sample granule maps (LRU: oldest entries go first). */
 #define TIERD_PAGE_MAX_ENTRIES 65536
 /* Processes (tgids) the fault / hw-sample programs count for. */

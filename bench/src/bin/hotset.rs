@@ -13,6 +13,11 @@
 //! `hotset score --truth FILE --heat FILE.json` compares the hottest regions of a
 //! `tierctl heat --json` reply with the true range and prints
 //! `precision=.. recall=.. reported_bytes=..`.
+//!
+//! `hotset watch --state FILE --pid PID [--socket S] [--top BYTES] [--after-ms 1500]
+//! [--moves 5] [--out-dir D]` does the same for each of the next `--moves` moves,
+//! asking tierd (the request `tierctl heat --top` sends) `--after-ms` after the move,
+//! and prints `move seq=.. precision=.. recall=.. .. answered_after_ms=..`.
 
 use anyhow::{bail, Context};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,25 +156,8 @@ fn overlap(a0: u64, a1: u64, b0: u64, b1: u64) -> u64 {
     a1.min(b1).saturating_sub(a0.max(b0))
 }
 
-fn score(args: &[String]) -> anyhow::Result<()> {
-    let truth: String = arg(args, "--truth", String::new())?;
-    let heat: String = arg(args, "--heat", String::new())?;
-    let t = std::fs::read_to_string(&truth).with_context(|| format!("reading {truth}"))?;
-    let f: Vec<u64> = t
-        .split_whitespace()
-        .map(|x| x.parse())
-        .collect::<Result<_, _>>()?;
-    let (t0, t1) = match f[..] {
-        [_, t0, t1, ..] => (t0, t1),
-        _ => bail!("{truth}: expected `SEQ START END [T_CS]`, got {t:?}"),
-    };
-    let h: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&heat).with_context(|| format!("reading {heat}"))?,
-    )
-    .with_context(|| format!("parsing {heat}"))?;
-    let regions = h["regions"]
-        .as_array()
-        .context("no regions array in the heat reply")?;
+/// `(precision, recall, reported bytes)` of heat regions against the true range.
+fn score_regions(regions: &[serde_json::Value], t0: u64, t1: u64) -> (f64, f64, u64) {
     let (mut reported, mut hit) = (0u64, 0u64);
     for r in regions {
         let (s, e) = (
@@ -184,8 +172,100 @@ fn score(args: &[String]) -> anyhow::Result<()> {
     } else {
         hit as f64 / reported as f64
     };
-    let recall = hit as f64 / (t1 - t0).max(1) as f64;
+    (precision, hit as f64 / (t1 - t0).max(1) as f64, reported)
+}
+
+/// `(seq, start, end, t_cs)` from a state file.
+fn read_truth(path: &str) -> anyhow::Result<(u64, u64, u64, u64)> {
+    let t = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let f: Vec<u64> = t
+        .split_whitespace()
+        .map(|x| x.parse())
+        .collect::<Result<_, _>>()?;
+    match f[..] {
+        [seq, t0, t1, tc] => Ok((seq, t0, t1, tc)),
+        [seq, t0, t1] => Ok((seq, t0, t1, 0)),
+        _ => bail!("{path}: expected `SEQ START END [T_CS]`, got {t:?}"),
+    }
+}
+
+fn score(args: &[String]) -> anyhow::Result<()> {
+    let truth: String = arg(args, "--truth", String::new())?;
+    let heat: String = arg(args, "--heat", String::new())?;
+    let (_, t0, t1, _) = read_truth(&truth)?;
+    let h: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&heat).with_context(|| format!("reading {heat}"))?,
+    )
+    .with_context(|| format!("parsing {heat}"))?;
+    let regions = h["regions"]
+        .as_array()
+        .context("no regions array in the heat reply")?;
+    let (precision, recall, reported) = score_regions(regions, t0, t1);
     println!("precision={precision:.3} recall={recall:.3} reported_bytes={reported}");
+    Ok(())
+}
+
+/// One `heat` request on tierd's control socket (what `tierctl heat --top` sends).
+fn query_heat(socket: &str, pid: i64, top: u64) -> anyhow::Result<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {socket}"))?;
+    let req = serde_json::json!({"cmd": "heat", "pid": pid, "top_bytes": top});
+    s.write_all(format!("{req}\n").as_bytes())?;
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line)?;
+    let v: serde_json::Value = serde_json::from_str(&line).context("parsing the reply")?;
+    if v["ok"] != serde_json::Value::Bool(true) {
+        bail!("tierd refused: {line}");
+    }
+    Ok(v["result"].clone())
+}
+
+/// Scores the heat picture `--after-ms` after each of `--moves` moves of a running
+/// `hotset run --state FILE`, asking tierd directly (no process start in between,
+/// which takes up to a second under TCG).
+fn watch(args: &[String]) -> anyhow::Result<()> {
+    let state: String = arg(args, "--state", String::new())?;
+    let socket: String = arg(args, "--socket", "/run/tierd/tierd.sock".to_string())?;
+    let pid: i64 = arg(args, "--pid", 0)?;
+    let top: u64 = arg(args, "--top", 32 << 20)?;
+    let after_ms: u64 = arg(args, "--after-ms", 1500)?;
+    let moves: u32 = arg(args, "--moves", 5)?;
+    let out_dir: String = arg(args, "--out-dir", String::new())?;
+    let mut last = read_truth(&state)?.0;
+    for _ in 0..moves {
+        let waited = Instant::now();
+        let (seq, t0, t1, t_cs) = loop {
+            let t = read_truth(&state)?;
+            if t.0 != last {
+                break t;
+            }
+            anyhow::ensure!(
+                waited.elapsed().as_secs() < 60,
+                "hotset did not move in 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        last = seq;
+        let due_cs = t_cs + after_ms / 10;
+        let now = boottime_cs();
+        if due_cs > now {
+            std::thread::sleep(std::time::Duration::from_millis((due_cs - now) * 10));
+        }
+        let asked_ms = (boottime_cs() - t_cs) * 10;
+        let heat = query_heat(&socket, pid, top)?;
+        let answered_ms = (boottime_cs() - t_cs) * 10;
+        if !out_dir.is_empty() {
+            let path = format!("{out_dir}/heat-move{seq}.json");
+            std::fs::write(&path, heat.to_string()).with_context(|| format!("writing {path}"))?;
+        }
+        let regions = heat["regions"].as_array().cloned().unwrap_or_default();
+        let (p, r, reported) = score_regions(&regions, t0, t1);
+        println!(
+            "move seq={seq} precision={p:.3} recall={r:.3} reported_bytes={reported} \
+             asked_after_ms={asked_ms} answered_after_ms={answered_ms}"
+        );
+    }
     Ok(())
 }
 
@@ -194,7 +274,8 @@ fn main() -> anyhow::Result<()> {
     match args.get(1).map(String::as_str) {
         Some("run") => run(&args[2..]),
         Some("score") => score(&args[2..]),
-        _ => bail!("usage: hotset run [--mb N] [--hot-mb N] [--move-s S] [--seconds S] [--state FILE] [--seed N] | hotset score --truth FILE --heat FILE"),
+        Some("watch") => watch(&args[2..]),
+        _ => bail!("usage: hotset run|score|watch ... (see the module doc)"),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::mem::{offset_of, size_of};
 
-pub const DAMON_MAX_ENTRIES: u32 = 65536;
+pub const DAMON_MAX_ENTRIES: u32 = 16384;
 pub const PAGE_MAX_ENTRIES: u32 = 65536;
 pub const MAX_TRACKED: u32 = 4096;
 pub const MAX_KDAMONDS: u32 = 8;

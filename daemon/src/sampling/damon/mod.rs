@@ -48,6 +48,7 @@ pub struct DamonSampler<M, F, K> {
     last: Drained,
     buf: Vec<(DamonKey, DamonVal)>,
     seen_updates: u64,
+    /// Drains since the last running check.
     drains: u64,
 }
 
@@ -254,10 +255,12 @@ where
         out.extend(fresh.into_iter().filter(|s| self.wanted.contains(&s.pid)));
         // The kdamond stops by itself when all its targets exited (checked every
         // RUNNING_CHECK_DRAINS drains: a sysfs read is slow under emulation).
-        self.drains = self.drains.wrapping_add(1);
-        let died = self.kthread.is_some()
-            && self.drains % RUNNING_CHECK_DRAINS == 0
-            && !self.kdamond.running();
+        self.drains += 1;
+        let check = self.drains >= RUNNING_CHECK_DRAINS;
+        if check {
+            self.drains = 0;
+        }
+        let died = self.kthread.is_some() && check && !self.kdamond.running();
         if self.dirty || died {
             self.reconfigure();
         }

@@ -3,7 +3,9 @@
 # Every sampling backend the VM kernel supports loads and attaches, hw-sample says why
 # it is off, DAMON samples reach the heat table, and tierd shares DAMON with a peer:
 # while the peer's kdamond runs tierd cannot add its own (reported, retried); once it
-# has one it stops only that one at exit and leaves the peer's directory as it was.
+# has one it stops only that one at exit and leaves the peer's directory in place. (Adding
+# a kdamond recreates every directory: a stopped peer's configuration is lost; that is
+# the kernel's interface, documented in docs/sampling.md.)
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
@@ -96,5 +98,5 @@ kill -TERM $td
 wait $td || true
 check_eq "tierd's kdamond after exit" off "$(cat $admin/1/state)"
 check_eq "peer's directory after tierd's exit" 2 "$(cat $admin/nr_kdamonds)"
-check_eq "peer's operations after tierd's exit" paddr "$(cat $admin/0/contexts/0/operations)"
+check_eq "peer's kdamond after tierd's exit" off "$(cat $admin/0/state)"
 kill $hs

@@ -99,6 +99,10 @@ while [ $k -lt $periods ]; do
 done
 kill -TERM $hs
 wait $hs || true
+# Where tierd's CPU time went, per thread, over the whole run (USER_HZ ticks).
+for t in /proc/$td/task/*; do
+	echo "tierd thread $(cat "$t/comm"): $(awk '{ print $14 + $15 }' "$t/stat") ticks"
+done
 kill -TERM $td
 wait $td || true
 

@@ -3,7 +3,8 @@
 # Starts `COMMAND ARGS --tag TAG --go FILE` (TAG defaults to ARM), a tierd-bench
 # workload that places its memory, prints "ready pid=..." and waits for FILE; turns on
 # ARM's mover for that pid (mover.sh), releases the workload, waits for it, turns the
-# mover off and prints the workload's output (its RESULT lines). Exit status: the
+# mover off and prints the workload's output (its RESULT lines); for tierd, snapshots
+# `tierctl --json status` every 10 s into /out/status-TAG-N.json. Exit status: the
 # workload's. Busybox sh.
 set -eu
 
@@ -38,8 +39,23 @@ done
 echo "arm.sh: $arm: $(grep '^ready ' "$log")"
 sh "$here/mover.sh" "$arm" start "$pid"
 touch "$go"
+snap=
+if [ "$arm" = tierd ]; then
+	# tierd's view while it works (its status after the run has no managed process).
+	mkdir -p /out
+	(
+		i=0
+		while kill -0 "$pid" 2>/dev/null; do
+			sleep 10
+			i=$((i + 1))
+			tierctl --json status >"/out/status-$tag-$i.json" 2>/dev/null || true
+		done
+	) &
+	snap=$!
+fi
 rc=0
 wait "$pid" || rc=$?
+[ -z "$snap" ] || kill "$snap" 2>/dev/null || true
 sh "$here/mover.sh" "$arm" stop
 cat "$log"
 rm -f "$log" "$go"

@@ -9,21 +9,45 @@ use crate::{numa, PAGE};
 use anyhow::Context;
 use memmap2::{Advice, MmapMut};
 
+/// Transparent huge pages for a region (the test VM's THP mode is `always`, so "no
+/// advice" would mean huge pages too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thp {
+    /// MADV_HUGEPAGE: 2 MiB pages where possible.
+    Huge,
+    /// MADV_NOHUGEPAGE: 4 KiB pages only.
+    NoHuge,
+}
+
+impl Thp {
+    pub fn from_flag(huge: bool) -> Thp {
+        if huge {
+            Thp::Huge
+        } else {
+            Thp::NoHuge
+        }
+    }
+}
+
 /// An anonymous private mapping, seen as u64 words.
 pub struct Region {
     map: MmapMut,
 }
 
 impl Region {
-    /// Maps `len` bytes (rounded up to pages); with `node`, allocates every page there
-    /// at first touch and then resets the policy; with `thp`, advises huge pages first.
-    pub fn place(len: usize, node: Option<u32>, thp: bool) -> anyhow::Result<Region> {
+    /// Maps `len` bytes (rounded up to pages), advises `thp`; with `node`, allocates
+    /// every page there at first touch and then resets the policy.
+    pub fn place(len: usize, node: Option<u32>, thp: Thp) -> anyhow::Result<Region> {
         let len = len.div_ceil(PAGE) * PAGE;
         anyhow::ensure!(len > 0, "cannot map an empty region");
         let mut map = MmapMut::map_anon(len).with_context(|| format!("mmap {len} bytes"))?;
-        if thp {
-            map.advise(Advice::HugePage)
-                .context("madvise(MADV_HUGEPAGE)")?;
+        match thp {
+            Thp::Huge => map
+                .advise(Advice::HugePage)
+                .context("madvise(MADV_HUGEPAGE)")?,
+            Thp::NoHuge => map
+                .advise(Advice::NoHugePage)
+                .context("madvise(MADV_NOHUGEPAGE)")?,
         }
         let p = map.as_mut_ptr();
         if let Some(n) = node {
@@ -122,7 +146,7 @@ mod tests {
 
     #[test]
     fn region_without_node_is_usable() {
-        let mut r = Region::place(3 * PAGE + 1, None, false).unwrap();
+        let mut r = Region::place(3 * PAGE + 1, None, Thp::NoHuge).unwrap();
         assert_eq!(r.len(), 4 * PAGE);
         fill(r.words_mut(), 7);
         let c = checksum(r.words());

@@ -58,7 +58,8 @@ struct Args {
     /// Bytes between touched words (64: one per cache line).
     #[arg(long, default_value_t = LINE)]
     stride: usize,
-    /// Back the footprint with transparent huge pages (MADV_HUGEPAGE).
+    /// Back the footprint with transparent huge pages (MADV_HUGEPAGE; default
+    /// MADV_NOHUGEPAGE, 4 KiB pages only).
     #[arg(long)]
     thp: bool,
     #[arg(long, default_value_t = 0)]
@@ -77,13 +78,14 @@ struct Args {
     tag: String,
 }
 
-/// Window k's first page and length, in pages.
+/// Window k's first page and length, in pages: positions 0, step, 2 step, ... as far
+/// as the window fits, then back to 0.
 fn window(a: &Args, k: usize) -> (usize, usize) {
     let total = (a.mb << 20) / PAGE;
     let hot = (a.hot_mb << 20) / PAGE;
-    let step = (a.step_mb.unwrap_or(a.hot_mb) << 20) / PAGE;
-    let slots = total - hot + 1;
-    ((k * step) % slots, hot)
+    let step = ((a.step_mb.unwrap_or(a.hot_mb) << 20) / PAGE).max(1);
+    let positions = (total - hot) / step + 1;
+    ((k % positions) * step, hot)
 }
 
 #[derive(Default)]
@@ -155,12 +157,16 @@ fn main() -> anyhow::Result<()> {
         "--hot-mb must be within 1..=--mb"
     );
     let len = a.mb << 20;
-    let mut region =
-        mem::Region::place(len, Some(a.slow), a.thp).context("placing the footprint")?;
+    let mut region = mem::Region::place(len, Some(a.slow), mem::Thp::from_flag(a.thp))
+        .context("placing the footprint")?;
     let pages = region.page_addrs(0, len);
     let mut st = vec![0; pages.len()];
     numa::query(&pages, &mut st)?;
     let (on_slow, _, _) = numa::count_on(&st, a.slow);
+    ensure!(
+        a.step_mb.unwrap_or(a.hot_mb) > 0,
+        "--step-mb must be at least 1"
+    );
     let cap_pages = match a.fast_cap_mb {
         Some(mb) => (mb << 20) / PAGE,
         None => sysfs::node_meminfo(a.fast, "MemFree")? as usize / PAGE,

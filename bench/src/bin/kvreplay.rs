@@ -57,6 +57,9 @@ struct Args {
     fast: u32,
     #[arg(long, default_value_t = 1)]
     slow: u32,
+    /// Back the pool with transparent huge pages (default: 4 KiB pages only).
+    #[arg(long)]
+    thp: bool,
     /// Also print what a future-knowing placement would get.
     #[arg(long)]
     oracle: bool,
@@ -67,6 +70,11 @@ struct Args {
     /// Wait for this file to exist before the measured phase.
     #[arg(long)]
     go: Option<PathBuf>,
+    /// Also report the hit fraction over the first this many steps: arms whose mover
+    /// slows the VM down complete fewer steps, and their whole-run figures then cover
+    /// less of the trace; this one covers the same requests in every arm.
+    #[arg(long, default_value_t = 400)]
+    checkpoint_steps: u64,
     /// Prefix of the RESULT keys.
     #[arg(long, default_value = "")]
     tag: String,
@@ -97,8 +105,8 @@ fn main() -> anyhow::Result<()> {
     let t_off = a.trace_offset_s * 1000.0;
     reqs.retain(|r| r.arrival_ms >= t_off);
     let total_reqs = reqs.len();
-    let mut pool =
-        mem::Region::place(nblocks * block, Some(a.slow), false).context("placing the pool")?;
+    let mut pool = mem::Region::place(nblocks * block, Some(a.slow), mem::Thp::from_flag(a.thp))
+        .context("placing the pool")?;
     let firsts: Vec<u64> = (0..nblocks)
         .map(|s| pool.base() + (s * block) as u64)
         .collect();
@@ -133,6 +141,7 @@ fn main() -> anyhow::Result<()> {
     let (mut fresh, mut reads, mut addrs, mut status) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hits, mut total, mut running_sum) = (0u64, 0u64, 0u64);
+    let mut checkpoint = None;
     let (mut seq, mut bounds): (Vec<u32>, Vec<usize>) = (Vec::new(), vec![0]);
     while pacer.tick() {
         // Trace time follows the engine's steps, not the wall clock: every arm replays
@@ -148,6 +157,9 @@ fn main() -> anyhow::Result<()> {
         numa::query(&addrs, &mut status).context("placement query")?;
         hits += numa::count_on(&status, a.fast).0 as u64;
         total += reads.len() as u64;
+        if pacer.steps_done() == a.checkpoint_steps {
+            checkpoint = Some((hits, total, pacer.elapsed_s()));
+        }
         running_sum += sched.running() as u64;
         let words = pool.words();
         for &s in &reads {
@@ -177,6 +189,14 @@ fn main() -> anyhow::Result<()> {
     let vm1 = sysfs::vmstat()?;
     rep.ratio("kv_fast_hit_fraction", hits as f64 / total.max(1) as f64);
     rep.result("block_reads", total);
+    if let Some((h, t, secs)) = checkpoint {
+        let k = a.checkpoint_steps;
+        rep.ratio(
+            &format!("kv_fast_hit_fraction_{k}steps"),
+            h as f64 / t.max(1) as f64,
+        );
+        rep.result(&format!("seconds_to_{k}steps"), format!("{secs:.1}"));
+    }
     rep.result("steps_done", steps);
     rep.result("steps_planned", pacer.steps_planned());
     rep.result("steps_late", pacer.steps_late());

@@ -34,8 +34,9 @@ struct Args {
     /// Rounds; the medians are reported.
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Back the moved buffer with transparent huge pages and move one address per
-    /// 2 MiB (each huge page moves as one unit, as tierd's THP-aware engine does).
+    /// Back the buffers with transparent huge pages and move one address per 2 MiB
+    /// (each huge page moves as one unit, as tierd's THP-aware engine does); default
+    /// 4 KiB pages only (MADV_NOHUGEPAGE).
     #[arg(long)]
     thp: bool,
     /// Move through a running tierd with this tierctl binary instead of move_pages.
@@ -123,10 +124,10 @@ fn main() -> anyhow::Result<()> {
         free >> 20,
         a.mb
     );
-    let mut fast =
-        mem::Region::place(len, Some(a.fast), a.thp).context("buffer on the fast node")?;
-    let mut slow =
-        mem::Region::place(len, Some(a.slow), false).context("buffer on the slow node")?;
+    let mut fast = mem::Region::place(len, Some(a.fast), mem::Thp::from_flag(a.thp))
+        .context("buffer on the fast node")?;
+    let mut slow = mem::Region::place(len, Some(a.slow), mem::Thp::from_flag(a.thp))
+        .context("buffer on the slow node")?;
     mem::fill(fast.words_mut(), 0x715e);
     let sum0 = mem::checksum(fast.words());
     let all_pages = fast.page_addrs(0, len);

@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let cap = 1u32 << (1 + data[0] % 7);
     let nblocks = 1 + (data[1] as u64 % 200);
-    let Ok(geo) = Geometry::new(cap, nblocks, 4096) else { return };
+    let Ok(geo) = Geometry::new(cap, nblocks, 4096) else {
+        return;
+    };
     let mut mem = vec![0u64; (geo.total_bytes / 8) as usize];
     let rest = &data[2..];
     let split = rest.len() / 2;
@@ -42,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
         let mut w = [0u8; 8];
         w[..s.len().min(8)].copy_from_slice(&s[..s.len().min(8)]);
         let raw = u64::from_le_bytes(w);
-        let tail = if raw & 1 == 0 { c.head() + (raw >> 1) % 130 } else { raw };
+        let tail = if raw & 1 == 0 {
+            c.head() + (raw >> 1) % 130
+        } else {
+            raw
+        };
         let max = s.get(8).copied().unwrap_or(0) as usize;
         v.header().tail.store(tail, Ordering::Relaxed);
         let before = c.head();

@@ -35,7 +35,10 @@ fn constants_match_the_rust_layout() {
     for (name, k) in kinds {
         assert_eq!(define(&h, name), (k as u16).to_string(), "{name}");
     }
-    assert_eq!(define(&h, "TIERD_SHM_HEADER_BYTES"), HEADER_BYTES.to_string());
+    assert_eq!(
+        define(&h, "TIERD_SHM_HEADER_BYTES"),
+        HEADER_BYTES.to_string()
+    );
     assert_eq!(define(&h, "TIERD_SHM_ENTRY_BYTES"), ENTRY_BYTES.to_string());
     assert_eq!(define(&h, "TIERD_SHM_VERSION"), VERSION.to_string());
     assert_eq!(
@@ -48,8 +51,8 @@ fn constants_match_the_rust_layout() {
 #[test]
 fn every_exported_function_is_declared() {
     let h = header();
-    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ffi.rs"))
-        .unwrap();
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ffi.rs")).unwrap();
     let exported: Vec<&str> = src
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub unsafe extern \"C\" fn "))
@@ -77,10 +80,9 @@ fn header_compiles_as_c_and_cxx() {
             .spawn()
             .and_then(|mut ch| {
                 use std::io::Write;
-                ch.stdin
-                    .take()
-                    .expect("piped")
-                    .write_all(b"#include <tierd.h>\nint main(void) { return TIERD_HINT_ACCESS - 1; }\n")?;
+                ch.stdin.take().expect("piped").write_all(
+                    b"#include <tierd.h>\nint main(void) { return TIERD_HINT_ACCESS - 1; }\n",
+                )?;
                 ch.wait_with_output()
             })
             .unwrap_or_else(|e| panic!("{cc} is needed to check tierd.h: {e}"));

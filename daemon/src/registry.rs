@@ -6,7 +6,7 @@
 
 use crate::migrate::pidfd::PidFd;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tierd_config::PolicyName;
@@ -22,7 +22,6 @@ pub struct ProcStats {
     /// Promotions / demotions per second over the last tick, as f64 bits.
     pub promote_rate_bits: AtomicU64,
     pub demote_rate_bits: AtomicU64,
-    pub kernel_tiering_active: AtomicBool,
 }
 
 impl ProcStats {

@@ -44,8 +44,7 @@ pub fn status(d: &Daemon) -> StatusReply {
                 promotions_per_s: pr,
                 demotions_per_s: dr,
                 pingpong_pages: s.pingpong_pages.load(Ordering::Relaxed),
-                kernel_tiering_active: kernel_moves
-                    || s.kernel_tiering_active.load(Ordering::Relaxed),
+                kernel_tiering_active: kernel_moves,
                 heat_table_bytes: heat_bytes.get(&p.pid).copied().unwrap_or(0),
             }
         })

@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(1);
 
+/// CPU time of the calling thread (drain cost as CPU, not wall time: a drain that
+/// is preempted should not count the preemption).
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// utime + stime of a task, from `ROOT/PID/stat` (fields 14 and 15, in ticks).
 pub fn task_cpu(proc_root: &Path, pid: i32, ticks_per_s: u64) -> Option<Duration> {
     let s = std::fs::read_to_string(proc_root.join(format!("{pid}/stat"))).ok()?;

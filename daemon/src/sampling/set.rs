@@ -2,7 +2,7 @@
 //! The tiering loop owns one `SamplingSet` and calls it every drain interval:
 //! `sync_targets` → `drain` → `adapt`, and `status` for tierctl and metrics.
 
-use super::cputime::OverheadMeter;
+use super::cputime::{self, OverheadMeter};
 use super::rate::{self, Observation, RateController};
 use super::{damon, fault, hw, AccessSample, Sampler};
 use std::collections::{BTreeSet, HashSet};
@@ -118,7 +118,7 @@ impl SamplingSet {
 
     /// Appends what every active backend saw since the last drain.
     pub fn drain(&mut self, out: &mut Vec<AccessSample>) {
-        let t0 = Instant::now();
+        let t0 = cputime::thread_cpu();
         let before = out.len();
         for slot in &mut self.slots {
             if let Slot::On {
@@ -145,7 +145,8 @@ impl SamplingSet {
         } else {
             self.churn = 0.0;
         }
-        self.meter.add_drain(t0.elapsed());
+        self.meter
+            .add_drain(cputime::thread_cpu().saturating_sub(t0));
     }
 
     /// The backend whose rate the controller drives (the first with a period).

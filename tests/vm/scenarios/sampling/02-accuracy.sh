@@ -23,7 +23,8 @@ moves=6
 [ -e /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds ] || cannot_run "no DAMON sysfs interface"
 grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts || mount -t tracefs tracefs /sys/kernel/tracing
 mkdir -p /run/tierd
-printf '[daemon]\nmonitor_only = true\n' >/tmp/tierd.toml
+# The inference-client protocol is not under test: its threads stay off.
+printf '[daemon]\nmonitor_only = true\n[client]\nenabled = false\n' >/tmp/tierd.toml
 
 
 tierd --config /tmp/tierd.toml >/out/tierd-accuracy.log 2>&1 &

@@ -25,7 +25,8 @@ periods=12
 [ -e $admin/nr_kdamonds ] || cannot_run "no DAMON sysfs interface"
 grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts || mount -t tracefs tracefs /sys/kernel/tracing
 mkdir -p /run/tierd
-printf '[daemon]\nmonitor_only = true\n' >/tmp/tierd.toml
+# The inference-client protocol is not under test: its threads stay off.
+printf '[daemon]\nmonitor_only = true\n[client]\nenabled = false\n' >/tmp/tierd.toml
 
 uptime_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }

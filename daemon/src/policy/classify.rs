@@ -31,7 +31,7 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
         PolicyName::Static => (node_tier > k.static_tier).then_some(f64::MAX),
         PolicyName::Tpp => (settled && hot && g.flags & flags::COLD == 0).then_some(g.heat),
         // Promote on reuse: the most recently reused first.
-        PolicyName::LruTiered => (settled && hot).then(|| 1e12 - g.idle_ms as f64),
+        PolicyName::LruTiered => (settled && hot).then_some(1e12 - g.idle_ms as f64),
     }
 }
 

@@ -13,7 +13,9 @@ fn main() -> anyhow::Result<()> {
     for key in path.split('.').filter(|k| !k.is_empty()) {
         v = match v {
             serde_json::Value::Array(mut a) => {
-                let i: usize = key.parse().map_err(|_| anyhow::anyhow!("{key:?} is not an index"))?;
+                let i: usize = key
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{key:?} is not an index"))?;
                 if i >= a.len() {
                     std::process::exit(1);
                 }

@@ -17,7 +17,9 @@ extern "C" fn on_term(_: libc::c_int) {
 }
 
 fn checksum(buf: &[u64]) -> u64 {
-    buf.iter().fold(0xcbf29ce484222325u64, |h, &w| (h ^ w).wrapping_mul(0x100000001b3))
+    buf.iter().fold(0xcbf29ce484222325u64, |h, &w| {
+        (h ^ w).wrapping_mul(0x100000001b3)
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +35,14 @@ fn main() -> anyhow::Result<()> {
     let len = mb << 20;
     // SAFETY: anonymous private mapping, no fd; checked for MAP_FAILED below.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     anyhow::ensure!(p != libc::MAP_FAILED, "mmap {mb} MiB failed");
     if huge {
@@ -51,7 +60,11 @@ fn main() -> anyhow::Result<()> {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
     }
     let start = p as u64;
-    println!("range={start:#x}-{:#x} checksum={:x}", start + len as u64, checksum(buf));
+    println!(
+        "range={start:#x}-{:#x} checksum={:x}",
+        start + len as u64,
+        checksum(buf)
+    );
     while !STOP.load(Ordering::SeqCst) {
         if CHECK.swap(false, Ordering::SeqCst) {
             println!("checksum={:x}", checksum(buf));

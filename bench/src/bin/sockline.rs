@@ -8,7 +8,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).context("usage: sockline SOCKET < input")?;
+    let path = std::env::args()
+        .nth(1)
+        .context("usage: sockline SOCKET < input")?;
     let mut s = UnixStream::connect(&path).with_context(|| format!("connecting {path}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut input = Vec::new();

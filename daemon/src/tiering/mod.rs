@@ -187,7 +187,11 @@ impl Loop {
                     // own tiering, or memory freed and refaulted elsewhere. Only logged:
                     // status reports the kernel's knobs, which say who else may move.
                     if r.foreign_moves > 0 {
-                        tracing::debug!(pid = p.pid, granules = r.foreign_moves, "pages changed node without tierd");
+                        tracing::debug!(
+                            pid = p.pid,
+                            granules = r.foreign_moves,
+                            "pages changed node without tierd"
+                        );
                     }
                 }
                 Err(e) => tracing::debug!(pid = p.pid, error = %e, "placement scan failed"),

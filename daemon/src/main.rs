@@ -87,6 +87,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("spawning control thread")?;
     tracing::info!(socket = %socket.display(), "control socket ready");
 
+    // The kernel's NUMA balancing stays as found unless the config says otherwise; the
+    // guard restores the old value when tierd exits (it lives until the end of run()).
+    let _numa_balancing = match cfg.policy.kernel_numa_balancing {
+        Some(mode) => Some(
+            tierd::kernel::KnobGuard::set(
+                std::path::Path::new("/"),
+                tierd::kernel::NUMA_BALANCING,
+                &mode.to_string(),
+            )
+            .context("setting kernel.numa_balancing (policy.kernel_numa_balancing)")?,
+        ),
+        None => None,
+    };
     tierd::tiering::start(&daemon).context("starting the tiering loop")?;
     tierd::protocol::start(&daemon).context("starting the client protocol")?;
     tierd::ops::start(&daemon).context("starting operations endpoints")?;

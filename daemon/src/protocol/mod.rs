@@ -54,6 +54,10 @@ pub struct Hub {
     /// Regions per uid, for `client.max_regions_per_uid`.
     region_count: Mutex<HashMap<u32, u32>>,
     prefetch_tx: crossbeam_channel::Sender<placement::Prefetch>,
+    /// Free bytes of the fast nodes, re-read by the placement refresher every
+    /// [`REFRESH_PERIOD`] and lowered by every prefetch: the prefetch path's headroom
+    /// check without a sysfs read (milliseconds under TCG).
+    fast_free: Mutex<HashMap<u32, u64>>,
 }
 
 impl Hub {
@@ -69,6 +73,7 @@ impl Hub {
             pools: Mutex::new(pools::Pools::default()),
             region_count: Mutex::new(HashMap::new()),
             prefetch_tx,
+            fast_free: Mutex::new(HashMap::new()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Placement of registered blocks: immediate promotion of PREFETCH / PIN_FAST ranges
 //! (`tierd-prefetch` thread) and the periodic refresh of every placement table
-//! (`tierd-placement` thread, every [`REFRESH_PERIOD`]).
+//! (`tierd-placement` thread, every [`REFRESH_PERIOD`], which also re-reads the fast
+//! nodes' free memory for the prefetch path's headroom check).
 //!
 //! A block's placement is the node of its first page (`move_pages` query), or the
 //! negative errno the kernel gave for it. Promotion moves the blocks' pages with the
@@ -92,16 +93,31 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
     blocks.dedup();
     let topo = d.topology();
     let is_fast = |node: i32| node >= 0 && topo.tier_of(node as u32) == Some(0);
-    let fast = topo
-        .nodes_in_tier(0)
-        .map(|n| (n, d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes)))
-        .max_by_key(|(_, free)| *free)
-        .map(|(n, free)| (n.id, n.total_bytes, free));
+    let fast = {
+        let cache = hub.fast_free.lock().unwrap_or_else(|p| p.into_inner());
+        topo.nodes_in_tier(0)
+            .map(|n| {
+                let free = cache.get(&n.id).copied();
+                (
+                    n,
+                    free.unwrap_or_else(|| d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes)),
+                )
+            })
+            .max_by_key(|(_, free)| *free)
+            .map(|(n, free)| (n.id, n.total_bytes, free))
+    };
     let target = fast.filter(|_| d.mode() == Mode::Tiering);
+    let checked = Instant::now();
     let (nodes, headroom) = match target {
         Some((to, total, free)) => {
             let floor = d.config().policy.promote_watermark.of(total);
-            move_blocks(d, r, &blocks, to, free, floor)
+            let out = move_blocks(d, r, &blocks, to, free, floor);
+            if !out.1 {
+                let moved = blocks.len() as u64 * r.block_size;
+                let mut cache = hub.fast_free.lock().unwrap_or_else(|p| p.into_inner());
+                cache.insert(to, free.saturating_sub(moved));
+            }
+            out
         }
         None => (query_blocks(d, r, &blocks), false),
     };
@@ -125,6 +141,7 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
         }
     }
     r.bump_placement();
+    let published = Instant::now();
     if wanted {
         r.bump_wanted();
     }
@@ -152,7 +169,9 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
         promoted,
         headroom,
         queued_us = queued.as_micros() as u64,
-        move_us = started.elapsed().as_micros() as u64,
+        headroom_us = (checked - started).as_micros() as u64,
+        published_us = (published - started).as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
         "prefetch"
     );
 }
@@ -168,6 +187,8 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
 /// destination headroom check (against `policy.promote_watermark`, as the policy's
 /// promotions), batches of `migrate.batch_pages`, and the engine's moved-page counters.
 /// The MB/s bucket is not applied: prefetches are few, small and bounded by the queue.
+/// `free` comes from the refresher's cache (at most [`REFRESH_PERIOD`] old, lowered by
+/// each prefetch), so the check costs no sysfs read on the latency path.
 fn move_blocks(
     d: &Daemon,
     r: &ShmRegion,
@@ -230,6 +251,13 @@ fn move_blocks(
 pub fn run_refresh(hub: Arc<Hub>) {
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
         let started = Instant::now();
+        let d = &hub.daemon;
+        let free: std::collections::HashMap<u32, u64> = d
+            .topology()
+            .nodes_in_tier(0)
+            .filter_map(|n| d.topo_src.free_bytes(n.id).ok().map(|f| (n.id, f)))
+            .collect();
+        *hub.fast_free.lock().unwrap_or_else(|p| p.into_inner()) = free;
         for r in hub.regions() {
             refresh(&hub.daemon, &r);
         }

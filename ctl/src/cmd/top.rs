@@ -2,8 +2,10 @@
 //! used/free memory, promotion/demotion rates, and the managed processes sorted by
 //! their fast-tier share.
 //!
-//! Each refresh sends `status` and `tiers` over the control socket; the rates are
-//! deltas of the per-process promoted/demoted page counters between two refreshes.
+//! Each refresh sends `status` and `tiers` over the control socket. The tier-wide
+//! rates are deltas of the per-process promoted/demoted page counters over a sliding
+//! window (`--window-s`, 5 s): the tiering worker adds a batch's pages when the batch
+//! completes, so a one-refresh delta would flicker between zero and a spike.
 //! The screen is drawn with `crossterm` on the alternate screen in raw mode (restored
 //! on exit, also on error); `q`, `Esc` or `Ctrl-C` quit. `--once` prints one frame to
 //! stdout without touching the terminal, for scripts and tests.
@@ -12,7 +14,7 @@ use crate::client::{call, Failure};
 use crate::output::bytes;
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyModifiers};
 use crossterm::{cursor, execute, queue, style, terminal};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,6 +25,9 @@ pub struct Args {
     /// Refresh period, ms.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
     pub interval_ms: u64,
+    /// Window of the promotion/demotion rates, seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub window_s: u64,
     /// Print one frame (rates over one interval) and exit.
     #[arg(long)]
     pub once: bool,
@@ -52,7 +57,7 @@ pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
         ));
     }
     let period = Duration::from_millis(a.interval_ms);
-    let mut prev = fetch(socket)?;
+    let prev = fetch(socket)?;
     if a.once {
         std::thread::sleep(period);
         let cur = fetch(socket)?;
@@ -61,11 +66,16 @@ pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
         }
         return Ok(());
     }
+    let window = Duration::from_secs(a.window_s);
     let _screen = Screen::enter()?;
-    let mut last: Option<Sample> = None;
+    // Samples within the rate window, oldest first; the newest is the one shown.
+    let mut hist: VecDeque<Sample> = VecDeque::from([prev]);
     loop {
         let (_, rows) = terminal::size().unwrap_or((80, 24));
-        draw(&frame(&prev, last.as_ref(), rows as usize))?;
+        if let Some(cur) = hist.back() {
+            let oldest = hist.front().filter(|_| hist.len() > 1);
+            draw(&frame(cur, oldest, rows as usize))?;
+        }
         let deadline = Instant::now() + period;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             if event::poll(left).map_err(term_err)? {
@@ -76,8 +86,10 @@ pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
                 }
             }
         }
-        let cur = fetch(socket)?;
-        last = Some(std::mem::replace(&mut prev, cur));
+        hist.push_back(fetch(socket)?);
+        while hist.len() > 2 && hist[1].at.elapsed() >= window {
+            hist.pop_front();
+        }
     }
 }
 

@@ -423,10 +423,18 @@ fn security(c: &Client, a: &Args) -> Result<(), String> {
             })
             .collect()
     };
-    let (theirs, ours) = (maps(child.id()), maps(std::process::id()));
-    let foreign = theirs
-        .into_iter()
-        .find(|t| !ours.iter().any(|o| o.0 < t.1 && t.0 < o.1));
+    // Until the child has exec'd, its maps are a copy of ours: retry for a while.
+    let mut foreign = None;
+    for _ in 0..200 {
+        let (theirs, ours) = (maps(child.id()), maps(std::process::id()));
+        foreign = theirs
+            .into_iter()
+            .find(|t| !ours.iter().any(|o| o.0 < t.1 && t.0 < o.1));
+        if foreign.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let res = foreign.map(|(s, e)| c.register(s, (e - s) / 4096 * 4096, 4096));
     let _ = child.kill();
     let _ = child.wait();

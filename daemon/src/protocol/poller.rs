@@ -46,23 +46,49 @@ pub fn run(hub: Arc<Hub>) {
 }
 
 /// Applies a batch of entries from region `r`'s ring, in order; runs of ACCESS entries
-/// are merged ([`apply::access_many`]).
+/// are merged ([`apply::access_many`]). PREFETCH / PIN_FAST ranges are queued for
+/// promotion *before* the heat lock is taken: the tiering loop may hold that lock for a
+/// whole placement scan, which must not delay a prefetch.
 pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
-    let (mut applied, mut blocks, mut rejected) = (0u64, 0u64, 0u64);
-    let mut prefetch = Vec::new();
+    let received = Instant::now();
+    let mut hints = Vec::with_capacity(entries.len());
+    let mut rejected = 0u64;
+    for e in entries {
+        match validate(e, r.id, r.nblocks) {
+            Ok(h) => hints.push(h),
+            Err(_) => rejected += 1,
+        }
+    }
     let mut relocated = false;
+    for h in &hints {
+        match h.kind {
+            HintKind::Prefetch | HintKind::PinFast => {
+                // Full queue: the PREFETCH / PIN_FAST flags stay and the policy promotes.
+                let _ = hub.prefetch_tx.try_send(Prefetch {
+                    region: r.clone(),
+                    first: h.first_block,
+                    n: h.nblocks,
+                    hinted: received,
+                    deadline: received + Duration::from_millis(h.deadline_ms as u64),
+                });
+            }
+            HintKind::Relocated => {
+                for b in h.first_block..h.first_block + h.nblocks {
+                    r.set_wanted(b, WANTED_NONE);
+                }
+                relocated = true;
+            }
+            _ => {}
+        }
+    }
+    if relocated {
+        r.bump_wanted();
+    }
     let mut access: Vec<AddrRange> = Vec::new();
     let mut events = Vec::new();
-    let received = Instant::now();
     hub.daemon.with_heat(r.owner.pid, |t| {
         let now = t.now_ms(received);
-        for e in entries {
-            let Ok(h) = validate(e, r.id, r.nblocks) else {
-                rejected += 1;
-                continue;
-            };
-            applied += 1;
-            blocks += h.nblocks;
+        for h in &hints {
             let range = r.blocks(h.first_block, h.nblocks);
             if h.kind == HintKind::Access {
                 access.push(range);
@@ -71,32 +97,11 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
             apply::access_many(t, &access, now, &mut events);
             access.clear();
             apply::apply(t, h.kind, range, now);
-            match h.kind {
-                HintKind::Prefetch | HintKind::PinFast => prefetch.push(Prefetch {
-                    region: r.clone(),
-                    first: h.first_block,
-                    n: h.nblocks,
-                    hinted: received,
-                    deadline: received + Duration::from_millis(h.deadline_ms as u64),
-                }),
-                HintKind::Relocated => {
-                    for b in h.first_block..h.first_block + h.nblocks {
-                        r.set_wanted(b, WANTED_NONE);
-                    }
-                    relocated = true;
-                }
-                _ => {}
-            }
         }
         apply::access_many(t, &access, now, &mut events);
     });
-    if relocated {
-        r.bump_wanted();
-    }
-    for p in prefetch {
-        // Full queue: the PREFETCH / PIN_FAST flags stay and the policy promotes.
-        let _ = hub.prefetch_tx.try_send(p);
-    }
+    let applied = hints.len() as u64;
+    let blocks: u64 = hints.iter().map(|h| h.nblocks).sum();
     let h = r.header();
     h.applied_entries.fetch_add(applied, Ordering::Relaxed);
     h.applied_blocks.fetch_add(blocks, Ordering::Relaxed);

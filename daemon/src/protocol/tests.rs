@@ -192,12 +192,21 @@ fn only_own_mapped_memory_can_be_registered() {
         .arg("5")
         .spawn()
         .unwrap();
-    let theirs = crate::migrate::maps::migratable_ranges(child.id() as i32, None).unwrap();
-    let ours = crate::migrate::maps::migratable_ranges(std::process::id() as i32, None).unwrap();
-    let foreign = theirs
-        .iter()
-        .find(|t| !ours.iter().any(|o| o.start < t.end && t.start < o.end))
-        .expect("a mapping of the child that we do not have");
+    // Until the child has exec'd, its maps are a copy of ours: retry for a while.
+    let mut foreign = None;
+    for _ in 0..200 {
+        let theirs = crate::migrate::maps::migratable_ranges(child.id() as i32, None).unwrap();
+        let ours =
+            crate::migrate::maps::migratable_ranges(std::process::id() as i32, None).unwrap();
+        foreign = theirs
+            .into_iter()
+            .find(|t| !ours.iter().any(|o| o.start < t.end && t.start < o.end));
+        if foreign.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let foreign = foreign.expect("a mapping of the child that we do not have");
     let len = (foreign.end - foreign.start) / 4096 * 4096;
     let err = c.register(foreign.start, len, 4096).unwrap_err();
     assert!(

@@ -1,7 +1,7 @@
 //! End-to-end test of the operations endpoints against the real `tierd` binary, on
 //! temporary paths (on a one-node host it runs in monitor-only mode):
 //! systemd notification (READY/STATUS/RELOADING/STOPPING on a NOTIFY_SOCKET this test
-//! binds), the Prometheus endpoint parsed with a Prometheus text parser, the state
+//! binds; WATCHDOG=1 at half of WATCHDOG_USEC), the Prometheus endpoint parsed with a Prometheus text parser, the state
 //! tree compared with the control socket's `status`/`tiers` replies (the JSON
 //! `tierctl --json` prints), SIGHUP reload of a changed value, a broken config refused
 //! with the old one kept and the managed process kept, and a clean stop.
@@ -145,6 +145,8 @@ fn notify_metrics_state_tree_reload_and_stop() {
         .arg("--config")
         .arg(&cfg_path)
         .env("NOTIFY_SOCKET", d.join("notify.sock"))
+        // A 400 ms watchdog: tierd must ping every 200 ms.
+        .env("WATCHDOG_USEC", "400000")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -161,9 +163,20 @@ fn notify_metrics_state_tree_reload_and_stop() {
     let mut seen = Vec::new();
     wait_notify(&notify, &mut seen, "READY=1");
     assert!(t.socket.exists(), "READY=1 before the control socket");
-    let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap();
+    let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap().clone();
     assert!(ready.contains("STATUS="), "{ready}");
-    eprintln!("notify: {seen:?}");
+    let t0 = Instant::now();
+    seen.clear();
+    for _ in 0..3 {
+        seen.retain(|m| !m.contains("WATCHDOG=1"));
+        wait_notify(&notify, &mut seen, "WATCHDOG=1");
+    }
+    let per_ping = t0.elapsed() / 3;
+    assert!(
+        per_ping < Duration::from_millis(400),
+        "WATCHDOG=1 every {per_ping:?}"
+    );
+    eprintln!("notify: READY with {ready:?}; WATCHDOG=1 every {per_ping:?}");
 
     let status: StatusReply = t.ok(&Request::Status);
     let tiers: TiersReply = t.ok(&Request::Tiers);

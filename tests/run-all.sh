@@ -17,7 +17,7 @@ cargo build --release --workspace
 
 bash tests/vm/setup.sh
 # Each group is one VM boot; a group that cannot boot or run fails.
-groups=(smoke foundation policy)
+groups=(smoke foundation policy protocol)
 passed=0; failed=0
 for g in "${groups[@]}"; do
   if bash tests/vm/run.sh --group "$g"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi

@@ -54,8 +54,11 @@ pub struct MigrationEngine {
     bucket: TokenBucket,
     cfg: RwLock<MigrateConfig>,
     page: u64,
+    topo_cache: Mutex<Option<(Instant, Arc<crate::topology::Topology>)>>,
     pub counters: EngineCounters,
 }
+
+const TOPOLOGY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An address to pass to move_pages and how many base pages it stands for.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +75,7 @@ impl MigrationEngine {
             bucket: TokenBucket::new(cfg.rate_limit_mbps),
             cfg: RwLock::new(cfg),
             page: super::page_size(),
+            topo_cache: Mutex::new(None),
             counters: EngineCounters::default(),
         }
     }
@@ -90,6 +94,21 @@ impl MigrationEngine {
         *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
     }
 
+    /// The topology, re-read from its source at most once a second: nodes change
+    /// rarely, and a full sysfs read per job is expensive (tens of ms under emulation).
+    /// Free memory, which does change, is read per batch through `free_bytes`.
+    fn topology(&self) -> Result<Arc<crate::topology::Topology>, TopologyError> {
+        let mut cache = self.topo_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, t)) = cache.as_ref() {
+            if at.elapsed() < TOPOLOGY_TTL {
+                return Ok(t.clone());
+            }
+        }
+        let t = Arc::new(self.topo.read()?);
+        *cache = Some((Instant::now(), t.clone()));
+        Ok(t)
+    }
+
     fn config(&self) -> MigrateConfig {
         self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -99,7 +118,7 @@ impl MigrationEngine {
     pub fn run(&self, job: &Job, extra: Option<&TokenBucket>) -> Result<MigrateReply, EngineError> {
         let started = Instant::now();
         let cfg = self.config();
-        let topo = self.topo.read()?;
+        let topo = self.topology()?;
         let dest = topo.check_node(job.to)?;
         let floor = cfg
             .free_watermark

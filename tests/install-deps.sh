@@ -7,7 +7,9 @@ pkgs=(
   clang-16 llvm-16 libbpf-dev          # BPF programs (ebpf/*.bpf.c)
   libhwloc-dev libudev-dev pkg-config  # hwloc topology cross-check
   qemu-system-x86 busybox-static cpio zstd kmod  # the two-tier VM testbed
-  util-linux                           # setpriv (capability tests)
+  util-linux socat                     # setpriv, sd_notify receiver (ops tests)
+  systemd                              # systemd-analyze verify (unit check)
+  numactl gcc libc6-dev binutils       # VM helpers (migratepages, static test tools)
   tmux                                 # tierctl top capture
 )
 missing=()

@@ -17,10 +17,18 @@ cargo build --release --workspace
 
 bash tests/vm/setup.sh
 # Each group is one VM boot; a group that cannot boot or run fails.
-groups=(smoke foundation policy protocol)
 passed=0; failed=0
-for g in "${groups[@]}"; do
-  if bash tests/vm/run.sh --group "$g"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-done
+group() { # group NAME [run.sh args...]
+  if bash tests/vm/run.sh --group "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+group smoke
+group foundation
+group policy
+group protocol
+group ops --extra-bin /usr/bin/setpriv /usr/bin/socat /usr/bin/tmux \
+  --extra-file systemd/tierd.service:/tierd/etc/tierd.service \
+  --extra-file config/tierd.toml:/tierd/etc/tierd.toml \
+  --extra-file /lib/terminfo:/lib/terminfo \
+  --extra-file /usr/lib/locale/C.utf8:/usr/lib/locale/C.utf8
 echo "tierd-suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -28,6 +28,7 @@ pub fn run(hub: Arc<Hub>) {
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
         let mut more = false;
         for r in hub.regions() {
+            r.account_drops(&hub.daemon.hints);
             buf.clear();
             match r.drain(BUDGET, &mut buf) {
                 Ok(0) => continue,

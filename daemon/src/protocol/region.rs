@@ -55,6 +55,8 @@ pub struct ShmRegion {
     pub conn_sock: Arc<OwnedFd>,
     fd: OwnedFd,
     consumer: Mutex<Consumer>,
+    /// The client's drop counters (entries, blocks) already added to the daemon's totals.
+    drops_seen: Mutex<(u64, u64)>,
     // `view` borrows `map`; declared first so it is dropped first.
     view: ShmView<'static>,
     _map: MmapRaw,
@@ -131,6 +133,7 @@ impl ShmRegion {
             nblocks: geo.nblocks,
             conn_sock,
             fd,
+            drops_seen: Mutex::new((0, 0)),
             consumer: Mutex::new(Consumer::new()),
             view,
             _map: map,
@@ -144,6 +147,28 @@ impl ShmRegion {
 
     pub fn view(&self) -> &ShmView<'static> {
         &self.view
+    }
+
+    /// Adds what the client dropped since the last call (its ring was full) to `totals`.
+    /// The counters live in client-writable memory: only increases are taken.
+    pub fn account_drops(&self, totals: &crate::state::HintCounters) {
+        let h = self.header();
+        let (e, b) = (
+            h.dropped_entries.load(Ordering::Relaxed),
+            h.dropped_blocks.load(Ordering::Relaxed),
+        );
+        let mut seen = self.drops_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if e > seen.0 {
+            totals
+                .dropped_entries
+                .fetch_add(e - seen.0, Ordering::Relaxed);
+        }
+        if b > seen.1 {
+            totals
+                .dropped_blocks
+                .fetch_add(b - seen.1, Ordering::Relaxed);
+        }
+        *seen = (seen.0.max(e), seen.1.max(b));
     }
 
     pub fn header(&self) -> &tierd_client::layout::ShmHeader {

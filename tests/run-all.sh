@@ -23,6 +23,7 @@ group() { # group NAME [run.sh args...]
 }
 group smoke
 group foundation
+group sampling
 group policy
 group protocol
 group ops --extra-bin /usr/bin/setpriv /usr/bin/socat /usr/bin/tmux \

@@ -20,6 +20,9 @@ use tierd_client::layout::{HintEntry, WANTED_NONE};
 use tierd_client::ring::validate;
 use tierd_client::HintKind;
 
+/// Sleep between passes while no region is registered.
+const IDLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Entries taken from one ring per pass.
 pub const BUDGET: usize = 4096;
 
@@ -27,7 +30,13 @@ pub fn run(hub: Arc<Hub>) {
     let mut buf: Vec<HintEntry> = Vec::with_capacity(BUDGET);
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
         let mut more = false;
-        for r in hub.regions() {
+        let regions = hub.regions();
+        if regions.is_empty() {
+            // No client: no ring to poll; wake rarely (a 1 ms wake-up costs CPU too).
+            std::thread::sleep(IDLE_PERIOD);
+            continue;
+        }
+        for r in regions {
             r.account_drops(&hub.daemon.hints);
             buf.clear();
             match r.drain(BUDGET, &mut buf) {

@@ -120,3 +120,14 @@ stop_tierd() {
 		sleep 0.1
 	done
 }
+
+# wait_backends: the tiering thread publishes sampling status once every backend
+# has tried to load (BPF verification takes seconds under TCG).
+wait_backends() {
+	_i=0
+	until [ "$(tierctl --json status | jget sampling.backends)" = 3 ]; do
+		_i=$((_i + 1))
+		[ $_i -lt 240 ] || fail "sampling backends not reported within 120 s"
+		sleep 0.5
+	done
+}

@@ -8,17 +8,6 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
-# wait_backends: the tiering thread publishes sampling status once every backend
-# has tried to load (BPF verification takes seconds under TCG).
-wait_backends() {
-	_i=0
-	until [ "$(tierctl --json status | jget sampling.backends)" = 3 ]; do
-		_i=$((_i + 1))
-		[ $_i -lt 240 ] || fail "sampling backends not reported within 120 s"
-		sleep 0.5
-	done
-}
-
 sock=/run/tierd/tierd.sock
 admin=/sys/kernel/mm/damon/admin/kdamonds
 periods=12

@@ -61,6 +61,25 @@ pub fn load(
         .map_err(|source| BpfError::Load { object, source })
 }
 
+/// Loads tracepoint program `program` of a loaded object and attaches it to
+/// `category:name` (shared by the damon and fault backends).
+pub fn attach_tracepoint(
+    bpf: &mut Ebpf,
+    object: &'static str,
+    program: &'static str,
+    category: &str,
+    name: &str,
+) -> Result<(), String> {
+    let prog: &mut aya::programs::TracePoint = bpf
+        .program_mut(program)
+        .ok_or_else(|| format!("{object}: no program {program}"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load()
+        .and_then(|()| prog.attach(category, name).map(|_| ()))
+        .map_err(|e| format!("attaching {program} to {category}:{name}: {e}"))
+}
+
 /// Takes a hash (or LRU hash) map out of a loaded object.
 pub fn hash_map<K: Pod, V: Pod>(
     bpf: &mut Ebpf,

@@ -11,7 +11,6 @@ use super::bpf::{self, BpfHash};
 use super::pages::{PageSampler, GRANULE_SHIFT};
 use super::{tracefs, SamplerError};
 use aya::maps::{HashMap, MapData};
-use aya::programs::TracePoint;
 use std::path::Path;
 
 const NAME: &str = "fault";
@@ -33,18 +32,8 @@ pub fn open() -> Result<FaultSampler, SamplerError> {
     .map_err(|e| err(e.to_string()))?;
     let globals = [("granule_shift", GRANULE_SHIFT), ("off_address", off[0])];
     let mut obj = bpf::load(OBJECT, bpf::FAULT_OBJ, &globals).map_err(|e| err(e.to_string()))?;
-    let prog: &mut TracePoint = obj
-        .program_mut(PROGRAM)
-        .ok_or_else(|| err(format!("{OBJECT}: no program {PROGRAM}")))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| err(e.to_string()))?;
-    prog.load()
-        .and_then(|()| prog.attach("exceptions", "page_fault_user"))
-        .map_err(|e| {
-            err(format!(
-                "attaching {PROGRAM} to exceptions:page_fault_user: {e}"
-            ))
-        })?;
+    bpf::attach_tracepoint(&mut obj, OBJECT, PROGRAM, "exceptions", "page_fault_user")
+        .map_err(err)?;
     let pages = bpf::hash_map(&mut obj, OBJECT, "fault_pages").map_err(|e| err(e.to_string()))?;
     let tracked = bpf::hash_map(&mut obj, OBJECT, "tracked").map_err(|e| err(e.to_string()))?;
     let stats = bpf::stats(&mut obj, OBJECT).map_err(|e| err(e.to_string()))?;

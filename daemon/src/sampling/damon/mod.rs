@@ -15,7 +15,6 @@ use super::abi::{DamonKey, DamonVal};
 use super::bpf::{self, BpfHash, DrainMap, PidFilter, Stats};
 use super::{tracefs, AccessSample, Sampler, SamplerError};
 use aggregate::Drained;
-use aya::programs::TracePoint;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use sysfs::{Attrs, KdamondCtl, SysfsKdamond};
@@ -100,18 +99,7 @@ pub fn open(cfg: &DamonConfig) -> Result<RealDamon, SamplerError> {
         ("off_nr_accesses", off[4]),
     ];
     let mut obj = bpf::load(OBJECT, bpf::DAMON_OBJ, &globals).map_err(|e| err(e.to_string()))?;
-    let prog: &mut TracePoint = obj
-        .program_mut(PROGRAM)
-        .ok_or_else(|| err(format!("{OBJECT}: no program {PROGRAM}")))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| err(e.to_string()))?;
-    prog.load()
-        .and_then(|()| prog.attach("damon", "damon_aggregated"))
-        .map_err(|e| {
-            err(format!(
-                "attaching {PROGRAM} to damon:damon_aggregated: {e}"
-            ))
-        })?;
+    bpf::attach_tracepoint(&mut obj, OBJECT, PROGRAM, "damon", "damon_aggregated").map_err(err)?;
     let regions =
         bpf::hash_map(&mut obj, OBJECT, "damon_regions").map_err(|e| err(e.to_string()))?;
     let kdamonds = bpf::hash_map(&mut obj, OBJECT, "kdamonds").map_err(|e| err(e.to_string()))?;

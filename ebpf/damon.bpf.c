@@ -16,6 +16,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "tierd_bpf.h"
+#include "stats.bpf.h"
 
 /* Record offsets, set by the daemon before load (EbpfLoader::override_global). */
 const volatile __u32 off_target_id = 8;   /* unsigned long */
@@ -38,13 +39,6 @@ struct {
 	__type(value, struct tierd_damon_val);
 } damon_regions SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TIERD_STAT_NR);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
 static __always_inline __u64 field_u64(void *ctx, __u32 off)
 {
 	__u64 v = 0;
@@ -59,14 +53,6 @@ static __always_inline __u32 field_u32(void *ctx, __u32 off)
 
 	bpf_probe_read_kernel(&v, sizeof(v), ctx + off);
 	return v;
-}
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-
-	if (v)
-		*v += 1;
 }
 
 SEC("tracepoint/damon/damon_aggregated")

@@ -13,6 +13,7 @@
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
 #include "tierd_bpf.h"
+#include "stats.bpf.h"
 
 /* Set by the daemon before load (EbpfLoader::set_global). */
 const volatile __u32 granule_shift = 16;
@@ -30,21 +31,6 @@ struct {
 	__type(key, struct tierd_page_key);
 	__type(value, __u64);
 } hw_pages SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TIERD_STAT_NR);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-
-	if (v)
-		*v += 1;
-}
 
 SEC("perf_event")
 int tierd_hw_sample(struct bpf_perf_event_data *ctx)

@@ -85,6 +85,14 @@ pub struct ManagedProc {
     /// Memory of the process's heat table in the daemon, bytes.
     #[serde(default)]
     pub heat_table_bytes: u64,
+    /// The sampling backends watch it (false: it sends client hints, which drive its
+    /// placement; see `client.sample_hinting_processes`).
+    #[serde(default = "yes")]
+    pub sampled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A sampling backend as `status` reports it.

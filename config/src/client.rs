@@ -29,6 +29,10 @@ pub struct ClientConfig {
     /// Hint ring capacity, entries (a power of two).
     pub ring_entries: u32,
     pub pool_tier: PoolTier,
+    /// Keep sampling processes that send hints. Off by default: hints are the signal for
+    /// the memory they cover, and sampling is the fallback for processes that send none
+    /// (a process goes back to being sampled `HINT_QUIET_MS` after its last hint).
+    pub sample_hinting_processes: bool,
 }
 
 impl Default for ClientConfig {
@@ -43,6 +47,7 @@ impl Default for ClientConfig {
             max_pool_bytes: Bytes(64 << 30),
             ring_entries: 65536,
             pool_tier: PoolTier::Slow,
+            sample_hinting_processes: false,
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct ProcStats {
     /// Promotions / demotions per second over the last tick, as f64 bits.
     pub promote_rate_bits: AtomicU64,
     pub demote_rate_bits: AtomicU64,
+    /// When the process's last client hint was applied, ms since the daemon started
+    /// plus one (0: never).
+    pub last_hint_ms: AtomicU64,
 }
 
 impl ProcStats {

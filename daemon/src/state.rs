@@ -201,12 +201,35 @@ impl Daemon {
         f(t)
     }
 
+    /// Records that client hints of `pid` were applied at `at`.
+    pub fn note_hints(&self, pid: i32, at: Instant) {
+        if let Some(p) = self.registry.get(pid) {
+            let ms = at.saturating_duration_since(self.started).as_millis() as u64;
+            p.stats.last_hint_ms.store(ms + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the sampling backends should watch `p` at `now`: always, unless it sent
+    /// client hints within [`HINT_QUIET_MS`] and `client.sample_hinting_processes` is off.
+    pub fn sampled(&self, p: &crate::registry::ManagedProcess, now: Instant) -> bool {
+        if self.config().client.sample_hinting_processes {
+            return true;
+        }
+        let last = p.stats.last_hint_ms.load(Ordering::Relaxed);
+        let now_ms = now.saturating_duration_since(self.started).as_millis() as u64 + 1;
+        last == 0 || now_ms.saturating_sub(last) > HINT_QUIET_MS
+    }
+
     /// Reloads the config file; a bad file is refused and the old config stays.
     pub fn reload(&self) -> Result<ReloadReply, tierd_config::ConfigError> {
         let (cfg, _) = Config::load_default_or(self.config_path.as_deref())?;
         Ok(self.apply_config(cfg))
     }
 }
+
+/// A process whose last client hint is more recent than this is not sampled (unless
+/// `client.sample_hinting_processes`): its hints are the signal.
+pub const HINT_QUIET_MS: u64 = 10_000;
 
 /// How long a granule may go without a recorded access and still count as in the same
 /// hot streak: at least one heat half-life and three sampling periods. Sampling sees a

@@ -11,6 +11,7 @@ pub fn status(d: &Daemon) -> StatusReply {
     let mode = d.mode();
     let knobs = kernel::read(std::path::Path::new("/"));
     let kernel_moves = kernel::moves_pages(&knobs) && topo.is_tiered();
+    let now = std::time::Instant::now();
     let heat_bytes: std::collections::HashMap<i32, u64> = d
         .heat
         .lock()
@@ -46,6 +47,7 @@ pub fn status(d: &Daemon) -> StatusReply {
                 pingpong_pages: s.pingpong_pages.load(Ordering::Relaxed),
                 kernel_tiering_active: kernel_moves,
                 heat_table_bytes: heat_bytes.get(&p.pid).copied().unwrap_or(0),
+                sampled: d.sampled(p, now),
             }
         })
         .collect();

@@ -235,15 +235,24 @@ if [[ -z $timeout_s ]]; then
   done
 fi
 
-# One host thread runs both vCPUs (thread=single): with multi-threaded TCG, QEMU 7.2
-# occasionally runs stale code after the kernel patches its text (jump labels,
-# text_poke_bp), seen here as "Oops: int3" in enqueue_timer during boot (1 in ~60
-# boots). Single-threaded is as fast for these scenarios; benchmarks that need real
-# parallelism can set TIERD_VM_TCG_THREAD=multi.
+# Test groups run both vCPUs on one host thread (thread=single): with multi-threaded
+# TCG, QEMU 7.2 occasionally runs stale code after the kernel patches its text (jump
+# labels, text_poke_bp), seen here as "Oops: int3" in enqueue_timer during boot (1 in
+# ~60 boots), and single-threaded is as fast for them. Benchmark groups (bench-*) run
+# one host thread per vCPU (thread=multi): a mover (tierd, kdamond, the kernel's
+# migration) then works in parallel with the workload, as on a real machine, instead
+# of taking turns with it on one host thread, which caps every mover at a share of one
+# core. A benchmark VM that does not boot is reported as such; run it again.
+# TIERD_VM_TCG_THREAD overrides both.
+if [[ $group == bench-* ]]; then
+  tcg_thread=${TIERD_VM_TCG_THREAD:-multi}
+else
+  tcg_thread=${TIERD_VM_TCG_THREAD:-single}
+fi
 # shellcheck disable=SC2054 # commas are QEMU's option syntax
 qemu=(
   qemu-system-x86_64
-  -machine q35,hmat=on -accel "tcg,thread=${TIERD_VM_TCG_THREAD:-single}" -cpu max -smp "$smp"
+  -machine q35,hmat=on -accel "tcg,thread=$tcg_thread" -cpu max -smp "$smp"
   -m "$((mem0_mib + mem1_mib))M"
   -object "memory-backend-ram,id=m0,size=${mem0_mib}M"
   -object "memory-backend-ram,id=m1,size=${mem1_mib}M"
@@ -272,7 +281,7 @@ qemu+=(
 )
 
 echo "vm-$group: booting ${#scenarios[@]} scenarios, node0 ${mem0_mib}M + ${smp} CPUs," \
-  "node1 ${mem1_mib}M CPU-less, timeout ${timeout_s}s; log: $out/console.log"
+  "node1 ${mem1_mib}M CPU-less, TCG thread=$tcg_thread, timeout ${timeout_s}s; log: $out/console.log"
 started=$SECONDS
 qemu_rc=0
 timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >"$out/qemu.log" 2>&1 || qemu_rc=$?

@@ -15,12 +15,18 @@
 //! `steps_late`, request counts; with `--oracle`, Belady's MIN and an unlimited-
 //! bandwidth prefetcher on the same block-read sequence with the fast node's capacity
 //! (tierd_bench::oracle).
+//!
+//! With `--hints` the replay behaves as an engine integrated with tierd: once released
+//! (`--go`), it registers the pool over tierd's client socket and sends each step's
+//! PREFETCH / ACCESS / FREE hints (tierd_bench::kv::hints), and recycles the blocks it
+//! refills (`--no-recycle` to not); it also prints how often tierd's placement table
+//! agreed with the kernel on the node of a block read.
 
 use anyhow::{ensure, Context};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use tierd_bench::kv::{pool::BlockPool, sched::Sched, trace};
+use tierd_bench::kv::{hints::EngineHints, pool::BlockPool, sched::Sched, trace};
 use tierd_bench::{mem, numa, oracle, pace::Pacer, report::Reporter, sysfs, PAGE};
 
 /// KV-cache trace replay over memory that starts on the slow node.
@@ -75,6 +81,16 @@ struct Args {
     /// less of the trace; this one covers the same requests in every arm.
     #[arg(long, default_value_t = 400)]
     checkpoint_steps: u64,
+    /// Act as an engine that sends tierd hints (register the pool, PREFETCH / ACCESS /
+    /// FREE each step).
+    #[arg(long)]
+    hints: bool,
+    /// With --hints: do not recycle refilled blocks (hints only).
+    #[arg(long)]
+    no_recycle: bool,
+    /// tierd's client socket (default: TIERD_CLIENT_SOCKET or /run/tierd/client.sock).
+    #[arg(long)]
+    client_socket: Option<PathBuf>,
     /// Prefix of the RESULT keys.
     #[arg(long, default_value = "")]
     tag: String,
@@ -126,6 +142,25 @@ fn main() -> anyhow::Result<()> {
     if let Some(go) = &a.go {
         sysfs::wait_for_file(go);
     }
+    let mut hints = if a.hints {
+        // SAFETY: the pool is this process's anonymous memory, pinned by nothing; the
+        // scheduler refills only slots whose contents are dead (free or evicted), and
+        // freed slots are dead.
+        Some(unsafe {
+            EngineHints::connect(
+                a.client_socket.as_deref(),
+                pool.base(),
+                (nblocks * block) as u64,
+                block as u64,
+                a.step_ms,
+                !a.no_recycle,
+            )
+        }?)
+    } else {
+        None
+    };
+    // Reads whose placement-table entry named the node the kernel reported.
+    let mut table_agree = 0u64;
 
     let vm0 = sysfs::vmstat()?;
     let mut sched = Sched::new(
@@ -148,14 +183,27 @@ fn main() -> anyhow::Result<()> {
         // the same request sequence however many steps the VM manages.
         let trace_ms = (pacer.steps_done() - 1) as f64 * a.step_ms as f64 * a.compress + t_off;
         sched.admit(trace_ms, &mut fresh);
+        if let Some(h) = hints.as_mut() {
+            h.refill(&fresh)?;
+        }
         write_blocks(&mut pool, block, &fresh);
         fresh.clear();
         sched.reads(&mut reads);
+        if let Some(h) = hints.as_mut() {
+            h.step(&reads, &sched.pool)?;
+        }
         addrs.clear();
         addrs.extend(reads.iter().map(|&s| firsts[s as usize]));
         status.resize(addrs.len(), 0);
         numa::query(&addrs, &mut status).context("placement query")?;
         hits += numa::count_on(&status, a.fast).0 as u64;
+        if let Some(h) = hints.as_ref() {
+            table_agree += reads
+                .iter()
+                .zip(&status)
+                .filter(|(&s, &n)| h.placement(s) == n)
+                .count() as u64;
+        }
         total += reads.len() as u64;
         if pacer.steps_done() == a.checkpoint_steps {
             checkpoint = Some((hits, total, pacer.elapsed_s()));
@@ -171,7 +219,13 @@ fn main() -> anyhow::Result<()> {
             bounds.push(seq.len());
         }
         sched.advance(&mut fresh);
+        if let Some(h) = hints.as_mut() {
+            h.refill(&fresh)?;
+        }
         write_blocks(&mut pool, block, &fresh);
+        if let Some(h) = hints.as_mut() {
+            h.written(&fresh)?;
+        }
         fresh.clear();
         if pacer.steps_done().is_multiple_of(400) {
             println!(
@@ -214,12 +268,27 @@ fn main() -> anyhow::Result<()> {
         "pages_migrated",
         sysfs::delta(&vm0, &vm1, "pgmigrate_success"),
     );
+    if let Some(h) = &hints {
+        let st = h.stats()?;
+        rep.result("hint_blocks_offered", h.offered_blocks);
+        rep.result("blocks_recycled", h.recycled_blocks);
+        rep.result("hint_blocks_sent", h.sent_blocks);
+        rep.result("hint_blocks_applied", st.applied_blocks);
+        rep.result("hint_blocks_dropped", st.dropped_blocks);
+        rep.result("hint_deadline_missed", st.deadline_missed);
+        rep.result("hint_promoted_blocks", st.promoted_blocks);
+        rep.ratio(
+            "placement_table_agree",
+            table_agree as f64 / total.max(1) as f64,
+        );
+    }
     if a.oracle {
         let bel = oracle::belady_hits(&seq, cap_blocks);
         let pre = oracle::prefetch_hits(bounds.windows(2).map(|w| &seq[w[0]..w[1]]), cap_blocks);
         rep.result("oracle_cap_blocks", cap_blocks);
         rep.ratio("kv_oracle_belady", bel as f64 / total.max(1) as f64);
         rep.ratio("kv_oracle_prefetch", pre as f64 / total.max(1) as f64);
+        rep.ratio("kv_fast_hit_vs_belady", hits as f64 / bel.max(1) as f64);
     }
     Ok(())
 }

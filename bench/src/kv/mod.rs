@@ -5,8 +5,10 @@
 //! [`sched`] admits requests as trace time passes and advances a batch one decode
 //! token per step, telling the caller which blocks to write (new) and read (every
 //! block of every running request, once per step). Pure logic: the binary owns the
-//! memory and the clock.
+//! memory and the clock. [`hints`] is what such an engine tells tierd when it uses the
+//! client protocol.
 
+pub mod hints;
 pub mod pool;
 pub mod sched;
 pub mod trace;

@@ -110,6 +110,12 @@ impl BlockPool {
         }
     }
 
+    /// Whether slot `s` is on the free list (unreferenced, contents dead).
+    pub fn is_free(&self, s: u32) -> bool {
+        let slot = &self.slots[s as usize];
+        slot.refs == 0 && slot.hash.is_none()
+    }
+
     pub fn slots(&self) -> u32 {
         self.slots.len() as u32
     }
@@ -149,7 +155,9 @@ mod tests {
     fn unhashed_blocks_are_freed() {
         let mut p = BlockPool::new(1);
         let a = p.acquire(None).unwrap();
+        assert!(!p.is_free(a.slot));
         p.release(a.slot);
+        assert!(p.is_free(a.slot));
         assert!(p.acquire(None).is_some());
         assert_eq!(p.stats.evicted, 0);
     }

@@ -134,6 +134,14 @@ int tierd_relocations(tierd_client *, uint32_t region, uint64_t *blocks, int32_t
                       size_t max);
 int tierd_relocated(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
 
+/* Drops the memory behind `blocks` of `region`: their contents are dead and about to be
+ * rewritten (blocks taken from the engine's free list for new KV). The new contents are
+ * then allocated on the CPU's local node, the fast tier, where tierd keeps headroom:
+ * a page fault per page instead of a migration. The blocks read as zeros afterwards.
+ * Never on memory pinned for device DMA (cudaHostAlloc / cudaHostRegister): the device
+ * would keep the old pages; pinned pools use tierd_relocations. 0 or -errno. */
+int tierd_recycle(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

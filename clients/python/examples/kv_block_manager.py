@@ -12,7 +12,8 @@ FAST'25 release; attribution in ../shared/traces/README.md) it:
 
 1. admits it: cached prefix blocks are reused (PREFETCH hint, they are about to be
    read), missing ones allocated, evicting the LRU cached block when the pool is full;
-2. prefills: reads the reused blocks, writes the new ones (ACCESS hint);
+2. prefills: reads the reused blocks, recycles the new ones (their old pages are
+   dropped so the new KV is allocated on the fast tier) and writes them (ACCESS hint);
 3. decodes `--steps` steps, each reading every block of the request (ACCESS hint) and
    appending output blocks;
 4. finishes: prompt blocks stay cached (the LRU tail gets a COLD hint), output blocks
@@ -111,6 +112,10 @@ class BlockManager:
             self.cached[h] = e[0]
 
     def write(self, blocks):
+        # New contents: drop the blocks' old pages first, so the writes allocate on the
+        # fast tier (tierd keeps headroom there) instead of where the slot last lived.
+        if self.client and blocks:
+            self.client.recycle(self.region, sorted(blocks))
         for b in blocks:
             off = b * self.block_bytes
             self.pool[off : off + self.block_bytes : PAGE] = b"\x01" * (self.block_bytes // PAGE)

@@ -74,6 +74,20 @@ class ClientTest(unittest.TestCase):
             self.assertEqual(e.exception.errno, errno.EINVAL)
             c.unregister(r)
 
+    def test_recycle_zeroes_only_the_named_blocks(self):
+        with tierd.Client(self.sock) as c:
+            kv = mmap.mmap(-1, 8 * BLOCK)  # shared anonymous: MADV_REMOVE
+            kv.write(b"\7" * len(kv))
+            r = c.register_buffer(kv, BLOCK)
+            c.recycle(r, [5, 3, 4])
+            for b in range(8):
+                want = b"\0" if b in (3, 4, 5) else b"\7"
+                self.assertEqual(kv[b * BLOCK : (b + 1) * BLOCK], want * BLOCK, f"block {b}")
+            with self.assertRaises(tierd.TierdError) as e:
+                c.recycle(r, [8])
+            self.assertEqual(e.exception.errno, errno.ERANGE)
+            c.unregister(r)
+
     def test_foreign_or_unmapped_memory_is_refused(self):
         with tierd.Client(self.sock) as c:
             with self.assertRaises(tierd.TierdError) as e:

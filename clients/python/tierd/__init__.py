@@ -113,6 +113,7 @@ def load_library() -> ctypes.CDLL:
         "tierd_bind_node": (i, [p, sz, i]),
         "tierd_relocations": (i, [p, u32, u64p, ctypes.POINTER(ctypes.c_int32), sz]),
         "tierd_relocated": (i, [p, u32, u64p, sz]),
+        "tierd_recycle": (i, [p, u32, u64p, sz]),
         "tierd_stats": (i, [p, u32, ctypes.POINTER(_Stats)]),
     }
     for name, (res, args) in sigs.items():
@@ -242,6 +243,13 @@ class Client:
     def relocated(self, region: int, blocks: Sequence[int]) -> int:
         arr, n = _blocks(blocks)
         return _check(self._lib.tierd_relocated(self._handle(), region, arr, n), "tierd_relocated")
+
+    def recycle(self, region: int, blocks: Sequence[int]) -> None:
+        """Drops the memory of blocks whose contents are dead and about to be rewritten, so
+        the new contents land on the fast tier (page faults instead of migrations). They
+        read as zeros afterwards. Never on memory pinned for device DMA."""
+        arr, n = _blocks(blocks)
+        _check(self._lib.tierd_recycle(self._handle(), region, arr, n), "tierd_recycle")
 
     def stats(self, region: int) -> dict:
         s = _Stats()

@@ -52,13 +52,20 @@ pub enum ClientError {
     Map { region: u32, source: std::io::Error },
     #[error("reply for {0} carried no file descriptor")]
     NoFd(&'static str),
+    #[error("{what}: {errno}")]
+    Os {
+        what: &'static str,
+        errno: nix::errno::Errno,
+    },
 }
 
 impl ClientError {
     /// The positive errno this error maps to in the C API.
     pub fn errno(&self) -> i32 {
         match self {
-            ClientError::Connect { errno, .. } | ClientError::Socket(errno) => *errno as i32,
+            ClientError::Connect { errno, .. }
+            | ClientError::Socket(errno)
+            | ClientError::Os { errno, .. } => *errno as i32,
             ClientError::Closed => libc::ECONNRESET,
             ClientError::Wire(_) | ClientError::Unexpected(_) | ClientError::NoFd(_) => {
                 libc::EPROTO
@@ -467,6 +474,60 @@ impl Client {
             }
         }
         self.hint(region, HintKind::Relocated, blocks)
+    }
+}
+
+impl Client {
+    /// Drops the memory behind `blocks` of `region` (their contents are dead and about to
+    /// be rewritten, e.g. blocks taken from an engine's free list for new KV), so the new
+    /// contents are allocated where new memory goes: the CPU's local node, the fast tier,
+    /// whose headroom tierd keeps free by demoting ahead of need (TPP). A recycled block
+    /// costs a page fault per page on its next write instead of a migration. Private
+    /// anonymous memory is dropped with `MADV_DONTNEED`, shared memory (memfd, shmem
+    /// pools) with `MADV_REMOVE`. Returns the bytes dropped.
+    ///
+    /// # Safety
+    /// The blocks read back as zeros afterwards: nothing may rely on their old contents,
+    /// and they must not be pinned for device DMA (`cudaHostRegister`, `cudaHostAlloc`):
+    /// a device would go on using the old pages. Pinned pools use relocation instead.
+    pub unsafe fn recycle(&self, region: u32, blocks: &[u64]) -> Result<u64, ClientError> {
+        let r = self.region(region)?;
+        if let Some(&b) = blocks.iter().find(|&&b| b >= r.nblocks()) {
+            return Err(ClientError::BlockRange { region, block: b });
+        }
+        let mut runs = Vec::new();
+        coalesce(region, HintKind::Free, blocks, 0, &mut runs);
+        let mut dropped = 0u64;
+        for e in &runs {
+            let addr = r.base + e.first_block * r.block_size;
+            let len = e.nblocks as u64 * r.block_size;
+            // SAFETY: the range is inside memory the caller registered as its own (tierd
+            // checked it at registration); the caller vouches its contents are dead.
+            let rc = unsafe {
+                libc::madvise(addr as *mut libc::c_void, len as usize, libc::MADV_REMOVE)
+            };
+            if rc != 0 {
+                let e = nix::errno::Errno::last();
+                if e != nix::errno::Errno::EINVAL && e != nix::errno::Errno::EOPNOTSUPP {
+                    return Err(ClientError::Os {
+                        what: "madvise(MADV_REMOVE)",
+                        errno: e,
+                    });
+                }
+                // SAFETY: as above.
+                let rc = unsafe {
+                    libc::madvise(addr as *mut libc::c_void, len as usize, libc::MADV_DONTNEED)
+                };
+                if rc != 0 {
+                    return Err(ClientError::Os {
+                        what: "madvise(MADV_DONTNEED)",
+                        errno: nix::errno::Errno::last(),
+                    });
+                }
+            }
+            dropped += len;
+        }
+        Ok(dropped)
     }
 }
 

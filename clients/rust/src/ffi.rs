@@ -396,6 +396,28 @@ pub unsafe extern "C" fn tierd_relocated(
     })
 }
 
+/// Drops the memory behind `blocks` (contents dead, about to be rewritten) so their new
+/// contents are allocated on the fast tier; see `Client::recycle`. Returns 0.
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents; the blocks' contents
+/// must be dead and not pinned for device DMA.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_recycle(
+    c: *mut TierdClient,
+    region: u32,
+    blocks_ptr: *const u64,
+    n: usize,
+) -> c_int {
+    guard(|| {
+        let (c, b) = match (client(c), blocks(blocks_ptr, n)) {
+            (Ok(c), Ok(b)) => (c, b),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        // SAFETY: the caller vouches the blocks are dead and unpinned (tierd.h).
+        unsafe { c.recycle(region, b) }.map_or_else(neg, |_| 0)
+    })
+}
+
 /// Copies the region's counters (drops, applied, rejected, ...) into `*out`.
 /// # Safety
 /// Pointer arguments must be NULL or valid as `tierd.h` documents.

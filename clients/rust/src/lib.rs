@@ -22,5 +22,5 @@ pub mod shm;
 pub mod sock;
 pub mod wire;
 
-pub use client::{Client, ClientError, Region};
+pub use client::{Client, ClientError, Region, RegionStats};
 pub use layout::HintKind;

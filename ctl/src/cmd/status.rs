@@ -64,6 +64,11 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
                 } else {
                     "no".into()
                 },
+                if p.sampled {
+                    "sampling".into()
+                } else {
+                    "hints".into()
+                },
             ]
         })
         .collect();
@@ -80,6 +85,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
             "DEM/S",
             "PINGPONG",
             "KERNEL_TIERING",
+            "SIGNAL",
         ],
         &rows,
     );

@@ -58,13 +58,17 @@ pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
     }
 }
 
-/// Demote even without memory pressure: dead or cold-hinted contents, or (lru-tiered)
-/// data unused for `cold_age_ms`, or (static) data above its pinned tier.
+/// Demote even without memory pressure: cold-hinted contents, or (lru-tiered) data
+/// unused for `cold_age_ms`, or (static) data above its pinned tier. Dead (`FREE`)
+/// contents are not here: they never count as fitting and are the first victims when
+/// room is needed, but moving them while the node has room would spend migration
+/// bandwidth on data nobody reads, and an engine typically refills a freed block soon
+/// (its next ACCESS / PREFETCH then finds it already on the fast tier).
 pub fn demote_unconditionally(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> bool {
     if g.flags & flags::PIN_FAST != 0 {
         return false;
     }
-    if g.flags & (flags::FREE | flags::COLD) != 0 {
+    if g.flags & flags::COLD != 0 {
         return true;
     }
     match p {

@@ -2,6 +2,7 @@
 
 use super::classify::{demote_rank, demote_unconditionally, promote_score, wants_fast};
 use super::{Direction, GranuleView, Knobs, Move, NodeState, Plan, ProcInput};
+use crate::heat::flags;
 use std::collections::HashSet;
 use tierd_config::PolicyName;
 
@@ -79,7 +80,8 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         let mut fits: HashSet<(i32, u64)> = HashSet::new();
         let mut used = 0u64;
         let mut threshold = 0.0;
-        for c in ranked {
+        // Dead contents never fit: they are victims, demoted first when room is needed.
+        for c in ranked.into_iter().filter(|c| c.g.flags & flags::FREE == 0) {
             if used + c.g.bytes > capacity {
                 threshold = c.g.heat;
                 break;
@@ -108,7 +110,7 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             moved: &mut moved,
             budget: &mut demote_budget,
         };
-        // Hinted-cold, dead and (per policy) aged data goes regardless of pressure.
+        // Hinted-cold and (per policy) aged data goes regardless of pressure.
         for c in residents
             .iter()
             .filter(|c| demote_unconditionally(c.policy, c.g, up.tier, k))

@@ -229,12 +229,17 @@ fn hints_pin_free_and_cold() {
             .any(|m| m.addr == 2 * G && m.dir == Direction::Demote),
         "FREE resident demoted"
     );
-    // With room, a PREFETCH promotes even without heat.
+    // With room, a PREFETCH promotes even without heat, and dead contents stay put
+    // (moving them would spend bandwidth on data nobody reads).
     let p = plan(&procs, &two_nodes(64 * MB, 32 * MB), &knobs());
     assert!(p
         .moves
         .iter()
         .any(|m| m.addr == 3 * G && m.dir == Direction::Promote));
+    assert!(
+        !p.moves.iter().any(|m| m.addr == 2 * G),
+        "FREE resident left alone while the node has room"
+    );
 }
 
 #[test]

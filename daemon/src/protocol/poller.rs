@@ -110,6 +110,9 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
         }
         apply::access_many(t, &access, now, &mut events);
     });
+    if !hints.is_empty() {
+        hub.daemon.note_hints(r.owner.pid, received);
+    }
     let applied = hints.len() as u64;
     let blocks: u64 = hints.iter().map(|h| h.nblocks).sum();
     let h = r.header();

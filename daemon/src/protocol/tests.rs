@@ -501,3 +501,73 @@ fn unmovable_blocks_become_relocation_requests() {
         flags_at(&f.daemon, base + 5 * BLOCK) & flags::FREE != 0
     });
 }
+
+#[test]
+fn recycle_drops_only_the_named_blocks() {
+    let f = fixture(|_| {});
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let words = (BLOCK / 8) as usize;
+    let check = |m: &[u64], base_word: usize| {
+        for b in 0..8usize {
+            let w = &m[base_word + b * words..base_word + (b + 1) * words];
+            let want = if (2..5).contains(&b) { 0 } else { 7 };
+            assert!(w.iter().all(|&x| x == want), "block {b}: want {want}");
+        }
+    };
+    // Private anonymous memory: MADV_DONTNEED.
+    let (mut mem, base) = anon(8);
+    let region = c.register(base, 8 * BLOCK, BLOCK).unwrap();
+    // SAFETY: a plain u64 view of our own page-aligned mapping.
+    let all =
+        unsafe { std::slice::from_raw_parts_mut(mem.as_mut_ptr().cast::<u64>(), mem.len() / 8) };
+    all.fill(7);
+    // SAFETY: blocks 2..5 are dead in this test and not pinned.
+    assert_eq!(unsafe { c.recycle(region, &[4, 2, 3]) }.unwrap(), 3 * BLOCK);
+    check(all, ((base - mem.as_ptr() as u64) / 8) as usize);
+    // SAFETY: as above; out-of-region blocks are refused before anything is dropped.
+    assert!(matches!(
+        unsafe { c.recycle(region, &[1, 8]) },
+        Err(ClientError::BlockRange { block: 8, .. })
+    ));
+    assert_eq!(all[((base - mem.as_ptr() as u64) / 8) as usize + words], 7);
+
+    // Shared memory (a memfd, as pools are): MADV_REMOVE frees the pages themselves.
+    let fd = nix::sys::memfd::memfd_create(c"recycle", nix::sys::memfd::MemFdCreateFlag::empty())
+        .unwrap();
+    let file = std::fs::File::from(fd);
+    file.set_len(8 * BLOCK).unwrap();
+    // SAFETY: a fresh memfd only this test maps.
+    let mut shared = unsafe { MmapMut::map_mut(&file) }.unwrap();
+    let base = shared.as_ptr() as u64;
+    let region = c.register(base, 8 * BLOCK, BLOCK).unwrap();
+    // SAFETY: as above.
+    let all = unsafe {
+        std::slice::from_raw_parts_mut(shared.as_mut_ptr().cast::<u64>(), shared.len() / 8)
+    };
+    all.fill(7);
+    // SAFETY: as above.
+    unsafe { c.recycle(region, &[2, 3, 4]) }.unwrap();
+    check(all, 0);
+}
+
+#[test]
+fn hinting_processes_leave_sampling_unless_configured() {
+    for keep in [false, true] {
+        let f = fixture(|c| c.client.sample_hinting_processes = keep);
+        let (_mem, base) = anon(4);
+        let c = Client::connect(Some(&f.path)).unwrap();
+        let region = c.register(base, 4 * BLOCK, BLOCK).unwrap();
+        let pid = std::process::id() as i32;
+        let p = f.daemon.registry.get(pid).unwrap();
+        assert!(
+            f.daemon.sampled(&p, Instant::now()),
+            "sampled until it hints"
+        );
+        c.hint(region, HintKind::Access, &[0]).unwrap();
+        let r = c.region(region).unwrap();
+        wait_until("hint applied", || r.stats().applied_entries >= 1);
+        assert_eq!(f.daemon.sampled(&p, Instant::now()), keep);
+        let later = Instant::now() + Duration::from_millis(crate::state::HINT_QUIET_MS + 1);
+        assert!(f.daemon.sampled(&p, later), "sampled again once quiet");
+    }
+}

@@ -120,7 +120,14 @@ impl Loop {
             tables.retain(|pid, _| pids.contains(pid));
         }
         self.last_scan.retain(|pid, _| pids.contains(pid));
-        self.sampling.sync_targets(&pids);
+        // Processes that send hints are left to their hints (Daemon::sampled).
+        let now = Instant::now();
+        let sampled: Vec<i32> = procs
+            .iter()
+            .filter(|p| d.sampled(p, now))
+            .map(|p| p.pid)
+            .collect();
+        self.sampling.sync_targets(&sampled);
         self.samples.clear();
         self.sampling.drain(&mut self.samples);
         let snapshot = self.last_snapshot.elapsed() >= SNAPSHOT_PERIOD;

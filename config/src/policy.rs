@@ -57,6 +57,10 @@ pub struct PolicyConfig {
     pub demote_watermark: Amount,
     /// Promotions never take a fast node's free memory below this.
     pub promote_watermark: Amount,
+    /// While a fast node has less free memory than this, data idle for `cold_age_ms`
+    /// is demoted in the background, so the next burst of promotions (or new
+    /// allocations) finds room without waiting for demotions. `0%` turns it off.
+    pub idle_demote_watermark: Amount,
     /// A region must stay hot this long before it is promoted.
     pub hot_threshold_ms: u64,
     /// A region is cold once unaccessed this long (lru-tiered demotes by this age).
@@ -84,6 +88,7 @@ impl Default for PolicyConfig {
             interval_ms: 200,
             demote_watermark: Amount::Percent(6.0),
             promote_watermark: Amount::Percent(3.0),
+            idle_demote_watermark: Amount::Percent(25.0),
             hot_threshold_ms: 100,
             cold_age_ms: 5000,
             promote_rate_mbps: 0,

@@ -269,7 +269,7 @@ fn main() -> anyhow::Result<()> {
         sysfs::delta(&vm0, &vm1, "pgmigrate_success"),
     );
     if let Some(h) = &hints {
-        let st = h.stats()?;
+        let st = h.stats();
         rep.result("hint_blocks_offered", h.offered_blocks);
         rep.result("blocks_recycled", h.recycled_blocks);
         rep.result("hint_blocks_sent", h.sent_blocks);

@@ -23,11 +23,14 @@
 use super::pool::BlockPool;
 use anyhow::Context;
 use std::path::Path;
-use tierd_client::{Client, HintKind, RegionStats};
+use std::sync::Arc;
+use tierd_client::{Client, HintKind, Region, RegionStats};
 
 pub struct EngineHints {
     client: Client,
     region: u32,
+    /// The region's shared memory (placement reads without a lookup per block).
+    shm: Arc<Region>,
     base: u64,
     block: u64,
     step_ms: u32,
@@ -62,9 +65,11 @@ impl EngineHints {
         let region = client
             .register(base, len, block)
             .context("registering the KV pool")?;
+        let shm = client.region(region)?;
         Ok(EngineHints {
             client,
             region,
+            shm,
             base,
             block,
             step_ms: step_ms.clamp(1, u32::MAX as u64) as u32,
@@ -181,10 +186,10 @@ impl EngineHints {
 
     /// Where tierd's placement table says `slot` lives (node, or a negative errno).
     pub fn placement(&self, slot: u32) -> i32 {
-        self.client.placement(self.region, slot as u64)
+        self.shm.placement(slot as u64)
     }
 
-    pub fn stats(&self) -> anyhow::Result<RegionStats> {
-        Ok(self.client.region(self.region)?.stats())
+    pub fn stats(&self) -> RegionStats {
+        self.shm.stats()
     }
 }

@@ -24,4 +24,9 @@ pub mod flags {
     pub const CLIENT: u8 = 1 << 3;
     /// `PREFETCH`: promote now (deadline-driven), then behave as accessed.
     pub const PREFETCH: u8 = 1 << 4;
+    /// Not a hint: tierd's last attempt to move the granule left it where it was (its
+    /// pages are shared with other processes, pinned, ...); the policy leaves it alone
+    /// for a while (`Knobs::stuck_retry_ms`) instead of planning the same move every
+    /// tick.
+    pub const STUCK: u8 = 1 << 5;
 }

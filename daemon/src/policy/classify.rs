@@ -14,10 +14,15 @@ pub fn wants_fast(g: &GranuleView) -> bool {
     g.flags & (flags::PIN_FAST | flags::PREFETCH) != 0 && g.flags & flags::FREE == 0
 }
 
+/// The last attempt to move it failed recently: leave it alone.
+pub fn stuck(g: &GranuleView, k: &Knobs) -> bool {
+    g.flags & flags::STUCK != 0 && g.since_move_ms < k.stuck_retry_ms
+}
+
 /// Why and how strongly a granule on a lower tier should be promoted: `Some(score)`,
 /// higher first; `None` = not a candidate.
 pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> Option<f64> {
-    if g.flags & flags::FREE != 0 {
+    if g.flags & flags::FREE != 0 || stuck(g, k) {
         return None;
     }
     if wants_fast(g) {
@@ -38,7 +43,7 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
 /// Order in which residents of an upper node give up their place: `Some(rank)`, lower
 /// first; `None` = never demoted by this policy.
 pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
-    if g.flags & flags::PIN_FAST != 0 {
+    if g.flags & flags::PIN_FAST != 0 || stuck(g, k) {
         return None;
     }
     if g.flags & flags::FREE != 0 {
@@ -58,6 +63,15 @@ pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
     }
 }
 
+/// Idle long enough to go to make headroom ahead of need (`idle_demote_watermark`).
+pub fn idle(p: PolicyName, g: &GranuleView, k: &Knobs) -> bool {
+    !matches!(p, PolicyName::Off | PolicyName::Static)
+        && g.flags & (flags::PIN_FAST | flags::PREFETCH) == 0
+        && g.idle_ms >= k.cold_age_ms
+        && g.since_move_ms >= k.min_residency_ms
+        && !stuck(g, k)
+}
+
 /// Demote even without memory pressure: cold-hinted contents, or (lru-tiered) data
 /// unused for `cold_age_ms`, or (static) data above its pinned tier. Dead (`FREE`)
 /// contents are not here: they never count as fitting and are the first victims when
@@ -65,7 +79,7 @@ pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
 /// bandwidth on data nobody reads, and an engine typically refills a freed block soon
 /// (its next ACCESS / PREFETCH then finds it already on the fast tier).
 pub fn demote_unconditionally(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> bool {
-    if g.flags & flags::PIN_FAST != 0 {
+    if g.flags & flags::PIN_FAST != 0 || stuck(g, k) {
         return false;
     }
     if g.flags & flags::COLD != 0 {

@@ -101,6 +101,11 @@ pub struct Knobs {
     pub recent_ms: u64,
     pub cold_age_ms: u64,
     pub min_residency_ms: u64,
+    /// A granule whose last move failed (`flags::STUCK`) is not planned again before
+    /// this long.
+    pub stuck_retry_ms: u64,
+    /// Demote data idle `cold_age_ms` while free memory is below this.
+    pub idle_demote_watermark: tierd_config::Amount,
     pub hysteresis: f64,
     pub static_tier: u32,
     /// Byte budgets for this tick (rate limit × interval); `u64::MAX` = no cap.
@@ -125,6 +130,8 @@ impl Knobs {
             recent_ms: 3 * p.hot_threshold_ms.max(1),
             cold_age_ms: p.cold_age_ms,
             min_residency_ms: p.min_residency_ms,
+            stuck_retry_ms: p.pingpong_window_ms,
+            idle_demote_watermark: p.idle_demote_watermark,
             hysteresis: p.hysteresis,
             static_tier: p.static_tier,
             promote_budget_bytes: budget(p.promote_rate_mbps),

@@ -1,6 +1,6 @@
 //! Capacity planning: for each upper-tier node, which granules come up, which go down.
 
-use super::classify::{demote_rank, demote_unconditionally, promote_score, wants_fast};
+use super::classify::{demote_rank, demote_unconditionally, idle, promote_score, wants_fast};
 use super::{Direction, GranuleView, Knobs, Move, NodeState, Plan, ProcInput};
 use crate::heat::flags;
 use std::collections::HashSet;
@@ -162,6 +162,24 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         while free < dwm {
             let Some((v, _)) = victims.next() else { break };
             ctx.demote(v, &mut free, &mut out);
+        }
+        // Headroom ahead of need: data idle for `cold_age_ms` goes while free memory is
+        // below the idle watermark, so the next burst of promotions does not wait for
+        // demotions (migration bandwidth is spent while it is otherwise unused).
+        let iwm = k.idle_demote_watermark.of(up.total_bytes);
+        if free < iwm {
+            let mut idle: Vec<(&Cand, f64)> = residents
+                .iter()
+                .filter(|c| idle(c.policy, c.g, k))
+                .filter_map(|c| demote_rank(c.policy, c.g, k).map(|r| (c, r)))
+                .collect();
+            idle.sort_by(|a, b| a.0.priority.cmp(&b.0.priority).then(a.1.total_cmp(&b.1)));
+            for (c, _) in idle {
+                if free >= iwm {
+                    break;
+                }
+                ctx.demote(c, &mut free, &mut out);
+            }
         }
     }
     out.moves.extend(promotions);

@@ -103,9 +103,13 @@ fn not_promoted_before_hot_threshold_ms() {
 fn proactive_demotion_restores_headroom_coldest_first() {
     // 1 GiB fast node, 6% demote watermark = ~61 MiB; only 10 MiB free.
     let mut gs: Vec<GranuleView> = (0..2000).map(|i| cold(i * G, 0)).collect();
-    for (i, g) in gs.iter_mut().enumerate().take(1000) {
-        g.heat = 1.0 + i as f64; // the first 1000 are warm, rising
-        g.idle_ms = 10;
+    for (i, g) in gs.iter_mut().enumerate() {
+        if i < 1000 {
+            g.heat = 1.0 + i as f64; // the first 1000 are warm, rising
+            g.idle_ms = 10;
+        } else {
+            g.idle_ms = 1000; // cold, but not idle for cold_age_ms
+        }
     }
     let p = plan(&[proc_(1, 0, gs)], &two_nodes(1024 * MB, 10 * MB), &knobs());
     let dem: Vec<&Move> = p
@@ -117,6 +121,77 @@ fn proactive_demotion_restores_headroom_coldest_first() {
     assert_eq!(dem.len(), need, "demote exactly the deficit");
     // All demoted granules are from the cold half.
     assert!(dem.iter().all(|m| m.addr >= 1000 * G), "coldest first");
+}
+
+#[test]
+fn idle_data_makes_headroom_up_to_the_idle_watermark() {
+    // 1 GiB fast node, 60 MiB free (just under the 6% watermark): 100 warm granules, 100
+    // idle for cold_age_ms, 100 cold but recently used.
+    let mut gs: Vec<GranuleView> = (0..300).map(|i| cold(i * G, 0)).collect();
+    for (i, g) in gs.iter_mut().enumerate() {
+        match i / 100 {
+            0 => {
+                g.heat = 5.0;
+                g.idle_ms = 10;
+            }
+            1 => g.idle_ms = 6000,
+            _ => g.idle_ms = 1000,
+        }
+    }
+    let k = knobs();
+    let p = plan(
+        &[proc_(1, 0, gs.clone())],
+        &two_nodes(1024 * MB, 60 * MB),
+        &k,
+    );
+    let dem: Vec<&Move> = p
+        .moves
+        .iter()
+        .filter(|m| m.dir == Direction::Demote)
+        .collect();
+    // 25% of 1 GiB is far above 60 MiB + the idle 100 granules: all idle ones go, other
+    // cold ones only to restore the 6% watermark.
+    let idle = dem
+        .iter()
+        .filter(|m| (100..200).contains(&(m.addr / G)))
+        .count();
+    assert_eq!(idle, 100, "every idle granule demoted");
+    assert!(dem.iter().all(|m| m.addr >= 100 * G), "warm data stays");
+    // With the node already above the idle watermark, idle data stays.
+    let p = plan(
+        &[proc_(1, 0, gs.clone())],
+        &two_nodes(1024 * MB, 300 * MB),
+        &k,
+    );
+    assert_eq!(count(&p, Direction::Demote), 0);
+    // And `0%` turns it off.
+    let off = Knobs {
+        idle_demote_watermark: Amount::Percent(0.0),
+        ..k
+    };
+    let p = plan(&[proc_(1, 0, gs)], &two_nodes(1024 * MB, 100 * MB), &off);
+    assert_eq!(count(&p, Direction::Demote), 0);
+}
+
+#[test]
+fn stuck_granules_are_left_alone_until_the_retry_time() {
+    let mut g = cold(0, 0);
+    g.flags = flags::STUCK;
+    g.since_move_ms = 1000; // the failed attempt was 1 s ago
+    let k = knobs();
+    let p = plan(&[proc_(1, 0, vec![g])], &two_nodes(64 * MB, 0), &k);
+    assert!(p.moves.is_empty(), "no retry within stuck_retry_ms");
+    g.since_move_ms = k.stuck_retry_ms;
+    let p = plan(&[proc_(1, 0, vec![g])], &two_nodes(64 * MB, 0), &k);
+    assert_eq!(count(&p, Direction::Demote), 1, "retried afterwards");
+    let mut h = hot(G, 1, 9.0);
+    h.flags = flags::STUCK;
+    h.since_move_ms = 10;
+    let p = plan(&[proc_(1, 0, vec![h])], &two_nodes(64 * MB, 32 * MB), &k);
+    assert!(
+        p.moves.is_empty(),
+        "a stuck promotion is not retried either"
+    );
 }
 
 #[test]

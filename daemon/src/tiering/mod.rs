@@ -5,7 +5,10 @@
 //! heat tables and runs one rate-controller step. Every `policy.interval_ms` (tiering
 //! mode only) it refreshes placement (a scan per process about once a second), builds
 //! the policy's view, plans, and hands the plan to the migration worker thread
-//! (`worker.rs`) when the worker is idle, so the loop never blocks on migration.
+//! (`worker.rs`) when the worker is idle, so the loop never blocks on migration. When
+//! the worker finishes a plan it wakes the loop, which drains and plans again at once
+//! (at most every [`MIN_REPLAN`]): migration bandwidth is the scarce resource, so the
+//! worker should not sit idle until the next policy tick.
 
 mod scan;
 mod worker;
@@ -24,22 +27,25 @@ use std::time::{Duration, Instant};
 const SCAN_PERIOD: Duration = Duration::from_millis(1000);
 /// Smallest plan, bytes per direction, whatever the measured migration rate.
 const PLAN_FLOOR_BYTES: u64 = 16 << 20;
+/// Shortest gap between two plans when the worker asks for the next one.
+const MIN_REPLAN: Duration = Duration::from_millis(50);
 /// How often a heat snapshot is kept for heatmaps.
 const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
     let (tx, rx) = crossbeam_channel::bounded::<worker::Batch>(1);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let busy = Arc::new(AtomicBool::new(false));
     let throughput = Arc::new(AtomicU64::new(0));
     let (d, b, t) = (daemon.clone(), busy.clone(), throughput.clone());
     std::thread::Builder::new()
         .name("tierd-migrate".into())
-        .spawn(move || worker::run(d, rx, b, t))
+        .spawn(move || worker::run(d, rx, b, t, done_tx))
         .context("spawning the migration worker")?;
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("tierd-tiering".into())
-        .spawn(move || Loop::new(d, tx, busy, throughput).run())
+        .spawn(move || Loop::new(d, tx, done_rx, busy, throughput).run())
         .context("spawning the tiering loop")?;
     Ok(())
 }
@@ -47,6 +53,8 @@ pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
 struct Loop {
     d: Arc<Daemon>,
     tx: crossbeam_channel::Sender<worker::Batch>,
+    /// The worker finished a plan.
+    done: crossbeam_channel::Receiver<()>,
     busy: Arc<AtomicBool>,
     /// Measured migration rate, bytes/s (0 until the first plan ran).
     throughput: Arc<AtomicU64>,
@@ -62,6 +70,7 @@ impl Loop {
     fn new(
         d: Arc<Daemon>,
         tx: crossbeam_channel::Sender<worker::Batch>,
+        done: crossbeam_channel::Receiver<()>,
         busy: Arc<AtomicBool>,
         throughput: Arc<AtomicU64>,
     ) -> Loop {
@@ -71,6 +80,7 @@ impl Loop {
             sampling: SamplingSet::new(&cfg.sampling),
             d,
             tx,
+            done,
             busy,
             throughput,
             generation,
@@ -82,16 +92,39 @@ impl Loop {
     }
 
     fn run(mut self) {
+        let mut next_drain = Instant::now();
         while !self.d.shutdown.load(Ordering::Relaxed) {
             let cfg = self.d.config();
-            std::thread::sleep(Duration::from_millis(cfg.sampling.drain_interval_ms));
+            let period = Duration::from_millis(cfg.sampling.drain_interval_ms);
+            // Sleep until the next drain, or until the worker finishes a plan.
+            let wait = next_drain.saturating_duration_since(Instant::now());
+            let replan = match self.done.recv_timeout(wait) {
+                Ok(()) => true,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    // No worker (it panicked): keep the cadence with a plain sleep.
+                    std::thread::sleep(wait);
+                    false
+                }
+            };
+            if !replan {
+                next_drain += period;
+                // Behind by more than a period (a slow drain): restart the cadence.
+                let now = Instant::now();
+                if next_drain < now {
+                    next_drain = now + period;
+                }
+            }
             let gen = self.d.generation.load(Ordering::SeqCst);
             if gen != self.generation {
                 self.sampling.set_config(&cfg.sampling);
                 self.generation = gen;
             }
             self.sample();
-            if self.last_policy.elapsed() >= Duration::from_millis(cfg.policy.interval_ms) {
+            let since = self.last_policy.elapsed();
+            if since >= Duration::from_millis(cfg.policy.interval_ms)
+                || (replan && since >= MIN_REPLAN)
+            {
                 self.last_policy = Instant::now();
                 self.refresh_placement();
                 if self.d.mode() == Mode::Tiering {

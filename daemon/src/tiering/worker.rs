@@ -6,6 +6,7 @@
 //! writes the outcome back: each moved granule's node, move time and ping-pong count in
 //! the heat table, promoted/demoted counters and rates in the registry.
 
+use crate::heat::flags;
 use crate::migrate::engine::Job;
 use crate::policy::{Direction, Move};
 use crate::state::Daemon;
@@ -24,12 +25,14 @@ pub struct Batch {
 }
 
 /// Runs plans until the channel closes. `throughput` gets the measured migration rate
-/// (bytes/s, smoothed) so the loop can size plans to about a second of work.
+/// (bytes/s, smoothed) so the loop can size plans to about a second of work; `done`
+/// wakes the loop after each plan.
 pub fn run(
     d: Arc<Daemon>,
     rx: crossbeam_channel::Receiver<Batch>,
     busy: Arc<AtomicBool>,
     throughput: Arc<AtomicU64>,
+    done: crossbeam_channel::Sender<()>,
 ) {
     for batch in rx {
         let (bytes, secs) = execute(&d, batch);
@@ -44,6 +47,8 @@ pub fn run(
             throughput.store(ema as u64, Ordering::Relaxed);
         }
         busy.store(false, Ordering::Release);
+        // Wake the loop to plan the next batch (a wake-up already pending will do).
+        let _ = done.try_send(());
     }
 }
 
@@ -92,7 +97,7 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
                 if let Some(why) = &r.stopped {
                     tracing::debug!(pid, to, reason = %why, "migration stopped early");
                 }
-                record_outcome(d, pid, &granules, batch.pingpong_window_ms, order == 1);
+                record_outcome(d, pid, &granules, to, batch.pingpong_window_ms, order == 1);
             }
             Err(e) => tracing::debug!(pid, to, error = %e, "migration failed"),
         }
@@ -108,8 +113,9 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
     (pages.values().sum::<u64>() * d.engine.page_size(), secs)
 }
 
-/// Reads back where the granules are now and updates their history.
-fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], window_ms: u32, promoted: bool) {
+/// Reads back where the granules are now and updates their history; a granule still
+/// elsewhere than `to` is marked [`flags::STUCK`] (the policy leaves it alone a while).
+fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u32, promoted: bool) {
     let mut status = vec![0i32; granules.len()];
     if d.engine.mover().query(pid, granules, &mut status).is_err() {
         return;
@@ -123,7 +129,14 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], window_ms: u32, promot
             let c = t.cell_mut(a);
             if promoted {
                 // A prefetch is served once the block is up; it does not pin it there.
-                c.flags &= !crate::heat::flags::PREFETCH;
+                c.flags &= !flags::PREFETCH;
+            }
+            if s >= 0 && s as u32 != to {
+                // Still not where it was sent: try again only after a while.
+                c.flags |= flags::STUCK;
+                c.last_move_ms = now.max(1);
+            } else {
+                c.flags &= !flags::STUCK;
             }
             if s >= 0 && c.node != s as i16 {
                 if now.saturating_sub(c.last_move_ms) > window_ms {

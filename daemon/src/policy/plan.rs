@@ -165,9 +165,11 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         }
         // Headroom ahead of need: data idle for `cold_age_ms` goes while free memory is
         // below the idle watermark, so the next burst of promotions does not wait for
-        // demotions (migration bandwidth is spent while it is otherwise unused).
+        // demotions. Only in ticks without promotions into this node: the worker runs
+        // demotions first, and these must not delay promotions wanted now (migration
+        // bandwidth is spent while it is otherwise unused).
         let iwm = k.idle_demote_watermark.of(up.total_bytes);
-        if free < iwm {
+        if free < iwm && promotions.iter().all(|m: &Move| m.to != up.id) {
             let mut idle: Vec<(&Cand, f64)> = residents
                 .iter()
                 .filter(|c| idle(c.policy, c.g, k))

@@ -164,6 +164,16 @@ fn idle_data_makes_headroom_up_to_the_idle_watermark() {
         &k,
     );
     assert_eq!(count(&p, Direction::Demote), 0);
+    // Not while promotions into the node are planned in the same tick.
+    let mut with_hot = gs.clone();
+    with_hot.push(hot(1000 * G, 1, 50.0));
+    let p = plan(
+        &[proc_(1, 0, with_hot)],
+        &two_nodes(1024 * MB, 100 * MB),
+        &k,
+    );
+    assert_eq!(count(&p, Direction::Promote), 1);
+    assert_eq!(count(&p, Direction::Demote), 0);
     // And `0%` turns it off.
     let off = Knobs {
         idle_demote_watermark: Amount::Percent(0.0),

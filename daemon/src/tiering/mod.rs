@@ -2,10 +2,11 @@
 //!
 //! One thread wakes every `sampling.drain_interval_ms`: it reaps exited processes,
 //! keeps the samplers' targets in step with the registry, drains the samplers into the
-//! heat tables and runs one rate-controller step. Every `policy.interval_ms` (tiering
-//! mode only) it refreshes placement (a scan per process about once a second), builds
-//! the policy's view, plans, and hands the plan to the migration worker thread
-//! (`worker.rs`) when the worker is idle, so the loop never blocks on migration. When
+//! heat tables and runs one rate-controller step. Every `policy.interval_ms` it
+//! refreshes placement (a scan per process about once a second; every 5 s in
+//! monitor-only mode) and, in tiering mode, builds the policy's view, plans, and hands
+//! the plan to the migration worker thread (`worker.rs`) when the worker is idle, so
+//! the loop never blocks on migration. When
 //! the worker finishes a plan it wakes the loop, which drains and plans again at once
 //! (at most every [`MIN_REPLAN`]): migration bandwidth is the scarce resource, so the
 //! worker should not sit idle until the next policy tick.
@@ -23,8 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often each managed process's placement is re-read.
+/// How often each managed process's placement is re-read while tierd moves pages.
 const SCAN_PERIOD: Duration = Duration::from_millis(1000);
+/// ... and in monitor-only mode, where placement only feeds status and metrics (a scan
+/// queries every granule's node: the largest share of tierd's own CPU time).
+const MONITOR_SCAN_PERIOD: Duration = Duration::from_millis(5000);
 /// Smallest plan, bytes per direction, whatever the measured migration rate.
 const PLAN_FLOOR_BYTES: u64 = 16 << 20;
 /// Shortest gap between two plans when the worker asks for the next one.
@@ -199,11 +203,16 @@ impl Loop {
     fn refresh_placement(&mut self) {
         let d = self.d.clone();
         let topo = d.topology();
+        let period = if d.mode() == Mode::Tiering {
+            SCAN_PERIOD
+        } else {
+            MONITOR_SCAN_PERIOD
+        };
         for p in &d.registry.all() {
             let due = self
                 .last_scan
                 .get(&p.pid)
-                .is_none_or(|t| t.elapsed() >= SCAN_PERIOD);
+                .is_none_or(|t| t.elapsed() >= period);
             if !due || self.busy.load(Ordering::Acquire) {
                 continue;
             }
@@ -216,7 +225,7 @@ impl Loop {
                     d.engine.mover().as_ref(),
                     &topo,
                     now,
-                    2 * SCAN_PERIOD.as_millis() as u32,
+                    2 * period.as_millis() as u32,
                 )
             });
             match res {

@@ -62,6 +62,19 @@ fn blocks<'a>(p: *const u64, n: usize) -> Result<&'a [u64], c_int> {
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
+/// `f` on the client and `blocks[0..n]` (panics caught), or the argument error.
+fn with_blocks(
+    c: *mut TierdClient,
+    p: *const u64,
+    n: usize,
+    f: impl FnOnce(&Client, &[u64]) -> c_int,
+) -> c_int {
+    guard(|| match (client(c), blocks(p, n)) {
+        (Ok(c), Ok(b)) => f(c, b),
+        (Err(e), _) | (_, Err(e)) => e,
+    })
+}
+
 fn clamp(v: u64) -> c_int {
     v.min(c_int::MAX as u64) as c_int
 }
@@ -143,11 +156,7 @@ pub unsafe extern "C" fn tierd_hint(
     blocks_ptr: *const u64,
     n: usize,
 ) -> c_int {
-    guard(|| {
-        let (c, b) = match (client(c), blocks(blocks_ptr, n)) {
-            (Ok(c), Ok(b)) => (c, b),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    with_blocks(c, blocks_ptr, n, |c, b| {
         let Some(kind) = u16::try_from(kind).ok().and_then(HintKind::from_raw) else {
             return -libc::EINVAL;
         };
@@ -166,11 +175,7 @@ pub unsafe extern "C" fn tierd_hint_prefetch(
     n: usize,
     deadline_ms: u32,
 ) -> c_int {
-    guard(|| {
-        let (c, b) = match (client(c), blocks(blocks_ptr, n)) {
-            (Ok(c), Ok(b)) => (c, b),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    with_blocks(c, blocks_ptr, n, |c, b| {
         c.hint_prefetch(region, b, deadline_ms)
             .map_or_else(neg, clamp)
     })
@@ -387,11 +392,7 @@ pub unsafe extern "C" fn tierd_relocated(
     blocks_ptr: *const u64,
     n: usize,
 ) -> c_int {
-    guard(|| {
-        let (c, b) = match (client(c), blocks(blocks_ptr, n)) {
-            (Ok(c), Ok(b)) => (c, b),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    with_blocks(c, blocks_ptr, n, |c, b| {
         c.relocated(region, b).map_or_else(neg, clamp)
     })
 }
@@ -408,11 +409,7 @@ pub unsafe extern "C" fn tierd_recycle(
     blocks_ptr: *const u64,
     n: usize,
 ) -> c_int {
-    guard(|| {
-        let (c, b) = match (client(c), blocks(blocks_ptr, n)) {
-            (Ok(c), Ok(b)) => (c, b),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    with_blocks(c, blocks_ptr, n, |c, b| {
         // SAFETY: the caller vouches the blocks are dead and unpinned (tierd.h).
         unsafe { c.recycle(region, b) }.map_or_else(neg, |_| 0)
     })

@@ -131,3 +131,18 @@ wait_backends() {
 		sleep 0.5
 	done
 }
+
+# hintbench_run TAG ARGS...: runs hintbench with RESULT keys prefixed TAG., keeps its
+# output in /tmp/hb-TAG.out and prints it; fails the scenario if hintbench fails.
+hintbench_run() {
+	_tag=$1
+	shift
+	hintbench --tag "$_tag" "$@" >"/tmp/hb-$_tag.out" 2>&1 ||
+		{ cat "/tmp/hb-$_tag.out"; fail "hintbench ($_tag) failed"; }
+	cat "/tmp/hb-$_tag.out"
+}
+
+# hintbench_figure TAG KEY: the value of RESULT TAG.KEY from hintbench_run's output.
+hintbench_figure() {
+	sed -n "s/^RESULT $1\.$2=//p" /tmp/hb-"$1".out
+}

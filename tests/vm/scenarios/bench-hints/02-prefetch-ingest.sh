@@ -10,36 +10,24 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
-run_bench() { # TAG ARGS...
-	_tag=$1
-	shift
-	hintbench --tag "$_tag" "$@" >"/tmp/hb-$_tag.out" 2>&1 ||
-		{ cat "/tmp/hb-$_tag.out"; fail "hintbench ($_tag) failed"; }
-	cat "/tmp/hb-$_tag.out"
-}
-
-figure() { # TAG KEY
-	sed -n "s/^RESULT $1\.$2=//p" /tmp/hb-"$1".out
-}
-
 start_tierd
 wait_for_socket /run/tierd/client.sock 30
 wait_backends
-run_bench default --seconds 3 --batch 64 --samples 400 --deadline-ms 10
+hintbench_run default --seconds 3 --batch 64 --samples 400 --deadline-ms 10
 stop_tierd
 
 printf '[sampling]\nbackends = []\n' >/tmp/hints-only.toml
 start_tierd --config /tmp/hints-only.toml
 wait_for_socket /run/tierd/client.sock 30
-run_bench hints_only --seconds 3 --batch 64 --samples 400 --deadline-ms 10
-run_bench kernel --phases rawmove --samples 400
+hintbench_run hints_only --seconds 3 --batch 64 --samples 400 --deadline-ms 10
+hintbench_run kernel --phases rawmove --samples 400
 stop_tierd
 
 for t in default hints_only; do
-	check_eq "$t prefetch_misses" 0 "$(figure $t prefetch_misses)"
-	p99=$(figure $t prefetch_p99_ms)
-	a=$(figure $t hint_applied_blocks_per_s)
-	[ -n "$p99" ] && [ -n "$a" ] || fail "$t: missing figures"
+	check_eq "$t prefetch_misses" 0 "$(hintbench_figure $t prefetch_misses)"
+	p99=$(hintbench_figure $t prefetch_p99_ms)
+	a=$(hintbench_figure $t hint_applied_blocks_per_s)
+	if [ -z "$p99" ] || [ -z "$a" ]; then fail "$t: missing figures"; fi
 	met=$(awk -v p="$p99" 'BEGIN { print (p <= 10) ? 1 : 0 }')
 	echo "$t: p99 PREFETCH latency $p99 ms (target <= 10 ms: met=$met)"
 	result "$t.prefetch_p99_target_met" "$met"

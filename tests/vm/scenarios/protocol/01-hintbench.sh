@@ -14,29 +14,17 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
-run_bench() { # TAG ARGS...
-	_tag=$1
-	shift
-	hintbench --tag "$_tag" "$@" >"/tmp/hb-$_tag.out" 2>&1 ||
-		{ cat "/tmp/hb-$_tag.out"; fail "hintbench ($_tag) failed"; }
-	cat "/tmp/hb-$_tag.out"
-}
-
-figure() { # TAG KEY
-	sed -n "s/^RESULT $1\.$2=//p" /tmp/hb-"$1".out
-}
-
 start_tierd
 wait_for_socket /run/tierd/client.sock 30
-run_bench default --seconds 3 --batch 64 --samples 200 --deadline-ms 10
+hintbench_run default --seconds 3 --batch 64 --samples 200 --deadline-ms 10
 stop_tierd
 
 printf '[sampling]\nbackends = []\n' >/tmp/hints-only.toml
 RUST_LOG=info,tierd::protocol=debug start_tierd --config /tmp/hints-only.toml
 wait_for_socket /run/tierd/client.sock 30
-run_bench hints_only --seconds 3 --batch 64 --samples 200 --deadline-ms 10
-run_bench hints_only_b256 --phases ingest --seconds 3 --batch 256
-run_bench kernel --phases rawmove --samples 200
+hintbench_run hints_only --seconds 3 --batch 64 --samples 200 --deadline-ms 10
+hintbench_run hints_only_b256 --phases ingest --seconds 3 --batch 256
+hintbench_run kernel --phases rawmove --samples 200
 stop_tierd
 
 start_tierd_cpu0() {
@@ -54,8 +42,8 @@ cat "/tmp/hb-$_tag.out"
 stop_tierd
 
 for t in default hints_only hints_only_cpu0; do
-	check_eq "$t prefetch_misses" 0 "$(figure $t prefetch_misses)"
-	p99=$(figure $t prefetch_p99_ms)
+	check_eq "$t prefetch_misses" 0 "$(hintbench_figure $t prefetch_misses)"
+	p99=$(hintbench_figure $t prefetch_p99_ms)
 	[ -n "$p99" ] || fail "$t: no prefetch figure"
 	if awk -v p="$p99" 'BEGIN { exit !(p <= 10) }'; then
 		echo "ok: $t: p99 PREFETCH latency $p99 ms <= 10 ms"
@@ -66,7 +54,7 @@ for t in default hints_only hints_only_cpu0; do
 	fi
 done
 for t in default hints_only hints_only_b256; do
-	a=$(figure $t hint_applied_blocks_per_s)
+	a=$(hintbench_figure $t hint_applied_blocks_per_s)
 	[ -n "$a" ] || fail "$t: no ingest figure"
 	if awk -v a="$a" 'BEGIN { exit !(a >= 10000000) }'; then
 		echo "ok: $t: $a hinted blocks/s applied >= 10 M"

@@ -50,6 +50,23 @@ user_processes_left() {
 }
 
 group=$(cat /tierd/group)
+case $group in
+bench-*)
+	# Benchmark VMs run multi-threaded TCG (run.sh), where QEMU 7.2 sometimes runs
+	# stale code right after the kernel patches its text, which it does whenever a
+	# static key flips: a tracepoint gaining its first user (tierd attaching BPF to
+	# exceptions:page_fault_user or damon:damon_aggregated) or numa_balancing changing.
+	# Seen as "Oops: int3" in exc_page_fault when tierd started beside a running
+	# workload. Flip those keys once, now, while nothing else runs: the two events stay
+	# enabled (into a stopped ring buffer, so they record nothing) and numa_balancing
+	# starts at 0, the value every arm but the kernel's uses.
+	echo 0 >/sys/kernel/tracing/tracing_on
+	for ev in exceptions/page_fault_user damon/damon_aggregated; do
+		[ ! -e "/sys/kernel/tracing/events/$ev/enable" ] || echo 1 >"/sys/kernel/tracing/events/$ev/enable"
+	done
+	echo 0 >/proc/sys/kernel/numa_balancing
+	;;
+esac
 echo "TIERD-INIT-READY $group kernel=$(uname -r) uptime_s=$(cut -d' ' -f1 /proc/uptime)"
 
 for script in /tierd/scenarios/"$group"/*.sh; do

@@ -123,6 +123,10 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             ctx.demote(c, &mut free, &mut out);
         }
 
+        // Hot data below that does not fit: the node is contended.
+        let contended = lower
+            .iter()
+            .any(|(c, _)| !fits.contains(&(c.pid, c.g.addr)) && !wants_fast(c.g));
         // Promotions, best first; evict a colder victim (with hysteresis) when full.
         let mut lower: Vec<(Cand, f64)> = lower
             .into_iter()
@@ -165,11 +169,13 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         }
         // Headroom ahead of need: data idle for `cold_age_ms` goes while free memory is
         // below the idle watermark, so the next burst of promotions does not wait for
-        // demotions. Only in ticks without promotions into this node: the worker runs
-        // demotions first, and these must not delay promotions wanted now (migration
-        // bandwidth is spent while it is otherwise unused).
+        // demotions. Not in ticks with promotions into this node (the worker runs
+        // demotions first, and these must not delay promotions wanted now), and not on
+        // a contended node, where hot data below does not fit: the room would only go
+        // to data that loses it again at the next burst (migration bandwidth is spent
+        // while it is otherwise unused).
         let iwm = k.idle_demote_watermark.of(up.total_bytes);
-        if free < iwm && promotions.iter().all(|m: &Move| m.to != up.id) {
+        if free < iwm && !contended && promotions.iter().all(|m: &Move| m.to != up.id) {
             let mut idle: Vec<(&Cand, f64)> = residents
                 .iter()
                 .filter(|c| idle(c.policy, c.g, k))

@@ -174,6 +174,20 @@ fn idle_data_makes_headroom_up_to_the_idle_watermark() {
     );
     assert_eq!(count(&p, Direction::Promote), 1);
     assert_eq!(count(&p, Direction::Demote), 0);
+    // Nor while hot data waits below without room (a contended node): a higher-priority
+    // process's idle data is not pushed out for a lower-priority one's hot data that
+    // would lose the room again at the next burst.
+    let waiting = proc_(2, -1, vec![hot(2000 * G, 1, 50.0)]);
+    let p = plan(
+        &[proc_(1, 0, gs.clone()), waiting],
+        &two_nodes(1024 * MB, 60 * MB),
+        &k,
+    );
+    assert_eq!(count(&p, Direction::Promote), 0);
+    assert!(
+        p.moves.iter().all(|m| !(100..200).contains(&(m.addr / G))),
+        "idle data stays while the node is contended"
+    );
     // And `0%` turns it off.
     let off = Knobs {
         idle_demote_watermark: Amount::Percent(0.0),

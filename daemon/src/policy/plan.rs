@@ -176,13 +176,14 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         // while it is otherwise unused).
         let iwm = k.idle_demote_watermark.of(up.total_bytes);
         if free < iwm && !contended && promotions.iter().all(|m: &Move| m.to != up.id) {
-            let mut idle: Vec<(&Cand, f64)> = residents
+            let mut idle_residents: Vec<(&Cand, f64)> = residents
                 .iter()
                 .filter(|c| idle(c.policy, c.g, k))
                 .filter_map(|c| demote_rank(c.policy, c.g, k).map(|r| (c, r)))
                 .collect();
-            idle.sort_by(|a, b| a.0.priority.cmp(&b.0.priority).then(a.1.total_cmp(&b.1)));
-            for (c, _) in idle {
+            idle_residents
+                .sort_by(|a, b| a.0.priority.cmp(&b.0.priority).then(a.1.total_cmp(&b.1)));
+            for (c, _) in idle_residents {
                 if free >= iwm {
                     break;
                 }

@@ -6,10 +6,10 @@
 //! refreshes placement (a scan per process about once a second; every 5 s in
 //! monitor-only mode) and, in tiering mode, builds the policy's view, plans, and hands
 //! the plan to the migration worker thread (`worker.rs`) when the worker is idle, so
-//! the loop never blocks on migration. When
-//! the worker finishes a plan it wakes the loop, which drains and plans again at once
-//! (at most every [`MIN_REPLAN`]): migration bandwidth is the scarce resource, so the
-//! worker should not sit idle until the next policy tick.
+//! the loop never blocks on migration. When the worker finishes a plan it wakes the
+//! loop, which drains and plans again at once (at most every [`MIN_REPLAN`]): migration
+//! bandwidth is the scarce resource, so the worker should not sit idle until the next
+//! policy tick.
 
 mod scan;
 mod worker;

@@ -146,3 +146,18 @@ hintbench_run() {
 hintbench_figure() {
 	sed -n "s/^RESULT $1\.$2=//p" /tmp/hb-"$1".out
 }
+
+# start_hotset MOVE_S OUT: hotset (32 MiB hot of 512 MiB, moved every MOVE_S s) in the
+# background, state in /tmp/hot.state, output in OUT; waits until it runs. Its pid is
+# HOTSET_PID.
+start_hotset() {
+	hotset run --mb 512 --hot-mb 32 --move-s "$1" --state /tmp/hot.state >"$2" &
+	# shellcheck disable=SC2034 # read by the scenarios
+	HOTSET_PID=$!
+	_i=0
+	until [ -e /tmp/hot.state ]; do
+		_i=$((_i + 1))
+		[ $_i -lt 1200 ] || fail "hotset did not start within 120 s"
+		sleep 0.1
+	done
+}

@@ -22,14 +22,8 @@ tierd --config /tmp/tierd.toml >/out/tierd-accuracy.log 2>&1 &
 td=$!
 wait_for_socket $sock 60
 wait_backends
-hotset run --mb 512 --hot-mb 32 --move-s 8 --state /tmp/hot.state >/out/hotset-accuracy.out &
-hs=$!
-i=0
-until [ -e /tmp/hot.state ]; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || fail "hotset did not start within 120 s"
-	sleep 0.1
-done
+start_hotset 8 /out/hotset-accuracy.out
+hs=$HOTSET_PID
 tierctl manage --pid $hs >/dev/null
 echo "managing hotset pid $hs: $(head -n 1 /out/hotset-accuracy.out)"
 

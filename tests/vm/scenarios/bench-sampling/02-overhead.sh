@@ -34,14 +34,8 @@ tierd --config /tmp/tierd.toml >/out/tierd-overhead.log 2>&1 &
 td=$!
 wait_for_socket $sock 60
 wait_backends
-hotset run --mb 512 --hot-mb 32 --move-s 4 --state /tmp/hot.state >/out/hotset-overhead.out &
-hs=$!
-i=0
-until [ -e /tmp/hot.state ]; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || fail "hotset did not start within 120 s"
-	sleep 0.1
-done
+start_hotset 4 /out/hotset-overhead.out
+hs=$HOTSET_PID
 
 : >/tmp/states
 on_cs=0 tierd_ticks=0 kd_ticks=0 heat_bytes=0 ovh_sum=0 ovh_n=0

@@ -161,3 +161,23 @@ start_hotset() {
 		sleep 0.1
 	done
 }
+
+# start_memhold OUT ARGS...: memhold ARGS in the background, output in OUT; waits until
+# it has placed and checksummed its memory. Sets MEMHOLD_PID and MEMHOLD_RANGE (its
+# START-END, as tierctl --range takes it).
+start_memhold() {
+	_out=$1
+	shift
+	: >"$_out"
+	memhold "$@" >"$_out" &
+	# shellcheck disable=SC2034 # read by the scenarios
+	MEMHOLD_PID=$!
+	_i=0
+	while ! grep -q checksum "$_out"; do
+		_i=$((_i + 1))
+		[ $_i -lt 600 ] || fail "memhold did not start"
+		sleep 0.1
+	done
+	# shellcheck disable=SC2034 # read by the scenarios
+	MEMHOLD_RANGE=$(sed -n 's/^range=\([^ ]*\).*/\1/p' "$_out")
+}

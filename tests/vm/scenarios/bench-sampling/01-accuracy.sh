@@ -7,7 +7,6 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
-sock=/run/tierd/tierd.sock
 moves=6
 [ -e /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds ] || cannot_run "no DAMON sysfs interface"
 grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts || mount -t tracefs tracefs /sys/kernel/tracing
@@ -18,9 +17,8 @@ mkdir -p /run/tierd
 printf '[daemon]\nmonitor_only = true\n[client]\nenabled = false\n[heat]\nhalf_life_ms = 400\n' >/tmp/tierd.toml
 
 
-tierd --config /tmp/tierd.toml >/out/tierd-accuracy.log 2>&1 &
-td=$!
-wait_for_socket $sock 60
+start_tierd --config /tmp/tierd.toml
+td=$TIERD_PID
 wait_backends
 start_hotset 8 /out/hotset-accuracy.out
 hs=$HOTSET_PID

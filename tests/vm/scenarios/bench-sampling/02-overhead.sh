@@ -8,7 +8,6 @@
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
-sock=/run/tierd/tierd.sock
 admin=/sys/kernel/mm/damon/admin/kdamonds
 periods=12
 [ -e $admin/nr_kdamonds ] || cannot_run "no DAMON sysfs interface"
@@ -30,9 +29,8 @@ kdamond_pid() {
 	done
 }
 
-tierd --config /tmp/tierd.toml >/out/tierd-overhead.log 2>&1 &
-td=$!
-wait_for_socket $sock 60
+start_tierd --config /tmp/tierd.toml
+td=$TIERD_PID
 wait_backends
 start_hotset 4 /out/hotset-overhead.out
 hs=$HOTSET_PID

@@ -7,15 +7,9 @@
 . /tierd/scenarios/lib.sh
 start_tierd
 
-: >/tmp/memhold.out
-memhold --mb 256 >/tmp/memhold.out &
-pid=$!
-i=0
-while ! grep -q checksum /tmp/memhold.out; do
-	i=$((i + 1)); [ $i -lt 600 ] || fail "memhold did not start"; sleep 0.1
-done
+start_memhold /tmp/memhold.out --mb 256
+pid=$MEMHOLD_PID range=$MEMHOLD_RANGE
 sum0=$(sed -n 's/.*checksum=\([0-9a-f]*\).*/\1/p' /tmp/memhold.out | head -n 1)
-range=$(sed -n 's/^range=\([^ ]*\).*/\1/p' /tmp/memhold.out)
 echo "memhold pid=$pid range=$range checksum=$sum0"
 need=$(((256 << 20) * 99 / 100))
 check_ge "node0 bytes before" "$need" "$(node_bytes $pid 0)"

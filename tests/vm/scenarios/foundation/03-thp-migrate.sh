@@ -7,14 +7,8 @@ start_tierd
 
 thp=/sys/kernel/mm/transparent_hugepage/enabled
 cat $thp
-: >/tmp/thp.out
-memhold --mb 64 --huge >/tmp/thp.out &
-pid=$!
-i=0
-while ! grep -q checksum /tmp/thp.out; do
-	i=$((i + 1)); [ $i -lt 600 ] || fail "memhold did not start"; sleep 0.1
-done
-range=$(sed -n 's/^range=\([^ ]*\).*/\1/p' /tmp/thp.out)
+start_memhold /tmp/thp.out --mb 64 --huge
+pid=$MEMHOLD_PID range=$MEMHOLD_RANGE
 grep AnonHugePages /proc/$pid/smaps_rollup
 huge_kb=$(awk '/AnonHugePages/ { print $2 }' /proc/$pid/smaps_rollup)
 check_ge "AnonHugePages kB" 16384 "$huge_kb"

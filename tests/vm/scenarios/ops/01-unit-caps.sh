@@ -74,12 +74,8 @@ check_eq mode tiering "$(jget mode </tmp/s.json)"
 tierctl status
 
 # A process with 128 MiB on node0, managed; moved to node1 by request.
-: >/tmp/memhold.out
-memhold --mb 128 >/tmp/memhold.out &
-mpid=$!
-i=0
-while ! grep -q checksum /tmp/memhold.out; do i=$((i + 1)); [ $i -lt 600 ] || fail "memhold did not start"; sleep 0.1; done
-range=$(sed -n 's/^range=\([^ ]*\).*/\1/p' /tmp/memhold.out)
+start_memhold /tmp/memhold.out --mb 128
+mpid=$MEMHOLD_PID range=$MEMHOLD_RANGE
 need=$(((128 << 20) * 99 / 100))
 tierctl manage --pid $mpid --policy off --json
 tierctl migrate --pid $mpid --to 1 --range "$range" --json >/tmp/m.json

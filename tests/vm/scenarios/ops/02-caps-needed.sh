@@ -33,12 +33,8 @@ run_with() { # run_with LABEL CAP...
 	wait_for_socket /run/tierd/tierd.sock 30
 	echo "CapEff: $(awk '$1 == "CapEff:" { print $2 }' /proc/$TIERD_PID/status)"
 
-	: >/tmp/mh.out
-	memhold --mb 64 --huge >/tmp/mh.out &
-	mpid=$!
-	i=0
-	while ! grep -q checksum /tmp/mh.out; do i=$((i + 1)); [ $i -lt 600 ] || fail "memhold did not start"; sleep 0.1; done
-	range=$(sed -n 's/^range=\([^ ]*\).*/\1/p' /tmp/mh.out)
+	start_memhold /tmp/mh.out --mb 64 --huge
+	mpid=$MEMHOLD_PID range=$MEMHOLD_RANGE
 	rc_manage=0
 	tierctl manage --pid $mpid --policy off >/tmp/manage.txt 2>&1 || rc_manage=$?
 	echo "manage rc=$rc_manage: $(cat /tmp/manage.txt)"

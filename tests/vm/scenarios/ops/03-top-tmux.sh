@@ -14,12 +14,8 @@ export TERM=xterm LC_ALL=C.UTF-8
 rm -f /etc/tierd/tierd.toml # 01 may leave a broken one behind
 start_tierd
 
-: >/tmp/memhold.out
-memhold --mb 128 >/tmp/memhold.out &
-mpid=$!
-i=0
-while ! grep -q checksum /tmp/memhold.out; do i=$((i + 1)); [ $i -lt 600 ] || fail "memhold did not start"; sleep 0.1; done
-range=$(sed -n 's/^range=\([^ ]*\).*/\1/p' /tmp/memhold.out)
+start_memhold /tmp/memhold.out --mb 128
+mpid=$MEMHOLD_PID range=$MEMHOLD_RANGE
 tierctl manage --pid $mpid --policy off
 tierctl migrate --pid $mpid --to 1 --range "$range"
 

@@ -78,6 +78,13 @@ for script in /tierd/scenarios/"$group"/*.sh; do
 	timeout_s=${timeout_s:-$default_timeout_s}
 	mkdir -p "/tmp/$name"
 	echo "TIERD-SCENARIO-BEGIN $id"
+	# tlbtick (run.sh, tlbtick.c): one per vCPU, beside the scenario; kill -1 below ends it.
+	tlbtick_us=$(cat /tierd/tlbtick_us 2>/dev/null || echo 0)
+	if [ "$tlbtick_us" -gt 0 ]; then
+		for c in /sys/devices/system/cpu/cpu[0-9]*; do
+			tlbtick "$tlbtick_us" "${c##*cpu}" </dev/null >/dev/console 2>&1 &
+		done
+	fi
 	(cd "/tmp/$name" && TIERD_GROUP=$group TIERD_SCENARIO=$name exec sh "$script") </dev/null 2>&1 &
 	pid=$!
 	(

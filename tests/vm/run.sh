@@ -16,7 +16,7 @@
 # qemu.log, results.txt ("<group>/<name> key=value"), and the files scenarios left in
 # the guest's /out. Other knobs: TIERD_VM_CACHE (setup.sh's cache), TIERD_VM_KERNEL (boot
 # another kernel: bzImage or PVH vmlinux), TIERD_VM_APPEND (extra kernel arguments), TIERD_VM_TCG_THREAD
-# (single|multi, see below), CARGO_TARGET_DIR.
+# (single|multi, see below), TIERD_VM_TLBTICK_US (see below), CARGO_TARGET_DIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -175,6 +175,18 @@ mknod -m 600 "$stage/dev/console" c 5 1
 cp "$here/guest-init.sh" "$stage/init"
 chmod 755 "$stage/init"
 echo "$group" >"$stage/tierd/group"
+# Benchmark groups run tests/vm/helpers/tlbtick on every vCPU (guest-init.sh starts one
+# per CPU beside each scenario, for every arm alike): it empties the vCPU's software TLB
+# every TIERD_VM_TLBTICK_US (default 10000 µs; 0 = off), so accessed bits come back as
+# on hardware with a real TLB's reach instead of never (see tlbtick.c). Test groups:
+# off unless set.
+if [[ $group == bench-* ]]; then
+  tlbtick_us=${TIERD_VM_TLBTICK_US:-10000}
+else
+  tlbtick_us=${TIERD_VM_TLBTICK_US:-0}
+fi
+[[ $tlbtick_us =~ ^[0-9]+$ ]] || die "TIERD_VM_TLBTICK_US must be a number of microseconds, got '$tlbtick_us'"
+echo "$tlbtick_us" >"$stage/tierd/tlbtick_us"
 cp "$here/scenarios/lib.sh" "$stage/tierd/scenarios/lib.sh"
 for s in "${scenarios[@]}"; do
   cp "$scenario_dir/$s.sh" "$stage/tierd/scenarios/$group/"
@@ -281,7 +293,7 @@ qemu+=(
 )
 
 echo "vm-$group: booting ${#scenarios[@]} scenarios, node0 ${mem0_mib}M + ${smp} CPUs," \
-  "node1 ${mem1_mib}M CPU-less, TCG thread=$tcg_thread, timeout ${timeout_s}s; log: $out/console.log"
+  "node1 ${mem1_mib}M CPU-less, TCG thread=$tcg_thread, tlbtick ${tlbtick_us} us, timeout ${timeout_s}s; log: $out/console.log"
 started=$SECONDS
 qemu_rc=0
 timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >"$out/qemu.log" 2>&1 || qemu_rc=$?

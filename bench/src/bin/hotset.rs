@@ -2,13 +2,19 @@
 //! overhead scenarios (tests/vm/scenarios/sampling/).
 //!
 //! `hotset run [--mb 512] [--hot-mb 32] [--move-s 5] [--seconds S] [--state FILE]
-//! [--seed N]` maps `--mb` MiB, touches all of it once, then keeps writing one word per
+//! [--seed N] [--progress FILE]` maps `--mb` MiB, touches all of it once, then keeps writing one word per
 //! cache line of a `--hot-mb` MiB window that jumps to a new random page-aligned place
 //! every `--move-s` seconds. Each move rewrites FILE (atomically) with
 //! `SEQ START END T_CS` (the true hot range, decimal; the move's CLOCK_BOOTTIME in
 //! centiseconds, the clock of /proc/uptime) and prints `move seq=.. start=.. end=..
 //! mbps=..` (throughput of the last period). At the end (after S seconds, or SIGTERM)
-//! it prints `total bytes=.. seconds=.. mbps=..`.
+//! it prints `total bytes=.. seconds=.. mbps=..`. With `--progress FILE` it also keeps
+//! two native-endian u64 in FILE (shared mapping, stored after every pass over the
+//! window; `od -An -tu8 FILE` reads them): the running byte total and the
+//! CLOCK_MONOTONIC nanoseconds when it was reached. A scenario then measures
+//! throughput over any window of its own, timed by the workload itself, without a
+//! syscall in the loop but one clock read per pass. The two are stored one after the
+//! other: a reader racing a store is off by at most one pass (~4 ms here).
 //!
 //! `hotset score --truth FILE --heat FILE.json` compares the hottest regions of a
 //! `tierctl heat --json` reply with the true range and prints
@@ -68,6 +74,46 @@ fn boottime_cs() -> u64 {
     ts.tv_sec as u64 * 100 + ts.tv_nsec as u64 / 10_000_000
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (a vDSO read), for the `--progress` file.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `--progress` file: one u64 in a shared mapping.
+struct Progress(memmap2::MmapMut);
+
+impl Progress {
+    fn create(path: &str) -> anyhow::Result<Progress> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .with_context(|| format!("creating {path}"))?;
+        f.set_len(16).with_context(|| format!("sizing {path}"))?;
+        // SAFETY: the file is ours (just created and truncated) and 16 bytes long; other
+        // processes only read it.
+        let map =
+            unsafe { memmap2::MmapMut::map_mut(&f) }.with_context(|| format!("mapping {path}"))?;
+        Ok(Progress(map))
+    }
+
+    fn store(&self, total: u64, ns: u64) {
+        // SAFETY: the mapping is 16 bytes, page-aligned, and lives as long as self;
+        // atomic stores so a reader never sees a torn value.
+        let cells = unsafe { &*(self.0.as_ptr() as *const [std::sync::atomic::AtomicU64; 2]) };
+        cells[0].store(total, Ordering::Relaxed);
+        cells[1].store(ns, Ordering::Release);
+    }
+}
+
 fn write_state(path: &str, seq: u64, start: u64, end: u64) -> anyhow::Result<()> {
     let tmp = format!("{path}.tmp");
     let t = boottime_cs();
@@ -83,6 +129,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let seconds: f64 = arg(args, "--seconds", 0.0)?;
     let state: String = arg(args, "--state", String::new())?;
     let seed: u64 = arg(args, "--seed", 0x9e37_79b9_7f4a_7c15)?;
+    let progress_path: String = arg(args, "--progress", String::new())?;
     let (len, hot) = (mb << 20, hot_mb << 20);
     if hot == 0 || hot > len {
         bail!("--hot-mb must be within 1..=--mb");
@@ -112,6 +159,9 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         base + len as u64,
         std::process::id()
     );
+    let progress = (!progress_path.is_empty())
+        .then(|| Progress::create(&progress_path))
+        .transpose()?;
     let mut rng = Rng(seed | 1);
     let pages = (len - hot) / PAGE;
     let (t0, mut total) = (Instant::now(), 0u64);
@@ -132,6 +182,9 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             }
             std::hint::black_box(&window);
             bytes += hot as u64;
+            if let Some(p) = &progress {
+                p.store(total + bytes, monotonic_ns());
+            }
             if seconds > 0.0 && t0.elapsed().as_secs_f64() >= seconds {
                 break;
             }

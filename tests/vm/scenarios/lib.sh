@@ -98,14 +98,17 @@ node_free_kb() {
 	awk '$3 == "MemFree:" { print $4 }' "/sys/devices/system/node/node$1/meminfo"
 }
 
-# start_tierd [ARGS...]: starts tierd in the background with ARGS (log in
+# start_tierd [ARGS...]: starts tierd in the background with ARGS (under
+# `taskset $TIERD_TASKSET` when that is set, e.g. "-c 1"; log in
 # /out/tierd-<scenario>.log), waits for its control socket (TIERD_SOCKET, default
 # /run/tierd/tierd.sock) and sets TIERD_PID. Every scenario starts its own: run.sh
 # kills what a scenario leaves running.
 # shellcheck disable=SC2120 # arguments are optional
 start_tierd() {
 	mkdir -p /out
-	RUST_LOG=${RUST_LOG:-info} tierd "$@" >"/out/tierd-${TIERD_SCENARIO:-scenario}.log" 2>&1 &
+	# shellcheck disable=SC2086 # TIERD_TASKSET is taskset's arguments, split on purpose
+	RUST_LOG=${RUST_LOG:-info} ${TIERD_TASKSET:+taskset $TIERD_TASKSET} tierd "$@" \
+		>"/out/tierd-${TIERD_SCENARIO:-scenario}.log" 2>&1 &
 	TIERD_PID=$!
 	wait_for_socket "${TIERD_SOCKET:-/run/tierd/tierd.sock}" 30
 }

@@ -60,6 +60,26 @@ pub trait KdamondCtl: Send {
     fn describe(&self) -> String;
 }
 
+/// Gives our kdamond kthread tierd's own CPU affinity, so confining tierd to
+/// housekeeping CPUs (systemd `CPUAffinity=`, taskset) confines its monitoring too; the
+/// kernel starts a kdamond on every CPU. Best effort: a failure only costs placement.
+fn follow_affinity(kthread: i32) {
+    use nix::sched::{sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let comm = std::fs::read_to_string(format!("/proc/{kthread}/comm")).unwrap_or_default();
+    if !comm.starts_with("kdamond") {
+        return; // not a kdamond (gone already, or a test's fake sysfs)
+    }
+    match sched_getaffinity(Pid::from_raw(0))
+        .and_then(|set| sched_setaffinity(Pid::from_raw(kthread), &set))
+    {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(kthread, error = %e, "DAMON: cannot give the kdamond tierd's CPU affinity")
+        }
+    }
+}
+
 fn write(path: &Path, value: impl std::fmt::Display) -> Result<(), DamonError> {
     std::fs::write(path, value.to_string()).map_err(|source| DamonError::Io {
         path: path.to_path_buf(),
@@ -157,6 +177,7 @@ impl KdamondCtl for SysfsKdamond {
         Self::configure(&dir, pids, attrs)?;
         write(&dir.join("state"), "on")?;
         let pid = read_num(&dir.join("pid"))?;
+        follow_affinity(pid as i32);
         Ok(pid as u32)
     }
 

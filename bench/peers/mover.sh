@@ -6,7 +6,9 @@
 #   kernel  the kernel's tiering (kernel-tiering.sh: numa_balancing=2 + demotion)
 #   damon   DAMON tiering (damon-tiering.sh), numa_balancing=0
 #   tierd   tierd (started here, log in /out/tierd-<n>.log) managing each PID
-#           (`tierctl manage --pid PID [--priority N]`), numa_balancing=0
+#           (`tierctl manage --pid PID [--priority N]`), numa_balancing=0; with its
+#           embedded defaults, or `--config $TIERD_BENCH_CONFIG` when that is set
+#           (experiments; the published figures use the defaults)
 # numa_balancing is set to 0 outside the kernel arm because its default mode (1) also
 # promotes slow-node pages toward the CPU's node, a second mover in the other arms.
 # The value found at the first start is restored by stop. Busybox sh.
@@ -38,7 +40,8 @@ start_tierd() {
 	n=$(($(cat "$state_dir/tierd.runs" 2>/dev/null || echo 0) + 1))
 	echo "$n" >"$state_dir/tierd.runs"
 	mkdir -p /out
-	RUST_LOG=${RUST_LOG:-info} tierd --socket "$socket" >"/out/tierd-$n.log" 2>&1 &
+	RUST_LOG=${RUST_LOG:-info} tierd --socket "$socket" ${TIERD_BENCH_CONFIG:+--config "$TIERD_BENCH_CONFIG"} \
+		>"/out/tierd-$n.log" 2>&1 &
 	echo $! >"$state_dir/tierd.pid"
 	i=0
 	while [ ! -S "$socket" ]; do

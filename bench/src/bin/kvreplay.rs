@@ -11,8 +11,9 @@
 //! block (its first page) is queried with one batched `move_pages(2)` call: a read is
 //! a fast hit if the block is on `--fast`.
 //!
-//! Prints `RESULT kv_fast_hit_fraction`, `block_reads`, `steps_done`, `steps_planned`,
-//! `steps_late`, request counts; with `--oracle`, Belady's MIN and an unlimited-
+//! Prints `RESULT kv_fast_hit_fraction`, `block_reads`, per age of the blocks read
+//! (time since last written: `age_0_0.5s`, …, `age_ge4s`) the share of reads and their
+//! fast hit fraction, `steps_done`, `steps_planned`, `steps_late`, request counts; with `--oracle`, Belady's MIN and an unlimited-
 //! bandwidth prefetcher on the same block-read sequence with the fast node's capacity
 //! (tierd_bench::oracle).
 //!
@@ -26,7 +27,7 @@ use anyhow::{ensure, Context};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use tierd_bench::kv::{hints::EngineHints, pool::BlockPool, sched::Sched, trace};
+use tierd_bench::kv::{ages::ReadAges, hints::EngineHints, pool::BlockPool, sched::Sched, trace};
 use tierd_bench::{mem, numa, oracle, pace::Pacer, report::Reporter, sysfs, PAGE};
 
 /// KV-cache trace replay over memory that starts on the slow node.
@@ -177,6 +178,7 @@ fn main() -> anyhow::Result<()> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hits, mut total, mut running_sum) = (0u64, 0u64, 0u64);
     let mut checkpoint = None;
+    let mut ages = ReadAges::new(nblocks);
     let (mut seq, mut bounds): (Vec<u32>, Vec<usize>) = (Vec::new(), vec![0]);
     while pacer.tick() {
         // Trace time follows the engine's steps, not the wall clock: every arm replays
@@ -187,6 +189,7 @@ fn main() -> anyhow::Result<()> {
             h.refill(&fresh)?;
         }
         write_blocks(&mut pool, block, &fresh);
+        ages.written(&fresh, pacer.elapsed_s());
         fresh.clear();
         sched.reads(&mut reads);
         if let Some(h) = hints.as_mut() {
@@ -197,6 +200,10 @@ fn main() -> anyhow::Result<()> {
         status.resize(addrs.len(), 0);
         numa::query(&addrs, &mut status).context("placement query")?;
         hits += numa::count_on(&status, a.fast).0 as u64;
+        let now = pacer.elapsed_s();
+        for (&s, &n) in reads.iter().zip(&status) {
+            ages.read(s, n == a.fast as i32, now);
+        }
         if let Some(h) = hints.as_ref() {
             table_agree += reads
                 .iter()
@@ -223,6 +230,7 @@ fn main() -> anyhow::Result<()> {
             h.refill(&fresh)?;
         }
         write_blocks(&mut pool, block, &fresh);
+        ages.written(&fresh, pacer.elapsed_s());
         if let Some(h) = hints.as_mut() {
             h.written(&fresh)?;
         }
@@ -250,6 +258,13 @@ fn main() -> anyhow::Result<()> {
             h as f64 / t.max(1) as f64,
         );
         rep.result(&format!("seconds_to_{k}steps"), format!("{secs:.1}"));
+    }
+    for (label, r, h) in ages.labelled() {
+        rep.ratio(
+            &format!("{label}_read_share"),
+            r as f64 / total.max(1) as f64,
+        );
+        rep.ratio(&format!("{label}_hit_fraction"), h as f64 / r.max(1) as f64);
     }
     rep.result("steps_done", steps);
     rep.result("steps_planned", pacer.steps_planned());

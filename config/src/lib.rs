@@ -242,6 +242,19 @@ mod tests {
     }
 
     #[test]
+    fn plan_horizon_out_of_range_is_refused() {
+        for v in ["0", "49", "10001"] {
+            let text = format!("[policy]\nplan_horizon_ms = {v}\n");
+            let msg = Config::parse(&text, Path::new("c"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with("c:2: policy.plan_horizon_ms:"), "{msg}");
+        }
+        let ok = Config::parse("[policy]\nplan_horizon_ms = 250\n", Path::new("c")).unwrap();
+        assert_eq!(ok.policy.plan_horizon_ms, 250);
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope.toml");

@@ -61,6 +61,9 @@ pub struct PolicyConfig {
     /// is demoted in the background, so the next burst of promotions (or new
     /// allocations) finds room without waiting for demotions. `0%` turns it off.
     pub idle_demote_watermark: Amount,
+    /// A plan holds about this much migration work (at the measured migration rate);
+    /// the next plan is made when the worker finishes it, on fresh heat.
+    pub plan_horizon_ms: u64,
     /// A region must stay hot this long before it is promoted.
     pub hot_threshold_ms: u64,
     /// A region is cold once unaccessed this long (lru-tiered demotes by this age).
@@ -89,6 +92,7 @@ impl Default for PolicyConfig {
             demote_watermark: Amount::Percent(6.0),
             promote_watermark: Amount::Percent(3.0),
             idle_demote_watermark: Amount::Percent(25.0),
+            plan_horizon_ms: 1000,
             hot_threshold_ms: 100,
             cold_age_ms: 5000,
             promote_rate_mbps: 0,
@@ -106,6 +110,12 @@ impl PolicyConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.interval_ms == 0 {
             return Err(Invalid::new("policy.interval_ms", "must be > 0"));
+        }
+        if !(50..=10_000).contains(&self.plan_horizon_ms) {
+            return Err(Invalid::new(
+                "policy.plan_horizon_ms",
+                format!("{} must be within 50..=10000", self.plan_horizon_ms),
+            ));
         }
         if self.hysteresis < 1.0 {
             return Err(Invalid::new(

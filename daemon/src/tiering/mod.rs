@@ -283,14 +283,14 @@ impl Loop {
                 promote_to: topo.promotion_target(n.id),
             })
             .collect();
-        // Size the plan to about a second of migration at the measured rate, so the
+        // Size the plan to `plan_horizon_ms` of migration at the measured rate, so the
         // next plan sees fresh heat instead of executing a stale one for many seconds.
         let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
         // Before the first plan ran the rate is unknown: start at the floor.
-        let cap = self
-            .throughput
-            .load(Ordering::Relaxed)
-            .max(PLAN_FLOOR_BYTES);
+        let cap = (self.throughput.load(Ordering::Relaxed) as f64
+            * cfg.policy.plan_horizon_ms as f64
+            / 1000.0) as u64;
+        let cap = cap.max(PLAN_FLOOR_BYTES);
         let knobs = Knobs {
             recent_ms: crate::state::streak_gap_ms(&cfg),
             promote_budget_bytes: base.promote_budget_bytes.min(cap),

@@ -102,7 +102,10 @@ impl Progress {
         // processes only read it.
         let map =
             unsafe { memmap2::MmapMut::map_mut(&f) }.with_context(|| format!("mapping {path}"))?;
-        Ok(Progress(map))
+        let p = Progress(map);
+        // A reader from now on gets a valid (bytes, time) pair.
+        p.store(0, monotonic_ns());
+        Ok(p)
     }
 
     fn store(&self, total: u64, ns: u64) {

@@ -150,11 +150,18 @@ hintbench_figure() {
 	sed -n "s/^RESULT $1\.$2=//p" /tmp/hb-"$1".out
 }
 
-# start_hotset MOVE_S OUT: hotset (32 MiB hot of 512 MiB, moved every MOVE_S s) in the
-# background, state in /tmp/hot.state, output in OUT; waits until it runs. Its pid is
+# start_hotset MOVE_S OUT [ARGS...]: hotset (32 MiB hot of 512 MiB, moved every MOVE_S
+# s; more hotset ARGS if given) in the background (under `taskset $HOTSET_TASKSET` when
+# that is set), state in /tmp/hot.state, output in OUT; waits until it runs. Its pid is
 # HOTSET_PID.
 start_hotset() {
-	hotset run --mb 512 --hot-mb 32 --move-s "$1" --state /tmp/hot.state >"$2" &
+	_move=$1 _out=$2
+	shift 2
+	# An earlier scenario's state file would pass the wait below at once.
+	rm -f /tmp/hot.state
+	# shellcheck disable=SC2086 # HOTSET_TASKSET is taskset's arguments, split on purpose
+	${HOTSET_TASKSET:+taskset $HOTSET_TASKSET} hotset run --mb 512 --hot-mb 32 --move-s "$_move" \
+		--state /tmp/hot.state "$@" >"$_out" &
 	# shellcheck disable=SC2034 # read by the scenarios
 	HOTSET_PID=$!
 	_i=0

@@ -55,15 +55,8 @@ window() {
 TIERD_TASKSET="-c 1" start_tierd --config /tmp/tierd.toml
 td=$TIERD_PID
 wait_backends
-taskset -c 0 hotset run --mb 512 --hot-mb 32 --move-s 4 --progress /tmp/hotset.progress \
-	>/out/hotset-overhead.out &
-hs=$!
-i=0
-until [ -s /tmp/hotset.progress ] && [ "$(progress | awk '{ print $1 }')" != 0 ]; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || fail "hotset did not start within 120 s"
-	sleep 0.1
-done
+HOTSET_TASKSET="-c 0" start_hotset 4 /out/hotset-overhead.out --progress /tmp/hotset.progress
+hs=$HOTSET_PID
 
 : >/tmp/windows
 on_cs=0 kd_cs=0 tierd_ticks=0 kd_ticks=0 heat_bytes=0 ovh_sum=0 ovh_n=0 kd_cpus=

@@ -37,14 +37,21 @@ result() {
 	echo "RESULT $1=$2"
 }
 
-# wait_for_socket PATH [TIMEOUT_S]: waits until PATH is a unix socket (default 30 s).
-wait_for_socket() {
-	_ticks=$((${2:-30} * 10))
-	while [ ! -S "$1" ]; do
-		[ "$_ticks" -gt 0 ] || fail "socket $1 did not appear within ${2:-30}s"
-		_ticks=$((_ticks - 1))
+# wait_until TIMEOUT_S WHAT COMMAND...: runs COMMAND every 0.1 s until it succeeds;
+# fails the scenario with "WHAT within TIMEOUT_S s" if it has not after TIMEOUT_S s.
+wait_until() {
+	_wu_s=$1 _wu_left=$(($1 * 10)) _wu_what=$2
+	shift 2
+	until "$@"; do
+		[ "$_wu_left" -gt 0 ] || fail "$_wu_what within ${_wu_s} s"
+		_wu_left=$((_wu_left - 1))
 		sleep 0.1
 	done
+}
+
+# wait_for_socket PATH [TIMEOUT_S]: waits until PATH is a unix socket (default 30 s).
+wait_for_socket() {
+	wait_until "${2:-30}" "socket $1 did not appear" test -S "$1"
 }
 
 # numa_maps_bytes PID: one line "<node> <bytes>" per node holding pages of PID, from
@@ -116,24 +123,16 @@ start_tierd() {
 # stop_tierd: SIGTERM, then waits up to 10 s for a clean exit; fails otherwise.
 stop_tierd() {
 	kill -TERM "$TIERD_PID"
-	_ticks=100
-	while kill -0 "$TIERD_PID" 2>/dev/null; do
-		[ "$_ticks" -gt 0 ] || fail "tierd did not stop within 10 s"
-		_ticks=$((_ticks - 1))
-		sleep 0.1
-	done
+	wait_until 10 "tierd did not stop" tierd_gone
 }
+tierd_gone() { ! kill -0 "$TIERD_PID" 2>/dev/null; }
 
 # wait_backends: the tiering thread publishes sampling status once every backend
 # has tried to load (BPF verification takes seconds under TCG).
 wait_backends() {
-	_i=0
-	until [ "$(tierctl --json status | jget sampling.backends)" = 3 ]; do
-		_i=$((_i + 1))
-		[ $_i -lt 240 ] || fail "sampling backends not reported within 120 s"
-		sleep 0.5
-	done
+	wait_until 120 "sampling backends not reported" backends_reported
 }
+backends_reported() { [ "$(tierctl --json status | jget sampling.backends)" = 3 ]; }
 
 # hintbench_run TAG ARGS...: runs hintbench with RESULT keys prefixed TAG., keeps its
 # output in /tmp/hb-TAG.out and prints it; fails the scenario if hintbench fails.
@@ -164,12 +163,7 @@ start_hotset() {
 		--state /tmp/hot.state "$@" >"$_out" &
 	# shellcheck disable=SC2034 # read by the scenarios
 	HOTSET_PID=$!
-	_i=0
-	until [ -e /tmp/hot.state ]; do
-		_i=$((_i + 1))
-		[ $_i -lt 1200 ] || fail "hotset did not start within 120 s"
-		sleep 0.1
-	done
+	wait_until 120 "hotset did not start" test -e /tmp/hot.state
 }
 
 # start_memhold OUT ARGS...: memhold ARGS in the background, output in OUT; waits until
@@ -182,12 +176,7 @@ start_memhold() {
 	memhold "$@" >"$_out" &
 	# shellcheck disable=SC2034 # read by the scenarios
 	MEMHOLD_PID=$!
-	_i=0
-	while ! grep -q checksum "$_out"; do
-		_i=$((_i + 1))
-		[ $_i -lt 600 ] || fail "memhold did not start"
-		sleep 0.1
-	done
+	wait_until 60 "memhold did not start" grep -q checksum "$_out"
 	# shellcheck disable=SC2034 # read by the scenarios
 	MEMHOLD_RANGE=$(sed -n 's/^range=\([^ ]*\).*/\1/p' "$_out")
 }

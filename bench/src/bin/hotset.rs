@@ -2,9 +2,9 @@
 //! overhead scenarios (tests/vm/scenarios/sampling/).
 //!
 //! `hotset run [--mb 512] [--hot-mb 32] [--move-s 5] [--seconds S] [--state FILE]
-//! [--seed N] [--progress FILE]` maps `--mb` MiB, touches all of it once, then keeps writing one word per
-//! cache line of a `--hot-mb` MiB window that jumps to a new random page-aligned place
-//! every `--move-s` seconds. Each move rewrites FILE (atomically) with
+//! [--seed N] [--progress FILE]` maps `--mb` MiB, touches all of it once, then keeps
+//! writing one word per cache line of a `--hot-mb` MiB window that jumps to a new
+//! random page-aligned place every `--move-s` seconds. Each move rewrites FILE (atomically) with
 //! `SEQ START END T_CS` (the true hot range, decimal; the move's CLOCK_BOOTTIME in
 //! centiseconds, the clock of /proc/uptime) and prints `move seq=.. start=.. end=..
 //! mbps=..` (throughput of the last period). At the end (after S seconds, or SIGTERM)
@@ -63,29 +63,29 @@ impl Rng {
     }
 }
 
-/// CLOCK_BOOTTIME in centiseconds: the clock of /proc/uptime, for shell scenarios.
-fn boottime_cs() -> u64 {
+/// Clock `clock` in nanoseconds (a vDSO read).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec into the valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 100 + ts.tv_nsec as u64 / 10_000_000
-}
-
-/// CLOCK_MONOTONIC in nanoseconds (a vDSO read), for the `--progress` file.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The `--progress` file: one u64 in a shared mapping.
+/// CLOCK_BOOTTIME in centiseconds: the clock of /proc/uptime, for shell scenarios.
+fn boottime_cs() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) / 10_000_000
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, for the `--progress` file.
+fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// The `--progress` file: two u64 (byte total, its CLOCK_MONOTONIC ns) in a shared
+/// mapping.
 struct Progress(memmap2::MmapMut);
 
 impl Progress {

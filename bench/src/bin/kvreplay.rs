@@ -13,9 +13,9 @@
 //!
 //! Prints `RESULT kv_fast_hit_fraction`, `block_reads`, per age of the blocks read
 //! (time since last written: `age_0_0.5s`, …, `age_ge4s`) the share of reads and their
-//! fast hit fraction, `steps_done`, `steps_planned`, `steps_late`, request counts; with `--oracle`, Belady's MIN and an unlimited-
-//! bandwidth prefetcher on the same block-read sequence with the fast node's capacity
-//! (tierd_bench::oracle).
+//! fast hit fraction, `steps_done`, `steps_planned`, `steps_late`, request counts;
+//! with `--oracle`, Belady's MIN and an unlimited-bandwidth prefetcher on the same
+//! block-read sequence with the fast node's capacity (tierd_bench::oracle).
 //!
 //! With `--hints` the replay behaves as an engine integrated with tierd: once released
 //! (`--go`), it registers the pool over tierd's client socket and sends each step's

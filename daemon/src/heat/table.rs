@@ -41,6 +41,10 @@ impl Default for Cell {
     }
 }
 
+/// Shortest streak [`HeatTable::rate_heat`] corrects for: one observation in a 250 ms
+/// streak stands for at most 6.3x its heat (1 s half-life).
+pub const MIN_CORRECTED_STREAK_MS: u32 = 250;
+
 pub struct HeatTable {
     epoch: Instant,
     granule: u64,
@@ -101,6 +105,27 @@ impl HeatTable {
             }
             c.last_access_ms = now_ms;
         }
+    }
+
+    /// Heat as an estimate of the current access rate: a granule in a hot streak
+    /// (accessed within the streak gap) has its heat divided by the share of the
+    /// steady-state heat a constant rate reaches in the streak's length,
+    /// `1 - 2^(-streak / half_life)` (the bias correction of an average that starts
+    /// from zero). Raw heat favours data that has been hot for long over data that just
+    /// became hot at the same rate: a second after a block starts being read, its heat
+    /// is half that of a block read at the same rate for ten. Streaks shorter than
+    /// [`MIN_CORRECTED_STREAK_MS`] count as that long, which bounds the correction.
+    /// Granules not in a streak keep their decayed heat.
+    pub fn rate_heat(&self, c: &Cell, heat: f64, now_ms: u32) -> f64 {
+        if c.hot_since_ms == u32::MAX
+            || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms
+        {
+            return heat;
+        }
+        let streak = now_ms
+            .saturating_sub(c.hot_since_ms)
+            .max(MIN_CORRECTED_STREAK_MS) as f64;
+        heat / (1.0 - (-streak / self.half_life_ms * std::f64::consts::LN_2).exp())
     }
 
     /// Current heat of the granule holding `addr`.
@@ -255,6 +280,33 @@ mod tests {
         assert!((t.heat_at(0, 3000) - 0.125).abs() < 1e-3);
         t.record(0, G, 1.0, 1000);
         assert!((t.heat_at(0, 1000) - 1.5).abs() < 1e-3);
+    }
+
+    #[test]
+    fn rate_heat_ranks_new_and_old_streaks_of_one_rate_alike() {
+        let mut t = table(); // 1 s half-life, 300 ms streak gap
+                             // Granule 0 read every 100 ms for 10 s, granule 1 for the last second only.
+        for ms in (0..=10_000).step_by(100) {
+            t.record(0, G, 1.0, ms);
+            if ms >= 9_000 {
+                t.record(G, 2 * G, 1.0, ms);
+            }
+        }
+        let now = 10_000;
+        let (old, new) = (t.cell(0).unwrap(), t.cell(G).unwrap());
+        let (h_old, h_new) = (t.heat_at(0, now), t.heat_at(G, now));
+        assert!(h_new < 0.6 * h_old, "raw heat halves the new streak");
+        let (r_old, r_new) = (t.rate_heat(old, h_old, now), t.rate_heat(new, h_new, now));
+        assert!((r_new / r_old - 1.0).abs() < 0.1, "{r_new} vs {r_old}");
+        // Out of its streak (idle past the gap): the decayed heat as it is.
+        let later = now + 1_000;
+        let h = t.heat_at(0, later);
+        assert_eq!(t.rate_heat(old, h, later), h);
+        // One observation just now counts as a 250 ms streak: at most 6.3x.
+        t.record(5 * G, 6 * G, 1.0, later);
+        let c = t.cell(5 * G).unwrap();
+        let r = t.rate_heat(c, 1.0, later);
+        assert!((r - 1.0 / (1.0 - 0.5f64.powf(0.25))).abs() < 1e-6, "{r}");
     }
 
     #[test]

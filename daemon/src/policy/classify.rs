@@ -14,6 +14,12 @@ pub fn wants_fast(g: &GranuleView) -> bool {
     g.flags & (flags::PIN_FAST | flags::PREFETCH) != 0 && g.flags & flags::FREE == 0
 }
 
+/// Accessed within `recent_ms`: in the "hot now" class, which ranks above every
+/// granule that is not, whatever their heat (see `plan.rs`).
+pub fn recent(g: &GranuleView, k: &Knobs) -> bool {
+    g.idle_ms <= k.recent_ms
+}
+
 /// The last attempt to move it failed recently: leave it alone.
 pub fn stuck(g: &GranuleView, k: &Knobs) -> bool {
     g.flags & flags::STUCK != 0 && g.since_move_ms < k.stuck_retry_ms
@@ -29,8 +35,7 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
         return Some(f64::INFINITY);
     }
     let settled = g.since_move_ms >= k.min_residency_ms && g.moves < PINGPONG_MOVES;
-    let recent = g.idle_ms <= k.recent_ms;
-    let hot = g.hot_for_ms >= k.hot_threshold_ms && recent;
+    let hot = g.hot_for_ms >= k.hot_threshold_ms && recent(g, k);
     match p {
         PolicyName::Off => None,
         PolicyName::Static => (node_tier > k.static_tier).then_some(f64::MAX),

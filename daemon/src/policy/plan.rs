@@ -1,6 +1,8 @@
 //! Capacity planning: for each upper-tier node, which granules come up, which go down.
 
-use super::classify::{demote_rank, demote_unconditionally, idle, promote_score, wants_fast};
+use super::classify::{
+    demote_rank, demote_unconditionally, idle, promote_score, recent, wants_fast,
+};
 use super::{Direction, GranuleView, Knobs, Move, NodeState, Plan, ProcInput};
 use crate::heat::flags;
 use std::collections::HashSet;
@@ -53,7 +55,12 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             .collect();
 
         // What fits: managed residents plus free space above the demotion watermark,
-        // filled by priority, then client hints, then heat (Chameleon-style classes).
+        // filled by priority, then client hints, then recency (accessed within
+        // `recent_ms`), then heat (Chameleon-style classes). Recency before heat: heat
+        // is an average with a half-life of a second, so data that stopped being used
+        // (a finished request's KV, a hot set that moved on) keeps a high heat for
+        // seconds; ranked by heat alone, data that just became hot would wait that long
+        // for room.
         let dwm = k.demote_watermark.of(up.total_bytes);
         let pwm = k.promote_watermark.of(up.total_bytes);
         let resident_bytes: u64 = residents.iter().map(|c| c.g.bytes).sum();
@@ -75,6 +82,7 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             b.priority
                 .cmp(&a.priority)
                 .then(wants_fast(b.g).cmp(&wants_fast(a.g)))
+                .then(recent(b.g, k).cmp(&recent(a.g, k)))
                 .then(rank_heat(b).total_cmp(&rank_heat(a)))
         });
         let mut fits: HashSet<(i32, u64)> = HashSet::new();
@@ -91,7 +99,8 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         }
         out.thresholds.push((up.id, threshold));
 
-        // Victims: residents outside the fitting set, coldest first, lowest priority first.
+        // Victims: residents outside the fitting set, lowest priority first, then those
+        // not accessed recently, then coldest first.
         let mut victims: Vec<(&Cand, f64)> = residents
             .iter()
             .filter(|c| {
@@ -100,7 +109,12 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             })
             .filter_map(|c| demote_rank(c.policy, c.g, k).map(|r| (c, r)))
             .collect();
-        victims.sort_by(|a, b| a.0.priority.cmp(&b.0.priority).then(a.1.total_cmp(&b.1)));
+        victims.sort_by(|a, b| {
+            a.0.priority
+                .cmp(&b.0.priority)
+                .then(recent(a.0.g, k).cmp(&recent(b.0.g, k)))
+                .then(a.1.total_cmp(&b.1))
+        });
         let mut victims = victims.into_iter().peekable();
 
         let mut free = up.free_bytes;
@@ -132,7 +146,17 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             .into_iter()
             .filter(|(c, _)| fits.contains(&(c.pid, c.g.addr)) || wants_fast(c.g))
             .collect();
-        lower.sort_by(|a, b| b.0.priority.cmp(&a.0.priority).then(b.1.total_cmp(&a.1)));
+        // Hottest first at the resolution of a factor of two (sampled heat is no finer),
+        // then the most recently become hot first: on a node that migration bandwidth
+        // cannot keep up with, a page promoted early in its hot life serves more
+        // accesses from the fast tier than one promoted late (TPP places new
+        // allocations on the fast tier for the same reason: new data is hot data).
+        lower.sort_by(|a, b| {
+            b.0.priority
+                .cmp(&a.0.priority)
+                .then(heat_class(b.1).total_cmp(&heat_class(a.1)))
+                .then(a.0.g.hot_for_ms.cmp(&b.0.g.hot_for_ms))
+        });
         for (c, _) in &lower {
             if promote_budget < c.g.bytes || ctx.moved.contains(&(c.pid, c.g.addr)) {
                 continue;
@@ -193,6 +217,15 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
     }
     out.moves.extend(promotions);
     out
+}
+
+/// A promotion score rounded down to a power of two.
+fn heat_class(score: f64) -> f64 {
+    if score > 0.0 && score.is_finite() {
+        score.log2().floor()
+    } else {
+        score
+    }
 }
 
 /// Records demotions out of one upper node, within the tick's byte budget.

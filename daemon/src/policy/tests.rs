@@ -246,6 +246,73 @@ fn full_fast_tier_swaps_only_with_hysteresis() {
 }
 
 #[test]
+fn recently_hot_data_displaces_data_that_stopped_being_used() {
+    // Fast node full of residents that were read hard until 2 s ago (a finished
+    // request's KV): their heat is still high. New data, read since 200 ms with a lower
+    // heat so far, takes their place at once; residents still in use keep theirs.
+    let fast_total = 64 * MB;
+    let free = Amount::Percent(6.0).of(fast_total);
+    let mut gs: Vec<GranuleView> = (0..100)
+        .map(|i| {
+            let mut g = hot(i * G, 0, 8.0);
+            if i < 50 {
+                g.idle_ms = 2000;
+            }
+            g
+        })
+        .collect();
+    let mut new = hot(1000 * G, 1, 1.0);
+    new.hot_for_ms = 200;
+    gs.push(new);
+    let p = plan(&[proc_(1, 0, gs)], &two_nodes(fast_total, free), &knobs());
+    assert!(p
+        .moves
+        .iter()
+        .any(|m| m.addr == 1000 * G && m.dir == Direction::Promote));
+    let demoted: Vec<u64> = p
+        .moves
+        .iter()
+        .filter(|m| m.dir == Direction::Demote)
+        .map(|m| m.addr)
+        .collect();
+    assert!(!demoted.is_empty());
+    assert!(
+        demoted.iter().all(|&a| a < 50 * G),
+        "only residents not used recently give way: {demoted:?}"
+    );
+}
+
+#[test]
+fn among_equally_hot_candidates_the_newest_streak_goes_first() {
+    // Budget for one granule this tick; three candidates: a hotter one, and two of the
+    // same heat class (5.0 and 5.9) hot for 3 s and for 200 ms.
+    let mut k = knobs();
+    k.promote_budget_bytes = G;
+    let mut old = hot(0, 1, 5.9);
+    old.hot_for_ms = 3000;
+    let mut new = hot(G, 1, 5.0);
+    new.hot_for_ms = 200;
+    let p = plan(
+        &[proc_(1, 0, vec![old, new])],
+        &two_nodes(1024 * MB, 900 * MB),
+        &k,
+    );
+    assert_eq!(p.moves.len(), 1);
+    assert_eq!(p.moves[0].addr, G, "the newer streak");
+    let hotter = hot(2 * G, 1, 12.0);
+    let p = plan(
+        &[proc_(1, 0, vec![old, new, hotter])],
+        &two_nodes(1024 * MB, 900 * MB),
+        &k,
+    );
+    assert_eq!(
+        p.moves[0].addr,
+        2 * G,
+        "a clearly hotter candidate still goes first"
+    );
+}
+
+#[test]
 fn higher_priority_keeps_the_fast_tier() {
     // Room for ~90 granules; both processes want 60.
     let fast_total = 6 * MB;

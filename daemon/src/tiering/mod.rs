@@ -285,11 +285,12 @@ impl Loop {
             .collect();
         // Size the plan to `plan_horizon_ms` of migration at the measured rate, so the
         // next plan sees fresh heat instead of executing a stale one for many seconds.
+        // Half of it each way: on a full node every promotion comes with a demotion.
         let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
         // Before the first plan ran the rate is unknown: start at the floor.
         let cap = (self.throughput.load(Ordering::Relaxed) as f64
             * cfg.policy.plan_horizon_ms as f64
-            / 1000.0) as u64;
+            / 2000.0) as u64;
         let cap = cap.max(PLAN_FLOOR_BYTES);
         let knobs = Knobs {
             recent_ms: crate::state::streak_gap_ms(&cfg),
@@ -335,7 +336,7 @@ fn views(t: &HeatTable) -> Vec<GranuleView> {
             GranuleView {
                 addr,
                 bytes: g,
-                heat,
+                heat: t.rate_heat(c, heat, now),
                 node: c.node as u32,
                 hot_for_ms: if accessed {
                     now.saturating_sub(c.hot_since_ms) as u64

@@ -67,42 +67,52 @@ fn merge(mut addrs: Vec<(u64, u64)>) -> Vec<AddrRange> {
     out
 }
 
+/// Migration work per step of a plan's schedule (see [`execute`]).
+const STEP_BYTES: u64 = 4 << 20;
+
 /// Executes one plan; returns (bytes moved, seconds taken).
+///
+/// The plan lists demotions, then promotions best first. They run in steps of
+/// [`STEP_BYTES`], interleaved: the next promotions whenever their destination has room
+/// for a step above its promotion floor, otherwise the next demotions, which make that
+/// room. Run as two phases (every demotion, then every promotion), the best promotion
+/// of a plan full of demotions would wait for all of them; interleaved, it waits for
+/// one step.
 fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
     let started = Instant::now();
-    let mut groups: BTreeMap<(u8, i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
-    for m in &batch.moves {
-        let order = if m.dir == Direction::Demote { 0 } else { 1 };
-        groups
-            .entry((order, m.pid, m.to))
-            .or_default()
-            .push((m.addr, m.bytes));
-    }
+    let (dem, prom): (Vec<&Move>, Vec<&Move>) =
+        batch.moves.iter().partition(|m| m.dir == Direction::Demote);
+    let (mut dem, mut prom) = (&dem[..], &prom[..]);
     let mut pages: BTreeMap<(i32, u8), u64> = BTreeMap::new();
-    for ((order, pid, to), addrs) in groups {
-        let granules: Vec<u64> = addrs.iter().map(|a| a.0).collect();
-        let job = Job {
-            pid,
-            ranges: Some(merge(addrs)),
-            to,
-            min_free_bytes: if order == 1 {
-                batch.promote_floor.get(&to).copied().unwrap_or(0)
-            } else {
-                0
-            },
-        };
-        match d.engine.run(&job, None) {
-            Ok(r) => {
-                *pages.entry((pid, order)).or_default() += r.moved_pages;
-                if let Some(why) = &r.stopped {
-                    tracing::debug!(pid, to, reason = %why, "migration stopped early");
-                }
-                record_outcome(d, pid, &granules, to, batch.pingpong_window_ms, order == 1);
-            }
-            Err(e) => tracing::debug!(pid, to, error = %e, "migration failed"),
-        }
+    while !dem.is_empty() || !prom.is_empty() {
+        let promote = prom.first().is_some_and(|m| {
+            let floor = batch.promote_floor.get(&m.to).copied().unwrap_or(0);
+            dem.is_empty()
+                || d.topo_src
+                    .free_bytes(m.to)
+                    .is_ok_and(|free| free >= floor.saturating_add(STEP_BYTES))
+        });
+        let queue = if promote { &mut prom } else { &mut dem };
+        let (step, rest) = queue.split_at(step_len(queue));
+        *queue = rest;
+        run_step(d, &batch, step, promote, &mut pages);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-3);
+    tracing::debug!(
+        moves = batch.moves.len(),
+        promoted_pages = pages
+            .iter()
+            .filter(|(k, _)| k.1 == 1)
+            .map(|(_, v)| v)
+            .sum::<u64>(),
+        demoted_pages = pages
+            .iter()
+            .filter(|(k, _)| k.1 == 0)
+            .map(|(_, v)| v)
+            .sum::<u64>(),
+        secs,
+        "plan executed"
+    );
     for p in d.registry.all() {
         let prom = pages.get(&(p.pid, 1)).copied().unwrap_or(0);
         let dem = pages.get(&(p.pid, 0)).copied().unwrap_or(0);
@@ -111,6 +121,60 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         p.stats.set_rates(prom as f64 / secs, dem as f64 / secs);
     }
     (pages.values().sum::<u64>() * d.engine.page_size(), secs)
+}
+
+/// How many moves from the head of `queue` make one step (at least one).
+fn step_len(queue: &[&Move]) -> usize {
+    let mut bytes = 0;
+    queue
+        .iter()
+        .take_while(|m| {
+            let first = bytes == 0;
+            bytes += m.bytes;
+            first || bytes <= STEP_BYTES
+        })
+        .count()
+}
+
+/// Runs one step: one migration job per (process, destination); `pages` counts what
+/// moved per (process, 1 = promotion / 0 = demotion).
+fn run_step(
+    d: &Daemon,
+    batch: &Batch,
+    step: &[&Move],
+    promote: bool,
+    pages: &mut BTreeMap<(i32, u8), u64>,
+) {
+    let mut groups: BTreeMap<(i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
+    for m in step {
+        groups
+            .entry((m.pid, m.to))
+            .or_default()
+            .push((m.addr, m.bytes));
+    }
+    for ((pid, to), addrs) in groups {
+        let granules: Vec<u64> = addrs.iter().map(|a| a.0).collect();
+        let job = Job {
+            pid,
+            ranges: Some(merge(addrs)),
+            to,
+            min_free_bytes: if promote {
+                batch.promote_floor.get(&to).copied().unwrap_or(0)
+            } else {
+                0
+            },
+        };
+        match d.engine.run(&job, None) {
+            Ok(r) => {
+                *pages.entry((pid, promote as u8)).or_default() += r.moved_pages;
+                if let Some(why) = &r.stopped {
+                    tracing::debug!(pid, to, reason = %why, "migration stopped early");
+                }
+                record_outcome(d, pid, &granules, to, batch.pingpong_window_ms, promote);
+            }
+            Err(e) => tracing::debug!(pid, to, error = %e, "migration failed"),
+        }
+    }
 }
 
 /// Reads back where the granules are now and updates their history; a granule still
@@ -162,6 +226,29 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u3
 
 #[cfg(test)]
 mod tests {
+    use super::{step_len, STEP_BYTES};
+    use crate::policy::{Direction, Move};
+
+    #[test]
+    fn steps_hold_step_bytes_and_at_least_one_move() {
+        let m = |bytes| Move {
+            pid: 1,
+            addr: 0,
+            bytes,
+            from: 1,
+            to: 0,
+            dir: Direction::Promote,
+        };
+        let small: Vec<Move> = (0..100).map(|_| m(STEP_BYTES / 64)).collect();
+        let refs: Vec<&Move> = small.iter().collect();
+        assert_eq!(step_len(&refs), 64);
+        assert_eq!(step_len(&refs[90..]), 10);
+        let big = [m(2 * STEP_BYTES), m(1)];
+        let refs: Vec<&Move> = big.iter().collect();
+        assert_eq!(step_len(&refs), 1, "an oversized move is a step of its own");
+        assert_eq!(step_len(&[]), 0);
+    }
+
     #[test]
     fn merge_joins_adjacent_granules() {
         let r = super::merge(vec![

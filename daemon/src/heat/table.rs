@@ -284,8 +284,9 @@ mod tests {
 
     #[test]
     fn rate_heat_ranks_new_and_old_streaks_of_one_rate_alike() {
-        let mut t = table(); // 1 s half-life, 300 ms streak gap
-                             // Granule 0 read every 100 ms for 10 s, granule 1 for the last second only.
+        // 1 s half-life, 300 ms streak gap. Granule 0 is read every 100 ms for 10 s,
+        // granule 1 for the last second only.
+        let mut t = table();
         for ms in (0..=10_000).step_by(100) {
             t.record(0, G, 1.0, ms);
             if ms >= 9_000 {

@@ -98,18 +98,14 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         run_step(d, &batch, step, promote, &mut pages);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-3);
+    let mut moved = [0u64; 2]; // [demoted, promoted] pages
+    for (&(_, dir), &n) in &pages {
+        moved[dir as usize] += n;
+    }
     tracing::debug!(
         moves = batch.moves.len(),
-        promoted_pages = pages
-            .iter()
-            .filter(|(k, _)| k.1 == 1)
-            .map(|(_, v)| v)
-            .sum::<u64>(),
-        demoted_pages = pages
-            .iter()
-            .filter(|(k, _)| k.1 == 0)
-            .map(|(_, v)| v)
-            .sum::<u64>(),
+        promoted_pages = moved[1],
+        demoted_pages = moved[0],
         secs,
         "plan executed"
     );

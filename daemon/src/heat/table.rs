@@ -45,6 +45,16 @@ impl Default for Cell {
 /// streak stands for at most 6.3x its heat (1 s half-life).
 pub const MIN_CORRECTED_STREAK_MS: u32 = 250;
 
+/// The factor heat keeps after `dt_ms` with a half-life of `half_life_ms`.
+fn decay(dt_ms: f64, half_life_ms: f64) -> f64 {
+    (-dt_ms / half_life_ms * std::f64::consts::LN_2).exp()
+}
+
+/// `c`'s heat at `now_ms`.
+fn decayed(c: &Cell, now_ms: u32, half_life_ms: f64) -> f64 {
+    c.heat as f64 * decay(now_ms.saturating_sub(c.updated_ms) as f64, half_life_ms)
+}
+
 pub struct HeatTable {
     epoch: Instant,
     granule: u64,
@@ -81,8 +91,7 @@ impl HeatTable {
     }
 
     fn decayed(&self, c: &Cell, now_ms: u32) -> f64 {
-        let dt = now_ms.saturating_sub(c.updated_ms) as f64;
-        c.heat as f64 * (-dt / self.half_life_ms * std::f64::consts::LN_2).exp()
+        decayed(c, now_ms, self.half_life_ms)
     }
 
     /// Adds `weight` of accesses to every granule overlapping `[start, end)`.
@@ -94,9 +103,7 @@ impl HeatTable {
         for g in g0..=g1 {
             let half_life = self.half_life_ms;
             let c = self.cells.entry(g).or_default();
-            let dt = now_ms.saturating_sub(c.updated_ms) as f64;
-            let h = c.heat as f64 * (-dt / half_life * std::f64::consts::LN_2).exp();
-            c.heat = (h + weight) as f32;
+            c.heat = (decayed(c, now_ms, half_life) + weight) as f32;
             c.updated_ms = now_ms;
             if c.hot_since_ms == u32::MAX
                 || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms
@@ -125,7 +132,7 @@ impl HeatTable {
         let streak = now_ms
             .saturating_sub(c.hot_since_ms)
             .max(MIN_CORRECTED_STREAK_MS) as f64;
-        heat / (1.0 - (-streak / self.half_life_ms * std::f64::consts::LN_2).exp())
+        heat / (1.0 - decay(streak, self.half_life_ms))
     }
 
     /// Current heat of the granule holding `addr`.
@@ -167,11 +174,8 @@ impl HeatTable {
     /// Forgets cold, never-placed granules so the table tracks only what matters.
     pub fn prune(&mut self, now_ms: u32, min_heat: f64) {
         let hl = self.half_life_ms;
-        self.cells.retain(|_, c| {
-            let dt = now_ms.saturating_sub(c.updated_ms) as f64;
-            let h = c.heat as f64 * (-dt / hl * std::f64::consts::LN_2).exp();
-            h >= min_heat || c.node >= 0 || c.flags != 0
-        });
+        self.cells
+            .retain(|_, c| decayed(c, now_ms, hl) >= min_heat || c.node >= 0 || c.flags != 0);
     }
 
     /// Bytes per heat class.

@@ -1,10 +1,11 @@
 //! The migration worker: executes a plan off the tiering loop's thread.
 //!
 //! Receives the policy's moves over a bounded crossbeam channel (one plan in flight:
-//! the loop does not plan again until the worker is idle), groups them into one job per
-//! (process, destination), demotions first, runs them through the migration engine and
-//! writes the outcome back: each moved granule's node, move time and ping-pong count in
-//! the heat table, promoted/demoted counters and rates in the registry.
+//! the loop does not plan again until the worker is idle), runs demotions and
+//! promotions in two lanes at once (see [`execute`]), in steps of one job per
+//! (process, destination) through the migration engine, and writes the outcome back:
+//! each moved granule's node, move time and ping-pong count in the heat table,
+//! promoted/demoted counters and rates in the registry.
 
 use crate::heat::flags;
 use crate::migrate::engine::Job;
@@ -12,8 +13,8 @@ use crate::policy::{Direction, Move};
 use crate::state::Daemon;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
 
 /// One plan for the worker.
@@ -72,31 +73,71 @@ const STEP_BYTES: u64 = 4 << 20;
 
 /// Executes one plan; returns (bytes moved, seconds taken).
 ///
-/// The plan lists demotions, then promotions best first. They run in steps of
-/// [`STEP_BYTES`], interleaved: the next promotions whenever their destination has room
-/// for a step above its promotion floor, otherwise the next demotions, which make that
-/// room. Run as two phases (every demotion, then every promotion), the best promotion
-/// of a plan full of demotions would wait for all of them; interleaved, it waits for
-/// one step.
+/// The plan lists demotions, then promotions best first. They run in two lanes at
+/// once, each in steps of [`STEP_BYTES`]: demotions on a scoped `tierd-demote` thread,
+/// promotions on this one. A promotion step starts as soon as its destination has room
+/// for it above the promotion floor (or every demotion is done), so the best promotion
+/// of a plan full of demotions waits for one demotion step, not for all of them, and
+/// the two directions share the machine's CPUs as the kernel's own movers do (TPP:
+/// kswapd demotes while faulting tasks promote). Page migration is CPU work (unmap,
+/// copy, remap): with one lane per direction both directions can run on two CPUs.
 fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
     let started = Instant::now();
     let (dem, prom): (Vec<&Move>, Vec<&Move>) =
         batch.moves.iter().partition(|m| m.dir == Direction::Demote);
-    let (mut dem, mut prom) = (&dem[..], &prom[..]);
     let mut pages: BTreeMap<(i32, u8), u64> = BTreeMap::new();
-    while !dem.is_empty() || !prom.is_empty() {
-        let promote = prom.first().is_some_and(|m| {
-            let floor = batch.promote_floor.get(&m.to).copied().unwrap_or(0);
-            dem.is_empty()
-                || d.topo_src
-                    .free_bytes(m.to)
+    let demoting = Demoting::new(dem.is_empty());
+    std::thread::scope(|s| {
+        let lane = if dem.is_empty() {
+            None
+        } else {
+            let run = || {
+                // Marks the lane done however it ends (a panic too), so the promotion
+                // lane never waits for demotions that will not come.
+                let _done = LaneDone(&demoting);
+                let mut pages = BTreeMap::new();
+                for step in steps(&dem) {
+                    run_step(d, &batch, step, false, &mut pages);
+                    demoting.stepped(false);
+                }
+                pages
+            };
+            match std::thread::Builder::new()
+                .name("tierd-demote".into())
+                .spawn_scoped(s, run)
+            {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no demotion thread: demoting before promoting");
+                    for step in steps(&dem) {
+                        run_step(d, &batch, step, false, &mut pages);
+                    }
+                    demoting.stepped(true);
+                    None
+                }
+            }
+        };
+        for step in steps(&prom) {
+            let to = step[0].to;
+            let floor = batch.promote_floor.get(&to).copied().unwrap_or(0);
+            demoting.wait_for_room(|| {
+                d.topo_src
+                    .free_bytes(to)
                     .is_ok_and(|free| free >= floor.saturating_add(STEP_BYTES))
-        });
-        let queue = if promote { &mut prom } else { &mut dem };
-        let (step, rest) = queue.split_at(step_len(queue));
-        *queue = rest;
-        run_step(d, &batch, step, promote, &mut pages);
-    }
+            });
+            run_step(d, &batch, step, true, &mut pages);
+        }
+        if let Some(h) = lane {
+            match h.join() {
+                Ok(dem_pages) => {
+                    for (k, n) in dem_pages {
+                        *pages.entry(k).or_default() += n;
+                    }
+                }
+                Err(_) => tracing::error!("the demotion thread panicked"),
+            }
+        }
+    });
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     let mut moved = [0u64; 2]; // [demoted, promoted] pages
     for (&(_, dir), &n) in &pages {
@@ -117,6 +158,76 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         p.stats.set_rates(prom as f64 / secs, dem as f64 / secs);
     }
     (pages.values().sum::<u64>() * d.engine.page_size(), secs)
+}
+
+/// The demotion lane's progress, for the promotion lane to wait on.
+struct Demoting {
+    /// Every demotion of the plan has run.
+    done: Mutex<bool>,
+    /// Signalled after each demotion step.
+    stepped: Condvar,
+}
+
+/// Marks the demotion lane done when dropped.
+struct LaneDone<'a>(&'a Demoting);
+
+impl Drop for LaneDone<'_> {
+    fn drop(&mut self) {
+        self.0.stepped(true);
+    }
+}
+
+/// Longest wait for a demotion step before checking free memory again (memory also
+/// frees up without tierd: a process exits or unmaps).
+const ROOM_POLL: Duration = Duration::from_millis(50);
+
+impl Demoting {
+    fn new(done: bool) -> Demoting {
+        Demoting {
+            done: Mutex::new(done),
+            stepped: Condvar::new(),
+        }
+    }
+
+    /// One demotion step ran (`last`: and it was the last one).
+    fn stepped(&self, last: bool) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        *done |= last;
+        self.stepped.notify_all();
+    }
+
+    /// Returns once `room()` holds or every demotion has run.
+    fn wait_for_room(&self, room: impl Fn() -> bool) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            // Checked without the lock held: it reads sysfs.
+            drop(done);
+            if room() {
+                return;
+            }
+            done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+            if *done {
+                break;
+            }
+            done = self
+                .stepped
+                .wait_timeout(done, ROOM_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The steps of a queue, in order (see [`step_len`]).
+fn steps<'a, 'm>(mut queue: &'a [&'m Move]) -> impl Iterator<Item = &'a [&'m Move]> {
+    std::iter::from_fn(move || {
+        if queue.is_empty() {
+            return None;
+        }
+        let (step, rest) = queue.split_at(step_len(queue));
+        queue = rest;
+        Some(step)
+    })
 }
 
 /// How many moves from the head of `queue` make one step (at least one).
@@ -222,8 +333,99 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u3
 
 #[cfg(test)]
 mod tests {
-    use super::{step_len, STEP_BYTES};
+    use super::{step_len, steps, Demoting, LaneDone, STEP_BYTES};
     use crate::policy::{Direction, Move};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Runs `wait_for_room` on a thread; returns a receiver that gets `()` when it
+    /// returns (so a test fails by timeout instead of hanging).
+    fn waiter(
+        lane: &Arc<Demoting>,
+        room: &Arc<AtomicBool>,
+        checks: &Arc<AtomicUsize>,
+    ) -> crossbeam_channel::Receiver<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (lane, room, checks) = (lane.clone(), room.clone(), checks.clone());
+        std::thread::spawn(move || {
+            lane.wait_for_room(|| {
+                checks.fetch_add(1, Ordering::SeqCst);
+                room.load(Ordering::SeqCst)
+            });
+            let _ = tx.send(());
+        });
+        rx
+    }
+
+    #[test]
+    fn promotions_wait_for_room_or_the_last_demotion() {
+        let long = Duration::from_secs(10);
+        let checks = Arc::new(AtomicUsize::new(0));
+        // Room already: no wait.
+        let lane = Arc::new(Demoting::new(false));
+        let room = Arc::new(AtomicBool::new(true));
+        waiter(&lane, &room, &checks).recv_timeout(long).unwrap();
+        // No demotions in the plan: no wait, room is not even checked.
+        let before = checks.load(Ordering::SeqCst);
+        let none = Arc::new(Demoting::new(true));
+        let full = Arc::new(AtomicBool::new(false));
+        waiter(&none, &full, &checks).recv_timeout(long).unwrap();
+        assert_eq!(checks.load(Ordering::SeqCst), before);
+        // A demotion step makes room: the waiter checks again and goes.
+        let lane = Arc::new(Demoting::new(false));
+        let room = Arc::new(AtomicBool::new(false));
+        let done = waiter(&lane, &room, &checks);
+        assert!(
+            done.recv_timeout(Duration::from_millis(200)).is_err(),
+            "no room yet"
+        );
+        room.store(true, Ordering::SeqCst);
+        lane.stepped(false);
+        done.recv_timeout(long).unwrap();
+        // Still no room after the last demotion: go anyway (the engine's headroom
+        // check stops the job if the node is really full).
+        let lane = Arc::new(Demoting::new(false));
+        let room = Arc::new(AtomicBool::new(false));
+        let done = waiter(&lane, &room, &checks);
+        lane.stepped(false);
+        assert!(
+            done.recv_timeout(Duration::from_millis(200)).is_err(),
+            "more demotions to come"
+        );
+        lane.stepped(true);
+        done.recv_timeout(long).unwrap();
+        // A demotion lane that panics still lets the promotions go.
+        let lane = Arc::new(Demoting::new(false));
+        let done = waiter(&lane, &full, &checks);
+        let l = lane.clone();
+        let panicked = std::thread::spawn(move || {
+            let _done = LaneDone(&l);
+            panic!("a demotion step panicked");
+        })
+        .join();
+        assert!(panicked.is_err());
+        done.recv_timeout(long).unwrap();
+    }
+
+    #[test]
+    fn steps_cover_the_queue_in_order() {
+        let m = |addr| Move {
+            pid: 1,
+            addr,
+            bytes: STEP_BYTES / 2,
+            from: 1,
+            to: 0,
+            dir: Direction::Demote,
+        };
+        let moves: Vec<Move> = (0..5).map(m).collect();
+        let refs: Vec<&Move> = moves.iter().collect();
+        let got: Vec<Vec<u64>> = steps(&refs)
+            .map(|s| s.iter().map(|m| m.addr).collect())
+            .collect();
+        assert_eq!(got, vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(steps(&[]).count(), 0);
+    }
 
     #[test]
     fn steps_hold_step_bytes_and_at_least_one_move() {

@@ -65,7 +65,7 @@ impl Default for DamonConfig {
             sample_us: 5_000,
             min_sample_us: 1_000,
             max_sample_us: 50_000,
-            aggr_ms: 100,
+            aggr_ms: 50,
             min_regions: 200,
             max_regions: 4000,
         }

@@ -162,10 +162,17 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
 
 /// The demotion lane's progress, for the promotion lane to wait on.
 struct Demoting {
-    /// Every demotion of the plan has run.
-    done: Mutex<bool>,
+    progress: Mutex<Progress>,
     /// Signalled after each demotion step.
     stepped: Condvar,
+}
+
+#[derive(Clone, Copy)]
+struct Progress {
+    /// Demotion steps run so far.
+    steps: u64,
+    /// Every demotion of the plan has run.
+    done: bool,
 }
 
 /// Marks the demotion lane done when dropped.
@@ -184,36 +191,46 @@ const ROOM_POLL: Duration = Duration::from_millis(50);
 impl Demoting {
     fn new(done: bool) -> Demoting {
         Demoting {
-            done: Mutex::new(done),
+            progress: Mutex::new(Progress { steps: 0, done }),
             stepped: Condvar::new(),
         }
     }
 
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// One demotion step ran (`last`: and it was the last one).
     fn stepped(&self, last: bool) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        *done |= last;
+        let mut p = self.progress();
+        p.steps += 1;
+        p.done |= last;
         self.stepped.notify_all();
     }
 
-    /// Returns once `room()` holds or every demotion has run.
+    /// Returns once `room()` holds or every demotion has run. `room()` runs without the
+    /// lock held (it reads sysfs); a step that ends meanwhile is not missed: the wait
+    /// only starts if no step ran since the last check.
     fn wait_for_room(&self, room: impl Fn() -> bool) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        while !*done {
-            // Checked without the lock held: it reads sysfs.
-            drop(done);
-            if room() {
+        let mut seen = self.progress().steps;
+        loop {
+            let done = self.progress().done;
+            if done || room() {
                 return;
             }
-            done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-            if *done {
-                break;
+            let p = self.progress();
+            let p = if p.steps == seen && !p.done {
+                self.stepped
+                    .wait_timeout(p, ROOM_POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            } else {
+                p
+            };
+            if p.done {
+                return;
             }
-            done = self
-                .stepped
-                .wait_timeout(done, ROOM_POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            seen = p.steps;
         }
     }
 }

@@ -50,6 +50,11 @@ fn decay(dt_ms: f64, half_life_ms: f64) -> f64 {
     (-dt_ms / half_life_ms * std::f64::consts::LN_2).exp()
 }
 
+/// `c` is in a hot streak at `now_ms`: accessed before, last within `gap_ms`.
+fn in_streak(c: &Cell, now_ms: u32, gap_ms: u32) -> bool {
+    c.hot_since_ms != u32::MAX && now_ms.saturating_sub(c.last_access_ms) <= gap_ms
+}
+
 /// `c`'s heat at `now_ms`.
 fn decayed(c: &Cell, now_ms: u32, half_life_ms: f64) -> f64 {
     c.heat as f64 * decay(now_ms.saturating_sub(c.updated_ms) as f64, half_life_ms)
@@ -101,13 +106,11 @@ impl HeatTable {
         }
         let (g0, g1) = (start / self.granule, (end - 1) / self.granule);
         for g in g0..=g1 {
-            let half_life = self.half_life_ms;
+            let (half_life, gap) = (self.half_life_ms, self.streak_gap_ms);
             let c = self.cells.entry(g).or_default();
             c.heat = (decayed(c, now_ms, half_life) + weight) as f32;
             c.updated_ms = now_ms;
-            if c.hot_since_ms == u32::MAX
-                || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms
-            {
+            if !in_streak(c, now_ms, gap) {
                 c.hot_since_ms = now_ms;
             }
             c.last_access_ms = now_ms;
@@ -124,9 +127,7 @@ impl HeatTable {
     /// [`MIN_CORRECTED_STREAK_MS`] count as that long, which bounds the correction.
     /// Granules not in a streak keep their decayed heat.
     pub fn rate_heat(&self, c: &Cell, heat: f64, now_ms: u32) -> f64 {
-        if c.hot_since_ms == u32::MAX
-            || now_ms.saturating_sub(c.last_access_ms) > self.streak_gap_ms
-        {
+        if !in_streak(c, now_ms, self.streak_gap_ms) {
             return heat;
         }
         let streak = now_ms

@@ -87,32 +87,29 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         batch.moves.iter().partition(|m| m.dir == Direction::Demote);
     let mut pages: BTreeMap<(i32, u8), u64> = BTreeMap::new();
     let demoting = Demoting::new(dem.is_empty());
+    let demote = || {
+        // Marks the lane done however it ends (a panic too), so the promotion lane
+        // never waits for demotions that will not come.
+        let _done = LaneDone(&demoting);
+        let mut pages = BTreeMap::new();
+        for step in steps(&dem) {
+            run_step(d, &batch, step, false, &mut pages);
+            demoting.stepped(false);
+        }
+        pages
+    };
     std::thread::scope(|s| {
         let lane = if dem.is_empty() {
             None
         } else {
-            let run = || {
-                // Marks the lane done however it ends (a panic too), so the promotion
-                // lane never waits for demotions that will not come.
-                let _done = LaneDone(&demoting);
-                let mut pages = BTreeMap::new();
-                for step in steps(&dem) {
-                    run_step(d, &batch, step, false, &mut pages);
-                    demoting.stepped(false);
-                }
-                pages
-            };
             match std::thread::Builder::new()
                 .name("tierd-demote".into())
-                .spawn_scoped(s, run)
+                .spawn_scoped(s, demote)
             {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, "no demotion thread: demoting before promoting");
-                    for step in steps(&dem) {
-                        run_step(d, &batch, step, false, &mut pages);
-                    }
-                    demoting.stepped(true);
+                    add_pages(&mut pages, demote());
                     None
                 }
             }
@@ -129,11 +126,7 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         }
         if let Some(h) = lane {
             match h.join() {
-                Ok(dem_pages) => {
-                    for (k, n) in dem_pages {
-                        *pages.entry(k).or_default() += n;
-                    }
-                }
+                Ok(dem_pages) => add_pages(&mut pages, dem_pages),
                 Err(_) => tracing::error!("the demotion thread panicked"),
             }
         }
@@ -158,6 +151,13 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         p.stats.set_rates(prom as f64 / secs, dem as f64 / secs);
     }
     (pages.values().sum::<u64>() * d.engine.page_size(), secs)
+}
+
+/// Adds one lane's moved-page counts to another's.
+fn add_pages(into: &mut BTreeMap<(i32, u8), u64>, from: BTreeMap<(i32, u8), u64>) {
+    for (k, n) in from {
+        *into.entry(k).or_default() += n;
+    }
 }
 
 /// The demotion lane's progress, for the promotion lane to wait on.

@@ -1,7 +1,6 @@
 //! Granule heat with lazy exponential decay.
 
 use super::Histogram;
-use std::collections::HashMap;
 use std::time::Instant;
 use tierd_api::{HeatRegion, HeatSnapshot};
 
@@ -55,18 +54,52 @@ fn in_streak(c: &Cell, now_ms: u32, gap_ms: u32) -> bool {
     c.hot_since_ms != u32::MAX && now_ms.saturating_sub(c.last_access_ms) <= gap_ms
 }
 
-/// `c`'s heat at `now_ms`.
-fn decayed(c: &Cell, now_ms: u32, half_life_ms: f64) -> f64 {
-    c.heat as f64 * decay(now_ms.saturating_sub(c.updated_ms) as f64, half_life_ms)
+/// [`decay`] remembered per whole-ms interval: the cells updated by one drain share
+/// their update time, so a table's cells need few distinct factors at any moment, and
+/// `exp` is the costliest part of a drain or a plan (tens of ns natively, about a
+/// microsecond under emulation, for tens of thousands of cells). Direct-mapped: a slot
+/// holds the last interval that hashed to it.
+#[derive(Debug)]
+struct DecayMemo {
+    half_life_ms: f64,
+    slots: Box<[(u32, f64)]>,
+}
+
+const MEMO_SLOTS: usize = 1024;
+
+impl DecayMemo {
+    fn new(half_life_ms: f64) -> DecayMemo {
+        DecayMemo {
+            half_life_ms,
+            slots: vec![(u32::MAX, 0.0); MEMO_SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// [`decay`] of `dt_ms`, exactly.
+    fn factor(&mut self, dt_ms: u32) -> f64 {
+        let slot = &mut self.slots[dt_ms as usize % MEMO_SLOTS];
+        if slot.0 != dt_ms {
+            *slot = (dt_ms, decay(dt_ms as f64, self.half_life_ms));
+        }
+        slot.1
+    }
+
+    /// `c`'s heat at `now_ms`.
+    fn decayed(&mut self, c: &Cell, now_ms: u32) -> f64 {
+        c.heat as f64 * self.factor(now_ms.saturating_sub(c.updated_ms))
+    }
 }
 
 pub struct HeatTable {
     epoch: Instant,
     granule: u64,
-    half_life_ms: f64,
     /// Two accesses further apart than this end a hot streak.
     streak_gap_ms: u32,
-    cells: HashMap<u64, Cell>,
+    /// foldhash, not SipHash: the keys are granule numbers of our own processes (no
+    /// hash flooding to defend against), and every drain and plan touches every cell.
+    cells: foldhash::HashMap<u64, Cell>,
+    /// Interior: heat is read through `&self` (the table sits behind a mutex).
+    memo: std::cell::RefCell<DecayMemo>,
     history: Vec<HeatSnapshot>,
     history_len: usize,
 }
@@ -76,9 +109,9 @@ impl HeatTable {
         HeatTable {
             epoch: Instant::now(),
             granule,
-            half_life_ms: half_life_ms as f64,
             streak_gap_ms,
-            cells: HashMap::new(),
+            cells: foldhash::HashMap::default(),
+            memo: std::cell::RefCell::new(DecayMemo::new(half_life_ms as f64)),
             history: Vec::new(),
             history_len,
         }
@@ -96,7 +129,7 @@ impl HeatTable {
     }
 
     fn decayed(&self, c: &Cell, now_ms: u32) -> f64 {
-        decayed(c, now_ms, self.half_life_ms)
+        self.memo.borrow_mut().decayed(c, now_ms)
     }
 
     /// Adds `weight` of accesses to every granule overlapping `[start, end)`.
@@ -105,10 +138,11 @@ impl HeatTable {
             return;
         }
         let (g0, g1) = (start / self.granule, (end - 1) / self.granule);
+        let memo = self.memo.get_mut();
         for g in g0..=g1 {
-            let (half_life, gap) = (self.half_life_ms, self.streak_gap_ms);
+            let gap = self.streak_gap_ms;
             let c = self.cells.entry(g).or_default();
-            c.heat = (decayed(c, now_ms, half_life) + weight) as f32;
+            c.heat = (memo.decayed(c, now_ms) + weight) as f32;
             c.updated_ms = now_ms;
             if !in_streak(c, now_ms, gap) {
                 c.hot_since_ms = now_ms;
@@ -132,8 +166,8 @@ impl HeatTable {
         }
         let streak = now_ms
             .saturating_sub(c.hot_since_ms)
-            .max(MIN_CORRECTED_STREAK_MS) as f64;
-        heat / (1.0 - decay(streak, self.half_life_ms))
+            .max(MIN_CORRECTED_STREAK_MS);
+        heat / (1.0 - self.memo.borrow_mut().factor(streak))
     }
 
     /// Current heat of the granule holding `addr`.
@@ -148,6 +182,16 @@ impl HeatTable {
         self.cells
             .iter()
             .map(move |(&g, c)| (g * self.granule, c, self.decayed(c, now_ms)))
+    }
+
+    /// Iterates `(granule start address, cell)`, without computing heat.
+    pub fn cells(&self) -> impl Iterator<Item = (u64, &Cell)> + '_ {
+        self.cells.iter().map(move |(&g, c)| (g * self.granule, c))
+    }
+
+    /// `c`'s heat at `now_ms` as a rate estimate ([`HeatTable::rate_heat`]).
+    pub fn heat_of(&self, c: &Cell, now_ms: u32) -> f64 {
+        self.rate_heat(c, self.decayed(c, now_ms), now_ms)
     }
 
     pub fn cell_mut(&mut self, addr: u64) -> &mut Cell {
@@ -174,9 +218,9 @@ impl HeatTable {
 
     /// Forgets cold, never-placed granules so the table tracks only what matters.
     pub fn prune(&mut self, now_ms: u32, min_heat: f64) {
-        let hl = self.half_life_ms;
+        let memo = self.memo.get_mut();
         self.cells
-            .retain(|_, c| decayed(c, now_ms, hl) >= min_heat || c.node >= 0 || c.flags != 0);
+            .retain(|_, c| memo.decayed(c, now_ms) >= min_heat || c.node >= 0 || c.flags != 0);
     }
 
     /// Bytes per heat class.
@@ -274,6 +318,30 @@ mod tests {
 
     fn table() -> HeatTable {
         HeatTable::new(G, 1000, 4, 300)
+    }
+
+    #[test]
+    fn the_decay_memo_gives_exactly_the_computed_factor() {
+        let mut m = DecayMemo::new(1000.0);
+        // Intervals that share memo slots, in both orders, and repeats.
+        let dts = [
+            0,
+            1,
+            100,
+            1124,
+            100,
+            2148,
+            1,
+            1025,
+            999_999,
+            u32::MAX - 1,
+            0,
+        ];
+        for _ in 0..2 {
+            for &dt in &dts {
+                assert_eq!(m.factor(dt), decay(dt as f64, 1000.0), "dt {dt}");
+            }
+        }
     }
 
     #[test]

@@ -45,6 +45,24 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
     }
 }
 
+/// Whether a granule on a node of the lowest tier (never a resident the plan could
+/// demote) can be a promotion candidate under policy `p` at all: `tpp` and
+/// `lru-tiered` promote only data accessed within `recent_ms`, `static` everything,
+/// `off` nothing; under every policy, data a client hinted to the fast tier. The
+/// tiering loop leaves the others out of the policy's view: most of a large slow tier
+/// is cold, and computing their heat would cost more than the rest of the plan (see
+/// [`promote_score`]).
+pub fn may_promote(p: PolicyName, idle_ms: u64, flags: u8, k: &Knobs) -> bool {
+    if flags & (flags::PIN_FAST | flags::PREFETCH) != 0 {
+        return true;
+    }
+    match p {
+        PolicyName::Off => false,
+        PolicyName::Static => true,
+        PolicyName::Tpp | PolicyName::LruTiered => idle_ms <= k.recent_ms,
+    }
+}
+
 /// Order in which residents of an upper node give up their place: `Some(rank)`, lower
 /// first; `None` = never demoted by this policy.
 pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {

@@ -21,6 +21,7 @@ mod plan;
 #[cfg(test)]
 mod tests;
 
+pub use classify::may_promote;
 pub use plan::plan;
 
 use tierd_config::PolicyName;

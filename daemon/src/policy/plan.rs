@@ -5,8 +5,17 @@ use super::classify::{
 };
 use super::{Direction, GranuleView, Knobs, Move, NodeState, Plan, ProcInput};
 use crate::heat::flags;
+use std::cmp::Reverse;
 use std::collections::HashSet;
 use tierd_config::PolicyName;
+
+/// Sort keys, compared as integers (computed once per candidate, not per comparison):
+/// what fits (priority, hint, recency, heat), victims (priority, recency, rank), and
+/// promotions (priority, heat class, hot-streak length); each ends with the
+/// candidate's index, so the order is the stable order of the keys.
+type FitKey = (Reverse<i32>, bool, bool, Reverse<i64>, usize);
+type VictimKey = (i32, bool, i64, usize);
+type PromoteKey = (Reverse<i32>, Reverse<i64>, u64, usize);
 
 struct Cand<'a> {
     pid: i32,
@@ -65,57 +74,66 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         let pwm = k.promote_watermark.of(up.total_bytes);
         let resident_bytes: u64 = residents.iter().map(|c| c.g.bytes).sum();
         let capacity = (resident_bytes + up.free_bytes).saturating_sub(dwm);
-        let mut ranked: Vec<&Cand> = residents
-            .iter()
-            .chain(lower.iter().map(|(c, _)| c))
-            .collect();
-        // Residents rank with the hysteresis bonus: a candidate must be clearly
-        // hotter to displace one (no churn between equally warm granules).
-        let rank_heat = |c: &Cand| {
-            if c.g.node == up.id {
-                c.g.heat * k.hysteresis
+        // Candidates by index: residents first, then those below. Residents rank with
+        // the hysteresis bonus: a candidate must be clearly hotter to displace one (no
+        // churn between equally warm granules).
+        let nres = residents.len();
+        let cand = |i: usize| -> &Cand {
+            if i < nres {
+                &residents[i]
             } else {
-                c.g.heat
+                &lower[i - nres].0
             }
         };
-        ranked.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(wants_fast(b.g).cmp(&wants_fast(a.g)))
-                .then(recent(b.g, k).cmp(&recent(a.g, k)))
-                .then(rank_heat(b).total_cmp(&rank_heat(a)))
-        });
-        let mut fits: HashSet<(i32, u64)> = HashSet::new();
+        let mut ranked: Vec<FitKey> = (0..nres + lower.len())
+            .map(|i| {
+                let c = cand(i);
+                let heat = if i < nres {
+                    c.g.heat * k.hysteresis
+                } else {
+                    c.g.heat
+                };
+                (
+                    Reverse(c.priority),
+                    !wants_fast(c.g),
+                    !recent(c.g, k),
+                    Reverse(total_order(heat)),
+                    i,
+                )
+            })
+            .collect();
+        ranked.sort_unstable();
+        let mut fits = vec![false; ranked.len()];
         let mut used = 0u64;
         let mut threshold = 0.0;
         // Dead contents never fit: they are victims, demoted first when room is needed.
-        for c in ranked.into_iter().filter(|c| c.g.flags & flags::FREE == 0) {
+        for &(.., i) in &ranked {
+            let c = cand(i);
+            if c.g.flags & flags::FREE != 0 {
+                continue;
+            }
             if used + c.g.bytes > capacity {
                 threshold = c.g.heat;
                 break;
             }
             used += c.g.bytes;
-            fits.insert((c.pid, c.g.addr));
+            fits[i] = true;
         }
         out.thresholds.push((up.id, threshold));
 
         // Victims: residents outside the fitting set, lowest priority first, then those
         // not accessed recently, then coldest first.
-        let mut victims: Vec<(&Cand, f64)> = residents
+        let mut victims: Vec<(VictimKey, &Cand)> = residents
             .iter()
-            .filter(|c| {
-                !fits.contains(&(c.pid, c.g.addr))
-                    || demote_unconditionally(c.policy, c.g, up.tier, k)
+            .enumerate()
+            .filter(|(i, c)| !fits[*i] || demote_unconditionally(c.policy, c.g, up.tier, k))
+            .filter_map(|(i, c)| {
+                demote_rank(c.policy, c.g, k)
+                    .map(|r| ((c.priority, recent(c.g, k), total_order(r), i), c))
             })
-            .filter_map(|c| demote_rank(c.policy, c.g, k).map(|r| (c, r)))
             .collect();
-        victims.sort_by(|a, b| {
-            a.0.priority
-                .cmp(&b.0.priority)
-                .then(recent(a.0.g, k).cmp(&recent(b.0.g, k)))
-                .then(a.1.total_cmp(&b.1))
-        });
-        let mut victims = victims.into_iter().peekable();
+        victims.sort_unstable_by_key(|v| v.0);
+        let mut victims = victims.into_iter().map(|(_, c)| c).peekable();
 
         let mut free = up.free_bytes;
         let mut ctx = Demoter {
@@ -133,42 +151,48 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         }
         // TPP proactive demotion: restore the headroom before anything else.
         while free < dwm {
-            let Some((c, _)) = victims.next() else { break };
+            let Some(c) = victims.next() else { break };
             ctx.demote(c, &mut free, &mut out);
         }
 
         // Hot data below that does not fit: the node is contended.
         let contended = lower
             .iter()
-            .any(|(c, _)| !fits.contains(&(c.pid, c.g.addr)) && !wants_fast(c.g));
+            .enumerate()
+            .any(|(i, (c, _))| !fits[nres + i] && !wants_fast(c.g));
         // Promotions, best first; evict a colder victim (with hysteresis) when full.
-        let mut lower: Vec<(Cand, f64)> = lower
-            .into_iter()
-            .filter(|(c, _)| fits.contains(&(c.pid, c.g.addr)) || wants_fast(c.g))
-            .collect();
         // Hottest first at the resolution of a factor of two (sampled heat is no finer),
         // then the most recently become hot first: on a node that migration bandwidth
         // cannot keep up with, a page promoted early in its hot life serves more
         // accesses from the fast tier than one promoted late (TPP places new
         // allocations on the fast tier for the same reason: new data is hot data).
-        lower.sort_by(|a, b| {
-            b.0.priority
-                .cmp(&a.0.priority)
-                .then(heat_class(b.1).total_cmp(&heat_class(a.1)))
-                .then(a.0.g.hot_for_ms.cmp(&b.0.g.hot_for_ms))
-        });
-        for (c, _) in &lower {
+        let mut lower: Vec<(PromoteKey, &Cand)> = lower
+            .iter()
+            .enumerate()
+            .filter(|(i, (c, _))| fits[nres + i] || wants_fast(c.g))
+            .map(|(i, (c, score))| {
+                let key = (
+                    Reverse(c.priority),
+                    Reverse(total_order(heat_class(*score))),
+                    c.g.hot_for_ms,
+                    i,
+                );
+                (key, c)
+            })
+            .collect();
+        lower.sort_unstable_by_key(|l| l.0);
+        for &(_, c) in &lower {
             if promote_budget < c.g.bytes || ctx.moved.contains(&(c.pid, c.g.addr)) {
                 continue;
             }
             while free < pwm + c.g.bytes {
-                let Some((v, _)) = victims.peek() else { break };
+                let Some(v) = victims.peek() else { break };
                 // Victims are outside the fitting set, which already applied the
                 // hysteresis; only priority can still protect them.
                 if v.priority > c.priority {
                     break;
                 }
-                let (v, _) = victims.next().expect("peeked");
+                let v = victims.next().expect("peeked");
                 ctx.demote(v, &mut free, &mut out);
             }
             if free < pwm + c.g.bytes {
@@ -188,7 +212,7 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         }
         // Promotions may have eaten into the headroom: restore it now, not next tick.
         while free < dwm {
-            let Some((v, _)) = victims.next() else { break };
+            let Some(v) = victims.next() else { break };
             ctx.demote(v, &mut free, &mut out);
         }
         // Headroom ahead of need: data idle for `cold_age_ms` goes while free memory is
@@ -217,6 +241,12 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
     }
     out.moves.extend(promotions);
     out
+}
+
+/// `x` as an integer in the order of [`f64::total_cmp`].
+fn total_order(x: f64) -> i64 {
+    let b = x.to_bits() as i64;
+    b ^ ((((b >> 63) as u64) >> 1) as i64)
 }
 
 /// A promotion score rounded down to a power of two.

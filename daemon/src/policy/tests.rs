@@ -597,3 +597,50 @@ fn moving_hot_window_simulation() {
     assert!(frac >= 0.9, "hot window on fast for {frac:.3} of the time");
     assert!(moves <= 2 * ideal, "{moves} moves vs ideal {ideal}");
 }
+
+#[test]
+fn every_promotion_candidate_passes_the_view_filter() {
+    // The tiering loop leaves granules of the lowest tier out of the policy's view
+    // unless `may_promote` holds: it must hold for every granule `promote_score`
+    // would take, under every policy.
+    let k = knobs();
+    let policies = [
+        PolicyName::Tpp,
+        PolicyName::LruTiered,
+        PolicyName::Static,
+        PolicyName::Off,
+    ];
+    let times = [0, 1, 50, 100, 299, 300, 301, 1000, 5000, u64::MAX];
+    let flag_sets = [
+        0,
+        flags::PIN_FAST,
+        flags::PREFETCH,
+        flags::COLD,
+        flags::FREE,
+        flags::STUCK,
+        flags::PREFETCH | flags::FREE,
+    ];
+    let mut candidates = 0;
+    for p in policies {
+        for &idle_ms in &times {
+            for &hot_for_ms in &times {
+                for &since_move_ms in &times {
+                    for &f in &flag_sets {
+                        let g = GranuleView {
+                            idle_ms,
+                            hot_for_ms,
+                            since_move_ms,
+                            flags: f,
+                            ..hot(0, 1, 1.0)
+                        };
+                        if classify::promote_score(p, &g, 1, &k).is_some() {
+                            candidates += 1;
+                            assert!(may_promote(p, idle_ms, f, &k), "{p:?} would promote {g:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(candidates > 0);
+}

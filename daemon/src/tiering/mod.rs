@@ -5,12 +5,14 @@
 //! heat tables and runs one rate-controller step. Every `policy.interval_ms` it
 //! refreshes placement (a scan per process about once a second; every 5 s in
 //! monitor-only mode) and, in tiering mode, builds the policy's view, plans, and hands
-//! the plan to the migration worker thread (`worker.rs`) when the worker is idle, so
-//! the loop never blocks on migration. When the worker finishes a plan it wakes the
-//! loop, which drains and plans again at once (at most every [`MIN_REPLAN`]): migration
-//! bandwidth is the scarce resource, so the worker should not sit idle until the next
-//! policy tick.
+//! the plan to the migration worker thread (`worker.rs`), so the loop never blocks on
+//! migration. A plan sent while the worker runs one supersedes it at the worker's next
+//! step: newly hot data waits one policy period, not for a plan made on older heat.
+//! When the worker runs out of plans it wakes the loop, which drains and plans again
+//! at once (at most every [`MIN_REPLAN`]): migration bandwidth is the scarce resource,
+//! so the worker should not sit idle until the next policy tick.
 
+mod costs;
 mod scan;
 mod worker;
 
@@ -19,8 +21,9 @@ use crate::policy::{self, GranuleView, Knobs, NodeState, ProcInput};
 use crate::sampling::{AccessSample, SamplingSet};
 use crate::state::{Daemon, Mode};
 use anyhow::Context;
+use costs::Costs;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,17 +42,16 @@ const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
     let (tx, rx) = crossbeam_channel::bounded::<worker::Batch>(1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let busy = Arc::new(AtomicBool::new(false));
     let throughput = Arc::new(AtomicU64::new(0));
-    let (d, b, t) = (daemon.clone(), busy.clone(), throughput.clone());
+    let (d, t) = (daemon.clone(), throughput.clone());
     std::thread::Builder::new()
         .name("tierd-migrate".into())
-        .spawn(move || worker::run(d, rx, b, t, done_tx))
+        .spawn(move || worker::run(d, rx, t, done_tx))
         .context("spawning the migration worker")?;
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("tierd-tiering".into())
-        .spawn(move || Loop::new(d, tx, done_rx, busy, throughput).run())
+        .spawn(move || Loop::new(d, tx, done_rx, throughput).run())
         .context("spawning the tiering loop")?;
     Ok(())
 }
@@ -59,7 +61,6 @@ struct Loop {
     tx: crossbeam_channel::Sender<worker::Batch>,
     /// The worker finished a plan.
     done: crossbeam_channel::Receiver<()>,
-    busy: Arc<AtomicBool>,
     /// Measured migration rate, bytes/s (0 until the first plan ran).
     throughput: Arc<AtomicU64>,
     sampling: SamplingSet,
@@ -68,6 +69,7 @@ struct Loop {
     last_snapshot: Instant,
     last_scan: HashMap<i32, Instant>,
     samples: Vec<AccessSample>,
+    costs: Costs,
 }
 
 impl Loop {
@@ -75,7 +77,6 @@ impl Loop {
         d: Arc<Daemon>,
         tx: crossbeam_channel::Sender<worker::Batch>,
         done: crossbeam_channel::Receiver<()>,
-        busy: Arc<AtomicBool>,
         throughput: Arc<AtomicU64>,
     ) -> Loop {
         let cfg = d.config();
@@ -85,13 +86,13 @@ impl Loop {
             d,
             tx,
             done,
-            busy,
             throughput,
             generation,
             last_policy: Instant::now(),
             last_snapshot: Instant::now(),
             last_scan: HashMap::new(),
             samples: Vec::new(),
+            costs: Costs::default(),
         }
     }
 
@@ -124,17 +125,22 @@ impl Loop {
                 self.sampling.set_config(&cfg.sampling);
                 self.generation = gen;
             }
+            let t = Instant::now();
             self.sample();
+            self.costs.sample += t.elapsed();
             let since = self.last_policy.elapsed();
             if since >= Duration::from_millis(cfg.policy.interval_ms)
                 || (replan && since >= MIN_REPLAN)
             {
                 self.last_policy = Instant::now();
+                let t = Instant::now();
                 self.refresh_placement();
+                self.costs.scan += t.elapsed();
                 if self.d.mode() == Mode::Tiering {
                     self.decide();
                 }
             }
+            self.costs.maybe_log();
         }
     }
 
@@ -166,7 +172,10 @@ impl Loop {
             .collect();
         self.sampling.sync_targets(&sampled);
         self.samples.clear();
+        let t = Instant::now();
         self.sampling.drain(&mut self.samples);
+        self.costs.drain += t.elapsed();
+        let t = Instant::now();
         let snapshot = self.last_snapshot.elapsed() >= SNAPSHOT_PERIOD;
         let mut managed_bytes = 0u64;
         {
@@ -191,6 +200,7 @@ impl Loop {
                 }
             }
         }
+        self.costs.record += t.elapsed();
         if snapshot {
             self.last_snapshot = Instant::now();
         }
@@ -199,7 +209,7 @@ impl Loop {
     }
 
     /// Re-reads placement of processes whose scan is due (also in monitor-only mode:
-    /// status and metrics report it). Skipped while a plan is being executed.
+    /// status and metrics report it), while the worker migrates too.
     fn refresh_placement(&mut self) {
         let d = self.d.clone();
         let topo = d.topology();
@@ -213,20 +223,19 @@ impl Loop {
                 .last_scan
                 .get(&p.pid)
                 .is_none_or(|t| t.elapsed() >= period);
-            if !due || self.busy.load(Ordering::Acquire) {
+            if !due {
                 continue;
             }
             self.last_scan.insert(p.pid, Instant::now());
-            let res = d.with_heat(p.pid, |t| {
-                let now = t.now_ms(Instant::now());
-                scan::scan(
-                    p.pid,
-                    t,
-                    d.engine.mover().as_ref(),
-                    &topo,
-                    now,
-                    2 * period.as_millis() as u32,
-                )
+            // The query runs without the heat lock (it is the slow part); the worker
+            // may move pages meanwhile, which `scan::apply` allows for.
+            let (granule, started) =
+                d.with_heat(p.pid, |t| (t.granule(), t.now_ms(Instant::now())));
+            let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started).map(|q| {
+                d.with_heat(p.pid, |t| {
+                    let now = t.now_ms(Instant::now());
+                    scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)
+                })
             });
             match res {
                 Ok(r) => {
@@ -248,15 +257,28 @@ impl Loop {
         }
     }
 
-    /// Plans from the heat tables and hands the plan to the worker when it is idle.
+    /// Plans from the heat tables and hands the plan to the worker (superseding the one
+    /// it runs, if any) unless the worker has not taken the last one yet.
     fn decide(&mut self) {
         let d = self.d.clone();
         let cfg = d.config();
         let topo = d.topology();
         let procs = d.registry.all();
-        if self.busy.load(Ordering::Acquire) {
-            return;
+        if self.tx.is_full() {
+            return; // the worker has not taken the last plan yet
         }
+        let t = Instant::now();
+        let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
+        let recent_ms = crate::state::streak_gap_ms(&cfg);
+        // Nodes whose granules are residents the plan may demote; on the others (the
+        // lowest tier) only promotion candidates matter to it.
+        let uppers: Vec<u32> = topo
+            .nodes
+            .iter()
+            .filter(|n| topo.demotion_target(n.id).is_some())
+            .map(|n| n.id)
+            .collect();
+        let k = Knobs { recent_ms, ..base };
         let inputs: Vec<ProcInput> = {
             let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
             procs
@@ -266,7 +288,10 @@ impl Loop {
                         pid: p.pid,
                         policy: p.policy,
                         priority: p.priority,
-                        granules: views(t),
+                        granules: views(t, |node, idle_ms, flags| {
+                            uppers.contains(&node)
+                                || policy::may_promote(p.policy, idle_ms, flags, &k)
+                        }),
                     })
                 })
                 .collect()
@@ -286,19 +311,21 @@ impl Loop {
         // Size the plan to `plan_horizon_ms` of migration at the measured rate, so the
         // next plan sees fresh heat instead of executing a stale one for many seconds.
         // Half of it each way: on a full node every promotion comes with a demotion.
-        let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
         // Before the first plan ran the rate is unknown: start at the floor.
         let cap = (self.throughput.load(Ordering::Relaxed) as f64
             * cfg.policy.plan_horizon_ms as f64
             / 2000.0) as u64;
         let cap = cap.max(PLAN_FLOOR_BYTES);
         let knobs = Knobs {
-            recent_ms: crate::state::streak_gap_ms(&cfg),
             promote_budget_bytes: base.promote_budget_bytes.min(cap),
             demote_budget_bytes: base.demote_budget_bytes.min(cap),
-            ..base
+            ..k
         };
+        self.costs.views += t.elapsed();
+        let t = Instant::now();
         let plan = policy::plan(&inputs, &nodes, &knobs);
+        self.costs.plan += t.elapsed();
+        self.costs.plans += 1;
         tracing::debug!(
             granules = inputs.iter().map(|p| p.granules.len()).sum::<usize>(),
             promote = plan.moves.iter().filter(|m| m.dir == policy::Direction::Promote).count(),
@@ -313,49 +340,51 @@ impl Loop {
             .iter()
             .map(|n| (n.id, cfg.policy.promote_watermark.of(n.total_bytes)))
             .collect();
-        self.busy.store(true, Ordering::Release);
         let batch = worker::Batch {
             moves: plan.moves,
             promote_floor,
             pingpong_window_ms: cfg.policy.pingpong_window_ms as u32,
         };
+        // A plan sent while the worker runs one supersedes it at the worker's next step.
         if self.tx.try_send(batch).is_err() {
-            self.busy.store(false, Ordering::Release);
+            tracing::debug!("the migration worker is gone: plan dropped");
         }
     }
 }
 
-/// The policy's view of a heat table: granules of known placement.
-fn views(t: &HeatTable) -> Vec<GranuleView> {
+/// The policy's view of a heat table: granules of known placement for which
+/// `keep(node, idle_ms, flags)` holds (their heat is computed only then).
+fn views(t: &HeatTable, keep: impl Fn(u32, u64, u8) -> bool) -> Vec<GranuleView> {
     let now = t.now_ms(Instant::now());
     let g = t.granule();
-    t.iter(now)
-        .filter(|(_, c, _)| c.node >= 0)
-        .map(|(addr, c, heat)| {
+    let since = |ms: u32| now.saturating_sub(ms) as u64;
+    t.cells()
+        .filter_map(|(addr, c)| {
             let accessed = c.hot_since_ms != u32::MAX;
-            GranuleView {
+            let idle_ms = if accessed {
+                since(c.last_access_ms)
+            } else {
+                u64::MAX
+            };
+            let flags = c.flags & !flags::CLIENT;
+            if c.node < 0 || !keep(c.node as u32, idle_ms, flags) {
+                return None;
+            }
+            Some(GranuleView {
                 addr,
                 bytes: g,
-                heat: t.rate_heat(c, heat, now),
+                heat: t.heat_of(c, now),
                 node: c.node as u32,
-                hot_for_ms: if accessed {
-                    now.saturating_sub(c.hot_since_ms) as u64
-                } else {
-                    0
-                },
-                idle_ms: if accessed {
-                    now.saturating_sub(c.last_access_ms) as u64
-                } else {
-                    u64::MAX
-                },
+                hot_for_ms: if accessed { since(c.hot_since_ms) } else { 0 },
+                idle_ms,
                 since_move_ms: if c.last_move_ms == 0 {
                     u64::MAX
                 } else {
-                    now.saturating_sub(c.last_move_ms) as u64
+                    since(c.last_move_ms)
                 },
                 moves: c.moves,
-                flags: c.flags & !flags::CLIENT,
-            }
+                flags,
+            })
         })
         .collect()
 }

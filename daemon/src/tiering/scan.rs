@@ -2,9 +2,10 @@
 //!
 //! Called by the tiering loop about once a second per process (and right after a
 //! process becomes managed): reads the process's mappings, queries the node of the
-//! first page of every granule with `move_pages(nodes=NULL)` and records it in the heat
-//! table. A node that changed although tierd did not move the granule means someone
-//! else (the kernel's own tiering) moves this process's pages.
+//! first page of every granule with `move_pages(nodes=NULL)` ([`query`], no lock held)
+//! and records it in the heat table ([`apply`]). A node that changed although tierd
+//! did not move the granule means someone else (the kernel's own tiering) moves this
+//! process's pages.
 
 use crate::heat::HeatTable;
 use crate::migrate::maps::migratable_ranges;
@@ -20,18 +21,26 @@ pub struct ScanResult {
     pub foreign_moves: u64,
 }
 
-/// Scans `pid` into `table`; `recent_move_ms`: granules tierd moved more recently than
-/// this are not counted as foreign moves.
-pub fn scan(
+/// Where each granule of a process was, read without the heat table (the `move_pages`
+/// query costs tens of ms per GiB under emulation; the table's lock is not held
+/// meanwhile, so hint appliers and the migration worker do not wait for it).
+pub struct Placement {
+    granule: u64,
+    /// When the query started, in the table's clock.
+    started_ms: u32,
+    addrs: Vec<u64>,
+    status: Vec<i32>,
+}
+
+/// Queries the node of the first page of every `granule` of `pid`'s mappings.
+pub fn query(
     pid: i32,
-    table: &mut HeatTable,
+    granule: u64,
     mover: &dyn Mover,
-    topo: &Topology,
-    now_ms: u32,
-    recent_move_ms: u32,
-) -> Result<ScanResult, String> {
+    started_ms: u32,
+) -> Result<Placement, String> {
     let ranges = migratable_ranges(pid, None).map_err(|e| e.to_string())?;
-    let g = table.granule();
+    let g = granule;
     let mut addrs = Vec::new();
     for r in &ranges {
         let mut a = r.start.div_ceil(g) * g;
@@ -48,9 +57,34 @@ pub fn scan(
     for (chunk, st) in addrs.chunks(8192).zip(status.chunks_mut(8192)) {
         mover.query(pid, chunk, st).map_err(|e| e.to_string())?;
     }
+    Ok(Placement {
+        granule,
+        started_ms,
+        addrs,
+        status,
+    })
+}
+
+/// Records a [`query`]'s result in `table`; `recent_move_ms`: granules tierd moved
+/// more recently than this are not counted as foreign moves. A granule tierd moved
+/// after the query started keeps the node the move recorded (the query may have seen
+/// it before the move).
+pub fn apply(
+    p: &Placement,
+    table: &mut HeatTable,
+    topo: &Topology,
+    now_ms: u32,
+    recent_move_ms: u32,
+) -> ScanResult {
+    let g = table.granule();
+    if g != p.granule {
+        // The granule changed meanwhile (a reload): the next scan will do.
+        return ScanResult::default();
+    }
     let mut res = ScanResult::default();
-    let mut mapped = std::collections::HashSet::with_capacity(addrs.len());
-    for (&a, &s) in addrs.iter().zip(&status) {
+    let mut mapped: foldhash::HashSet<u64> = foldhash::HashSet::default();
+    mapped.reserve(p.addrs.len());
+    for (&a, &s) in p.addrs.iter().zip(&p.status) {
         // Two mappings can share a granule (a VMA boundary inside it): the first one
         // seen speaks for the granule, or its node would flip between them.
         if !mapped.insert(a / g) {
@@ -59,8 +93,12 @@ pub fn scan(
         if s < 0 {
             continue; // not present (never touched) or not movable
         }
-        let node = s as u32;
         let c = table.cell_mut(a);
+        let node = if c.node >= 0 && c.last_move_ms != 0 && c.last_move_ms >= p.started_ms {
+            c.node as u32 // moved by tierd after the query read it
+        } else {
+            s as u32
+        };
         if c.node >= 0
             && c.node as u32 != node
             && now_ms.saturating_sub(c.last_move_ms) > recent_move_ms
@@ -74,5 +112,74 @@ pub fn scan(
         }
     }
     table.retain(|a| mapped.contains(&(a / g)));
-    Ok(res)
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{apply, Placement};
+    use crate::heat::HeatTable;
+    use crate::topology::{Node, Perf, Topology};
+
+    const G: u64 = 64 << 10;
+
+    fn topo() -> Topology {
+        let node = |id: u32, tier: u32| Node {
+            id,
+            cpus: Vec::new(),
+            total_bytes: 1 << 30,
+            free_bytes: 1 << 29,
+            kernel_tier: None,
+            tier,
+            perf: Perf::default(),
+            distances: vec![10, 20],
+        };
+        Topology {
+            nodes: vec![node(0, 0), node(1, 1)],
+            all_ids: vec![0, 1],
+        }
+    }
+
+    #[test]
+    fn a_scan_does_not_undo_a_move_made_while_it_queried() {
+        let mut t = HeatTable::new(G, 1000, 4, 300);
+        // Granule 0: moved by the worker to node 0 at 150 ms, after the query (started
+        // at 100 ms) saw it on node 1. Granule 1: moved at 50 ms, before the query,
+        // and since moved by someone else to node 1. Granule 2: new to the table.
+        t.cell_mut(0).node = 0;
+        t.cell_mut(0).last_move_ms = 150;
+        t.cell_mut(G).node = 0;
+        t.cell_mut(G).last_move_ms = 50;
+        let p = Placement {
+            granule: G,
+            started_ms: 100,
+            addrs: vec![0, G, 2 * G, 3 * G],
+            status: vec![1, 1, 1, -libc::ENOENT],
+        };
+        let r = apply(&p, &mut t, &topo(), 5000, 2000);
+        assert_eq!(t.cell(0).unwrap().node, 0, "the worker's move stands");
+        assert_eq!(
+            t.cell(G).unwrap().node,
+            1,
+            "the query is newer than that move"
+        );
+        assert_eq!(t.cell(2 * G).unwrap().node, 1);
+        assert!(t.cell(3 * G).is_none(), "not present: not tracked");
+        assert_eq!(r.foreign_moves, 1);
+        assert_eq!((r.fast_bytes, r.slow_bytes), (G, 2 * G));
+    }
+
+    #[test]
+    fn a_scan_made_with_another_granule_changes_nothing() {
+        let mut t = HeatTable::new(G, 1000, 4, 300);
+        t.cell_mut(0).node = 0;
+        let p = Placement {
+            granule: 2 * G,
+            started_ms: 0,
+            addrs: vec![0],
+            status: vec![1],
+        };
+        assert_eq!(apply(&p, &mut t, &topo(), 10, 2000), Default::default());
+        assert_eq!(t.cell(0).unwrap().node, 0);
+    }
 }

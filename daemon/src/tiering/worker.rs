@@ -1,18 +1,19 @@
 //! The migration worker: executes a plan off the tiering loop's thread.
 //!
-//! Receives the policy's moves over a bounded crossbeam channel (one plan in flight:
-//! the loop does not plan again until the worker is idle), runs demotions and
+//! Receives the policy's moves over a bounded crossbeam channel, runs demotions and
 //! promotions in two lanes at once (see [`execute`]), in steps of one job per
 //! (process, destination) through the migration engine, and writes the outcome back:
 //! each moved granule's node, move time and ping-pong count in the heat table,
-//! promoted/demoted counters and rates in the registry.
+//! promoted/demoted counters and rates in the registry. The loop plans again every
+//! `policy.interval_ms` while a plan runs; a newer plan waiting in the channel
+//! supersedes the running one at its next step (see [`Lanes::superseded`]).
 
 use crate::heat::flags;
 use crate::migrate::engine::Job;
 use crate::policy::{Direction, Move};
 use crate::state::Daemon;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
@@ -25,18 +26,16 @@ pub struct Batch {
     pub pingpong_window_ms: u32,
 }
 
-/// Runs plans until the channel closes. `throughput` gets the measured migration rate
-/// (bytes/s, smoothed) so the loop can size plans to about a second of work; `done`
-/// wakes the loop after each plan.
+/// Runs plans until the channel closes. `throughput` gets the measured migration rate (bytes/s, smoothed) so the loop can
+/// size plans; `done` wakes the loop when the worker runs out of plans.
 pub fn run(
     d: Arc<Daemon>,
     rx: crossbeam_channel::Receiver<Batch>,
-    busy: Arc<AtomicBool>,
     throughput: Arc<AtomicU64>,
     done: crossbeam_channel::Sender<()>,
 ) {
-    for batch in rx {
-        let (bytes, secs) = execute(&d, batch);
+    while let Ok(batch) = rx.recv() {
+        let (bytes, secs) = execute(&d, batch, &rx);
         if bytes > 0 {
             let now = bytes as f64 / secs;
             let old = throughput.load(Ordering::Relaxed) as f64;
@@ -47,9 +46,10 @@ pub fn run(
             };
             throughput.store(ema as u64, Ordering::Relaxed);
         }
-        busy.store(false, Ordering::Release);
-        // Wake the loop to plan the next batch (a wake-up already pending will do).
-        let _ = done.try_send(());
+        if rx.is_empty() {
+            // Wake the loop to plan the next batch (a wake-up already pending will do).
+            let _ = done.try_send(());
+        }
     }
 }
 
@@ -71,66 +71,57 @@ fn merge(mut addrs: Vec<(u64, u64)>) -> Vec<AddrRange> {
 /// Migration work per step of a plan's schedule (see [`execute`]).
 const STEP_BYTES: u64 = 4 << 20;
 
-/// Executes one plan; returns (bytes moved, seconds taken).
-///
-/// The plan lists demotions, then promotions best first. They run in two lanes at
-/// once, each in steps of [`STEP_BYTES`]: demotions on a scoped `tierd-demote` thread,
-/// promotions on this one. A promotion step starts as soon as its destination has room
-/// for it above the promotion floor (or every demotion is done), so the best promotion
-/// of a plan full of demotions waits for one demotion step, not for all of them, and
-/// the two directions share the machine's CPUs as the kernel's own movers do (TPP:
-/// kswapd demotes while faulting tasks promote). Page migration is CPU work (unmap,
-/// copy, remap): with one lane per direction both directions can run on two CPUs.
-fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
-    let started = Instant::now();
-    let (dem, prom): (Vec<&Move>, Vec<&Move>) =
-        batch.moves.iter().partition(|m| m.dir == Direction::Demote);
-    let mut pages: BTreeMap<(i32, u8), u64> = BTreeMap::new();
-    let demoting = Demoting::new(dem.is_empty());
-    let demote = || {
-        // Marks the lane done however it ends (a panic too), so the promotion lane
-        // never waits for demotions that will not come.
-        let _done = LaneDone(&demoting);
-        let mut pages = BTreeMap::new();
-        for step in steps(&dem) {
-            run_step(d, &batch, step, false, &mut pages);
-            demoting.stepped(false);
-        }
+/// Moved pages per (process, 1 = promotion / 0 = demotion).
+type Pages = BTreeMap<(i32, u8), u64>;
+
+/// What the two lanes need from the outside world: narrow, so the schedule is testable
+/// without moving pages.
+trait Lanes: Sync {
+    /// Runs one step (moves of one direction); returns the pages it moved.
+    fn step(&self, step: &[&Move], promote: bool) -> Pages;
+    /// Whether node `to` has room for a promotion step above its promotion floor.
+    fn room(&self, to: u32) -> bool;
+    /// A newer plan is waiting: stop after the step in progress.
+    fn superseded(&self) -> bool;
+}
+
+/// The worker's [`Lanes`]: the migration engine, the nodes' free memory, the channel.
+struct Engine<'a> {
+    d: &'a Daemon,
+    batch: &'a Batch,
+    rx: &'a crossbeam_channel::Receiver<Batch>,
+}
+
+impl Lanes for Engine<'_> {
+    fn step(&self, step: &[&Move], promote: bool) -> Pages {
+        let mut pages = Pages::new();
+        run_step(self.d, self.batch, step, promote, &mut pages);
         pages
+    }
+
+    fn room(&self, to: u32) -> bool {
+        let floor = self.batch.promote_floor.get(&to).copied().unwrap_or(0);
+        self.d
+            .topo_src
+            .free_bytes(to)
+            .is_ok_and(|free| free >= floor.saturating_add(STEP_BYTES))
+    }
+
+    fn superseded(&self) -> bool {
+        !self.rx.is_empty()
+    }
+}
+
+/// Executes one plan, or its head until a newer plan supersedes it; returns (bytes
+/// moved, seconds taken).
+fn execute(d: &Daemon, batch: Batch, rx: &crossbeam_channel::Receiver<Batch>) -> (u64, f64) {
+    let started = Instant::now();
+    let lanes = Engine {
+        d,
+        batch: &batch,
+        rx,
     };
-    std::thread::scope(|s| {
-        let lane = if dem.is_empty() {
-            None
-        } else {
-            match std::thread::Builder::new()
-                .name("tierd-demote".into())
-                .spawn_scoped(s, demote)
-            {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no demotion thread: demoting before promoting");
-                    add_pages(&mut pages, demote());
-                    None
-                }
-            }
-        };
-        for step in steps(&prom) {
-            let to = step[0].to;
-            let floor = batch.promote_floor.get(&to).copied().unwrap_or(0);
-            demoting.wait_for_room(|| {
-                d.topo_src
-                    .free_bytes(to)
-                    .is_ok_and(|free| free >= floor.saturating_add(STEP_BYTES))
-            });
-            run_step(d, &batch, step, true, &mut pages);
-        }
-        if let Some(h) = lane {
-            match h.join() {
-                Ok(dem_pages) => add_pages(&mut pages, dem_pages),
-                Err(_) => tracing::error!("the demotion thread panicked"),
-            }
-        }
-    });
+    let (pages, superseded) = run_lanes(&lanes, &batch.moves);
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     let mut moved = [0u64; 2]; // [demoted, promoted] pages
     for (&(_, dir), &n) in &pages {
@@ -140,6 +131,7 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
         moves = batch.moves.len(),
         promoted_pages = moved[1],
         demoted_pages = moved[0],
+        superseded,
         secs,
         "plan executed"
     );
@@ -153,8 +145,83 @@ fn execute(d: &Daemon, batch: Batch) -> (u64, f64) {
     (pages.values().sum::<u64>() * d.engine.page_size(), secs)
 }
 
+/// Runs a plan's moves in two lanes; returns the pages moved and whether a newer plan
+/// cut it short.
+///
+/// The plan lists demotions, then promotions best first. They run in two lanes at
+/// once, each in steps of [`STEP_BYTES`]: demotions on a scoped `tierd-demote` thread,
+/// promotions on this one. A promotion step starts as soon as its destination has room
+/// for it above the promotion floor (or every demotion is done), so the best promotion
+/// of a plan full of demotions waits for one demotion step, not for all of them, and
+/// the two directions share the machine's CPUs as the kernel's own movers do (TPP:
+/// kswapd demotes while faulting tasks promote). Page migration is CPU work (unmap,
+/// copy, remap): with one lane per direction both directions can run on two CPUs.
+///
+/// Before each step both lanes ask whether a newer plan waits; if so they stop, so
+/// newly hot data waits at most one step plus one planning period for the worker,
+/// not for the rest of a plan made on older heat.
+fn run_lanes(lanes: &impl Lanes, moves: &[Move]) -> (Pages, bool) {
+    let (dem, prom): (Vec<&Move>, Vec<&Move>) =
+        moves.iter().partition(|m| m.dir == Direction::Demote);
+    let mut pages = Pages::new();
+    let mut cut = false;
+    let demoting = Demoting::new(dem.is_empty());
+    let demote = || {
+        // Marks the lane done however it ends (a panic too), so the promotion lane
+        // never waits for demotions that will not come.
+        let _done = LaneDone(&demoting);
+        let mut pages = Pages::new();
+        for step in steps(&dem) {
+            if lanes.superseded() {
+                return (pages, true);
+            }
+            add_pages(&mut pages, lanes.step(step, false));
+            demoting.stepped(false);
+        }
+        (pages, false)
+    };
+    std::thread::scope(|s| {
+        let lane = if dem.is_empty() {
+            None
+        } else {
+            match std::thread::Builder::new()
+                .name("tierd-demote".into())
+                .spawn_scoped(s, demote)
+            {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no demotion thread: demoting before promoting");
+                    let (p, c) = demote();
+                    add_pages(&mut pages, p);
+                    cut |= c;
+                    None
+                }
+            }
+        };
+        for step in steps(&prom) {
+            let to = step[0].to;
+            demoting.wait_for_room(|| lanes.superseded() || lanes.room(to));
+            if lanes.superseded() {
+                cut = true;
+                break;
+            }
+            add_pages(&mut pages, lanes.step(step, true));
+        }
+        if let Some(h) = lane {
+            match h.join() {
+                Ok((p, c)) => {
+                    add_pages(&mut pages, p);
+                    cut |= c;
+                }
+                Err(_) => tracing::error!("the demotion thread panicked"),
+            }
+        }
+    });
+    (pages, cut)
+}
+
 /// Adds one lane's moved-page counts to another's.
-fn add_pages(into: &mut BTreeMap<(i32, u8), u64>, from: BTreeMap<(i32, u8), u64>) {
+fn add_pages(into: &mut Pages, from: Pages) {
     for (k, n) in from {
         *into.entry(k).or_default() += n;
     }
@@ -262,13 +329,7 @@ fn step_len(queue: &[&Move]) -> usize {
 
 /// Runs one step: one migration job per (process, destination); `pages` counts what
 /// moved per (process, 1 = promotion / 0 = demotion).
-fn run_step(
-    d: &Daemon,
-    batch: &Batch,
-    step: &[&Move],
-    promote: bool,
-    pages: &mut BTreeMap<(i32, u8), u64>,
-) {
+fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mut Pages) {
     let mut groups: BTreeMap<(i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
     for m in step {
         groups
@@ -350,10 +411,10 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u3
 
 #[cfg(test)]
 mod tests {
-    use super::{step_len, steps, Demoting, LaneDone, STEP_BYTES};
+    use super::{run_lanes, step_len, steps, Demoting, LaneDone, Lanes, Pages, STEP_BYTES};
     use crate::policy::{Direction, Move};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     /// Runs `wait_for_room` on a thread; returns a receiver that gets `()` when it
@@ -423,6 +484,93 @@ mod tests {
         .join();
         assert!(panicked.is_err());
         done.recv_timeout(long).unwrap();
+    }
+
+    /// A [`Lanes`] that moves nothing: logs each step, moves one page per move, and
+    /// reports a newer plan once `cut_after` steps have run.
+    struct Fake {
+        log: Mutex<Vec<(bool, Vec<u64>)>>,
+        ran: AtomicUsize,
+        cut_after: usize,
+    }
+
+    impl Lanes for Fake {
+        fn step(&self, step: &[&Move], promote: bool) -> Pages {
+            self.log
+                .lock()
+                .unwrap()
+                .push((promote, step.iter().map(|m| m.addr).collect()));
+            self.ran.fetch_add(1, Ordering::SeqCst);
+            let mut p = Pages::new();
+            p.insert((1, promote as u8), step.len() as u64);
+            p
+        }
+        fn room(&self, _to: u32) -> bool {
+            true
+        }
+        fn superseded(&self) -> bool {
+            self.ran.load(Ordering::SeqCst) >= self.cut_after
+        }
+    }
+
+    fn plan(n: u64) -> Vec<Move> {
+        (0..n)
+            .map(|i| Move {
+                pid: 1,
+                addr: i,
+                bytes: STEP_BYTES / 2,
+                from: if i % 2 == 0 { 0 } else { 1 },
+                to: if i % 2 == 0 { 1 } else { 0 },
+                dir: if i % 2 == 0 {
+                    Direction::Demote
+                } else {
+                    Direction::Promote
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lanes_run_every_step_of_a_plan_in_order() {
+        let fake = Fake {
+            log: Mutex::new(Vec::new()),
+            ran: AtomicUsize::new(0),
+            cut_after: usize::MAX,
+        };
+        let (pages, cut) = run_lanes(&fake, &plan(12));
+        assert!(!cut);
+        assert_eq!(pages.get(&(1, 0)), Some(&6));
+        assert_eq!(pages.get(&(1, 1)), Some(&6));
+        let log = fake.log.into_inner().unwrap();
+        let lane = |promote: bool| -> Vec<Vec<u64>> {
+            log.iter()
+                .filter(|(p, _)| *p == promote)
+                .map(|(_, a)| a.clone())
+                .collect()
+        };
+        assert_eq!(lane(false), vec![vec![0, 2], vec![4, 6], vec![8, 10]]);
+        assert_eq!(lane(true), vec![vec![1, 3], vec![5, 7], vec![9, 11]]);
+    }
+
+    #[test]
+    fn a_newer_plan_stops_both_lanes_at_their_next_step() {
+        for cut_after in [0, 1, 3] {
+            let fake = Fake {
+                log: Mutex::new(Vec::new()),
+                ran: AtomicUsize::new(0),
+                cut_after,
+            };
+            let (pages, cut) = run_lanes(&fake, &plan(40));
+            assert!(cut, "cut after {cut_after}");
+            let ran = fake.ran.load(Ordering::SeqCst);
+            // Each lane may finish the step it started before the cut, no more.
+            assert!(
+                ran >= cut_after && ran <= cut_after + 2,
+                "cut after {cut_after}: {ran} steps ran"
+            );
+            let moved: u64 = pages.values().sum();
+            assert_eq!(moved, 2 * ran as u64, "pages of the steps that ran");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The migration worker: executes a plan off the tiering loop's thread.
 //!
 //! Receives the policy's moves over a bounded crossbeam channel, runs demotions and
-//! promotions in two lanes at once (see [`execute`]), in steps of one job per
+//! promotions in two lanes at once (see [`run_lanes`]), in steps of one job per
 //! (process, destination) through the migration engine, and writes the outcome back:
 //! each moved granule's node, move time and ping-pong count in the heat table,
 //! promoted/demoted counters and rates in the registry. The loop plans again every
@@ -13,7 +13,7 @@ use crate::migrate::engine::Job;
 use crate::policy::{Direction, Move};
 use crate::state::Daemon;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
@@ -26,8 +26,9 @@ pub struct Batch {
     pub pingpong_window_ms: u32,
 }
 
-/// Runs plans until the channel closes. `throughput` gets the measured migration rate (bytes/s, smoothed) so the loop can
-/// size plans; `done` wakes the loop when the worker runs out of plans.
+/// Runs plans until the channel closes. `throughput` gets the measured migration rate
+/// (bytes/s, smoothed) so the loop can size plans; `done` wakes the loop when the
+/// worker runs out of plans.
 pub fn run(
     d: Arc<Daemon>,
     rx: crossbeam_channel::Receiver<Batch>,
@@ -68,7 +69,7 @@ fn merge(mut addrs: Vec<(u64, u64)>) -> Vec<AddrRange> {
     out
 }
 
-/// Migration work per step of a plan's schedule (see [`execute`]).
+/// Migration work per step of a plan's schedule (see [`run_lanes`]).
 const STEP_BYTES: u64 = 4 << 20;
 
 /// Moved pages per (process, 1 = promotion / 0 = demotion).
@@ -149,13 +150,15 @@ fn execute(d: &Daemon, batch: Batch, rx: &crossbeam_channel::Receiver<Batch>) ->
 /// cut it short.
 ///
 /// The plan lists demotions, then promotions best first. They run in two lanes at
-/// once, each in steps of [`STEP_BYTES`]: demotions on a scoped `tierd-demote` thread,
-/// promotions on this one. A promotion step starts as soon as its destination has room
-/// for it above the promotion floor (or every demotion is done), so the best promotion
-/// of a plan full of demotions waits for one demotion step, not for all of them, and
-/// the two directions share the machine's CPUs as the kernel's own movers do (TPP:
-/// kswapd demotes while faulting tasks promote). Page migration is CPU work (unmap,
-/// copy, remap): with one lane per direction both directions can run on two CPUs.
+/// once, each in steps of [`STEP_BYTES`]: a scoped `tierd-migrate2` thread runs the
+/// demotions, then joins this one in taking promotion steps, best first, from a shared
+/// cursor. A promotion step starts as soon as its destination has room for it above
+/// the promotion floor (or every demotion is done), so the best promotion of a plan
+/// full of demotions waits for one demotion step, not for all of them, and the two
+/// directions share the machine's CPUs as the kernel's own movers do (TPP: kswapd
+/// demotes while faulting tasks promote). Page migration is CPU work (unmap, copy,
+/// remap): with two lanes it runs on two CPUs, also when a plan only promotes (a
+/// node with room, or a hot set moving in after its demotions are done).
 ///
 /// Before each step both lanes ask whether a newer plan waits; if so they stop, so
 /// newly hot data waits at most one step plus one planning period for the worker,
@@ -163,61 +166,70 @@ fn execute(d: &Daemon, batch: Batch, rx: &crossbeam_channel::Receiver<Batch>) ->
 fn run_lanes(lanes: &impl Lanes, moves: &[Move]) -> (Pages, bool) {
     let (dem, prom): (Vec<&Move>, Vec<&Move>) =
         moves.iter().partition(|m| m.dir == Direction::Demote);
-    let mut pages = Pages::new();
-    let mut cut = false;
+    let prom: Vec<&[&Move]> = steps(&prom).collect();
+    let next = AtomicUsize::new(0);
+    let cut = AtomicBool::new(false);
     let demoting = Demoting::new(dem.is_empty());
     let demote = || {
-        // Marks the lane done however it ends (a panic too), so the promotion lane
-        // never waits for demotions that will not come.
+        // Marks the demotions done however they end (a panic too), so promotion steps
+        // never wait for demotions that will not come.
         let _done = LaneDone(&demoting);
         let mut pages = Pages::new();
         for step in steps(&dem) {
             if lanes.superseded() {
-                return (pages, true);
+                cut.store(true, Ordering::Relaxed);
+                break;
             }
             add_pages(&mut pages, lanes.step(step, false));
             demoting.stepped(false);
         }
-        (pages, false)
+        pages
     };
-    std::thread::scope(|s| {
-        let lane = if dem.is_empty() {
-            None
-        } else {
-            match std::thread::Builder::new()
-                .name("tierd-demote".into())
-                .spawn_scoped(s, demote)
-            {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no demotion thread: demoting before promoting");
-                    let (p, c) = demote();
-                    add_pages(&mut pages, p);
-                    cut |= c;
-                    None
-                }
-            }
-        };
-        for step in steps(&prom) {
+    // Promotion steps, best first, taken from a shared cursor by whichever lane is free.
+    let promote = || {
+        let mut pages = Pages::new();
+        while let Some(step) = prom.get(next.fetch_add(1, Ordering::Relaxed)) {
             let to = step[0].to;
             demoting.wait_for_room(|| lanes.superseded() || lanes.room(to));
             if lanes.superseded() {
-                cut = true;
+                cut.store(true, Ordering::Relaxed);
                 break;
             }
             add_pages(&mut pages, lanes.step(step, true));
         }
+        pages
+    };
+    let second = || {
+        let mut pages = demote();
+        add_pages(&mut pages, promote());
+        pages
+    };
+    let mut pages = Pages::new();
+    std::thread::scope(|s| {
+        let lane = if dem.is_empty() && prom.len() < 2 {
+            None
+        } else {
+            match std::thread::Builder::new()
+                .name("tierd-migrate2".into())
+                .spawn_scoped(s, second)
+            {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no second migration lane: demoting before promoting");
+                    add_pages(&mut pages, demote());
+                    None
+                }
+            }
+        };
+        add_pages(&mut pages, promote());
         if let Some(h) = lane {
             match h.join() {
-                Ok((p, c)) => {
-                    add_pages(&mut pages, p);
-                    cut |= c;
-                }
-                Err(_) => tracing::error!("the demotion thread panicked"),
+                Ok(p) => add_pages(&mut pages, p),
+                Err(_) => tracing::error!("the second migration lane panicked"),
             }
         }
     });
-    (pages, cut)
+    (pages, cut.load(Ordering::Relaxed))
 }
 
 /// Adds one lane's moved-page counts to another's.
@@ -227,7 +239,7 @@ fn add_pages(into: &mut Pages, from: Pages) {
     }
 }
 
-/// The demotion lane's progress, for the promotion lane to wait on.
+/// The demotions' progress, for promotion steps to wait on.
 struct Demoting {
     progress: Mutex<Progress>,
     /// Signalled after each demotion step.
@@ -486,20 +498,35 @@ mod tests {
         done.recv_timeout(long).unwrap();
     }
 
-    /// A [`Lanes`] that moves nothing: logs each step, moves one page per move, and
-    /// reports a newer plan once `cut_after` steps have run.
+    /// A [`Lanes`] that moves nothing: logs each step (direction, moves, thread), moves
+    /// one page per move, takes `step_ms` per step, and reports a newer plan once
+    /// `cut_after` steps have run.
     struct Fake {
-        log: Mutex<Vec<(bool, Vec<u64>)>>,
+        log: Mutex<Vec<(bool, Vec<u64>, String)>>,
         ran: AtomicUsize,
         cut_after: usize,
+        step_ms: u64,
+    }
+
+    impl Fake {
+        fn new(cut_after: usize, step_ms: u64) -> Fake {
+            Fake {
+                log: Mutex::new(Vec::new()),
+                ran: AtomicUsize::new(0),
+                cut_after,
+                step_ms,
+            }
+        }
     }
 
     impl Lanes for Fake {
         fn step(&self, step: &[&Move], promote: bool) -> Pages {
+            std::thread::sleep(Duration::from_millis(self.step_ms));
+            let thread = std::thread::current().name().unwrap_or("").to_string();
             self.log
                 .lock()
                 .unwrap()
-                .push((promote, step.iter().map(|m| m.addr).collect()));
+                .push((promote, step.iter().map(|m| m.addr).collect(), thread));
             self.ran.fetch_add(1, Ordering::SeqCst);
             let mut p = Pages::new();
             p.insert((1, promote as u8), step.len() as u64);
@@ -513,54 +540,66 @@ mod tests {
         }
     }
 
-    fn plan(n: u64) -> Vec<Move> {
+    /// `n` moves of half a step each; `demote_every`: every such move is a demotion.
+    fn plan(n: u64, demote_every: u64) -> Vec<Move> {
         (0..n)
-            .map(|i| Move {
-                pid: 1,
-                addr: i,
-                bytes: STEP_BYTES / 2,
-                from: if i % 2 == 0 { 0 } else { 1 },
-                to: if i % 2 == 0 { 1 } else { 0 },
-                dir: if i % 2 == 0 {
-                    Direction::Demote
-                } else {
-                    Direction::Promote
-                },
+            .map(|i| {
+                let demote = demote_every > 0 && i % demote_every == 0;
+                Move {
+                    pid: 1,
+                    addr: i,
+                    bytes: STEP_BYTES / 2,
+                    from: if demote { 0 } else { 1 },
+                    to: if demote { 1 } else { 0 },
+                    dir: if demote {
+                        Direction::Demote
+                    } else {
+                        Direction::Promote
+                    },
+                }
             })
             .collect()
     }
 
     #[test]
-    fn lanes_run_every_step_of_a_plan_in_order() {
-        let fake = Fake {
-            log: Mutex::new(Vec::new()),
-            ran: AtomicUsize::new(0),
-            cut_after: usize::MAX,
-        };
-        let (pages, cut) = run_lanes(&fake, &plan(12));
+    fn lanes_run_every_step_of_a_plan_once() {
+        let fake = Fake::new(usize::MAX, 0);
+        let (pages, cut) = run_lanes(&fake, &plan(12, 2));
         assert!(!cut);
         assert_eq!(pages.get(&(1, 0)), Some(&6));
         assert_eq!(pages.get(&(1, 1)), Some(&6));
         let log = fake.log.into_inner().unwrap();
         let lane = |promote: bool| -> Vec<Vec<u64>> {
             log.iter()
-                .filter(|(p, _)| *p == promote)
-                .map(|(_, a)| a.clone())
+                .filter(|(p, ..)| *p == promote)
+                .map(|(_, a, _)| a.clone())
                 .collect()
         };
+        // Demotions run in order on one lane; promotion steps may run on either.
         assert_eq!(lane(false), vec![vec![0, 2], vec![4, 6], vec![8, 10]]);
-        assert_eq!(lane(true), vec![vec![1, 3], vec![5, 7], vec![9, 11]]);
+        let mut up = lane(true);
+        up.sort();
+        assert_eq!(up, vec![vec![1, 3], vec![5, 7], vec![9, 11]]);
+    }
+
+    #[test]
+    fn a_plan_of_promotions_only_runs_on_both_lanes() {
+        let fake = Fake::new(usize::MAX, 10);
+        let (pages, cut) = run_lanes(&fake, &plan(40, 0));
+        assert!(!cut);
+        assert_eq!(pages.get(&(1, 1)), Some(&40));
+        let log = fake.log.into_inner().unwrap();
+        let threads: std::collections::BTreeSet<&str> =
+            log.iter().map(|(.., t)| t.as_str()).collect();
+        assert!(threads.contains("tierd-migrate2"), "threads: {threads:?}");
+        assert_eq!(threads.len(), 2, "threads: {threads:?}");
     }
 
     #[test]
     fn a_newer_plan_stops_both_lanes_at_their_next_step() {
         for cut_after in [0, 1, 3] {
-            let fake = Fake {
-                log: Mutex::new(Vec::new()),
-                ran: AtomicUsize::new(0),
-                cut_after,
-            };
-            let (pages, cut) = run_lanes(&fake, &plan(40));
+            let fake = Fake::new(cut_after, 0);
+            let (pages, cut) = run_lanes(&fake, &plan(40, 2));
             assert!(cut, "cut after {cut_after}");
             let ran = fake.ran.load(Ordering::SeqCst);
             // Each lane may finish the step it started before the cut, no more.

@@ -270,12 +270,23 @@ impl Loop {
         let t = Instant::now();
         let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
         let recent_ms = crate::state::streak_gap_ms(&cfg);
-        // Nodes whose granules are residents the plan may demote; on the others (the
-        // lowest tier) only promotion candidates matter to it.
-        let uppers: Vec<u32> = topo
+        let nodes: Vec<NodeState> = topo
             .nodes
             .iter()
-            .filter(|n| topo.demotion_target(n.id).is_some())
+            .map(|n| NodeState {
+                id: n.id,
+                tier: n.tier,
+                total_bytes: n.total_bytes,
+                free_bytes: d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes),
+                demote_to: topo.demotion_target(n.id),
+                promote_to: topo.promotion_target(n.id),
+            })
+            .collect();
+        // Nodes whose granules are residents the plan may demote; on the others (the
+        // lowest tier) only promotion candidates matter to it.
+        let uppers: Vec<u32> = nodes
+            .iter()
+            .filter(|n| n.demote_to.is_some())
             .map(|n| n.id)
             .collect();
         let k = Knobs { recent_ms, ..base };
@@ -296,18 +307,6 @@ impl Loop {
                 })
                 .collect()
         };
-        let nodes: Vec<NodeState> = topo
-            .nodes
-            .iter()
-            .map(|n| NodeState {
-                id: n.id,
-                tier: n.tier,
-                total_bytes: n.total_bytes,
-                free_bytes: d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes),
-                demote_to: topo.demotion_target(n.id),
-                promote_to: topo.promotion_target(n.id),
-            })
-            .collect();
         // Size the plan to `plan_horizon_ms` of migration at the measured rate, so the
         // next plan sees fresh heat instead of executing a stale one for many seconds.
         // Half of it each way: on a full node every promotion comes with a demotion.

@@ -561,14 +561,20 @@ mod tests {
             .collect()
     }
 
+    /// Runs a whole plan (no newer plan comes) on a [`Fake`] taking `step_ms` per step;
+    /// returns the pages moved and the steps' log.
+    fn run_whole(moves: &[Move], step_ms: u64) -> (Pages, Vec<(bool, Vec<u64>, String)>) {
+        let fake = Fake::new(usize::MAX, step_ms);
+        let (pages, cut) = run_lanes(&fake, moves);
+        assert!(!cut);
+        (pages, fake.log.into_inner().unwrap())
+    }
+
     #[test]
     fn lanes_run_every_step_of_a_plan_once() {
-        let fake = Fake::new(usize::MAX, 0);
-        let (pages, cut) = run_lanes(&fake, &plan(12, 2));
-        assert!(!cut);
+        let (pages, log) = run_whole(&plan(12, 2), 0);
         assert_eq!(pages.get(&(1, 0)), Some(&6));
         assert_eq!(pages.get(&(1, 1)), Some(&6));
-        let log = fake.log.into_inner().unwrap();
         let lane = |promote: bool| -> Vec<Vec<u64>> {
             log.iter()
                 .filter(|(p, ..)| *p == promote)
@@ -584,11 +590,8 @@ mod tests {
 
     #[test]
     fn a_plan_of_promotions_only_runs_on_both_lanes() {
-        let fake = Fake::new(usize::MAX, 10);
-        let (pages, cut) = run_lanes(&fake, &plan(40, 0));
-        assert!(!cut);
+        let (pages, log) = run_whole(&plan(40, 0), 10);
         assert_eq!(pages.get(&(1, 1)), Some(&40));
-        let log = fake.log.into_inner().unwrap();
         let threads: std::collections::BTreeSet<&str> =
             log.iter().map(|(.., t)| t.as_str()).collect();
         assert!(threads.contains("tierd-migrate2"), "threads: {threads:?}");

@@ -40,7 +40,7 @@ impl Default for Cell {
     }
 }
 
-/// Shortest streak [`HeatTable::rate_heat`] corrects for: one observation in a 250 ms
+/// Shortest streak `HeatTable::rate_heat` corrects for: one observation in a 250 ms
 /// streak stands for at most 6.3x its heat (1 s half-life).
 pub const MIN_CORRECTED_STREAK_MS: u32 = 250;
 
@@ -138,9 +138,8 @@ impl HeatTable {
             return;
         }
         let (g0, g1) = (start / self.granule, (end - 1) / self.granule);
-        let memo = self.memo.get_mut();
+        let (memo, gap) = (self.memo.get_mut(), self.streak_gap_ms);
         for g in g0..=g1 {
-            let gap = self.streak_gap_ms;
             let c = self.cells.entry(g).or_default();
             c.heat = (memo.decayed(c, now_ms) + weight) as f32;
             c.updated_ms = now_ms;
@@ -160,7 +159,7 @@ impl HeatTable {
     /// is half that of a block read at the same rate for ten. Streaks shorter than
     /// [`MIN_CORRECTED_STREAK_MS`] count as that long, which bounds the correction.
     /// Granules not in a streak keep their decayed heat.
-    pub fn rate_heat(&self, c: &Cell, heat: f64, now_ms: u32) -> f64 {
+    fn rate_heat(&self, c: &Cell, heat: f64, now_ms: u32) -> f64 {
         if !in_streak(c, now_ms, self.streak_gap_ms) {
             return heat;
         }
@@ -189,7 +188,8 @@ impl HeatTable {
         self.cells.iter().map(move |(&g, c)| (g * self.granule, c))
     }
 
-    /// `c`'s heat at `now_ms` as a rate estimate ([`HeatTable::rate_heat`]).
+    /// `c`'s heat at `now_ms` as a rate estimate (`rate_heat`: within a hot streak,
+    /// the decayed heat corrected for the streak's length).
     pub fn heat_of(&self, c: &Cell, now_ms: u32) -> f64 {
         self.rate_heat(c, self.decayed(c, now_ms), now_ms)
     }

@@ -268,8 +268,6 @@ impl Loop {
             return; // the worker has not taken the last plan yet
         }
         let t = Instant::now();
-        let base = Knobs::from_config(&cfg.policy, cfg.policy.interval_ms);
-        let recent_ms = crate::state::streak_gap_ms(&cfg);
         let nodes: Vec<NodeState> = topo
             .nodes
             .iter()
@@ -289,7 +287,10 @@ impl Loop {
             .filter(|n| n.demote_to.is_some())
             .map(|n| n.id)
             .collect();
-        let k = Knobs { recent_ms, ..base };
+        let k = Knobs {
+            recent_ms: crate::state::streak_gap_ms(&cfg),
+            ..Knobs::from_config(&cfg.policy, cfg.policy.interval_ms)
+        };
         let inputs: Vec<ProcInput> = {
             let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
             procs
@@ -316,8 +317,8 @@ impl Loop {
             / 2000.0) as u64;
         let cap = cap.max(PLAN_FLOOR_BYTES);
         let knobs = Knobs {
-            promote_budget_bytes: base.promote_budget_bytes.min(cap),
-            demote_budget_bytes: base.demote_budget_bytes.min(cap),
+            promote_budget_bytes: k.promote_budget_bytes.min(cap),
+            demote_budget_bytes: k.demote_budget_bytes.min(cap),
             ..k
         };
         self.costs.views += t.elapsed();

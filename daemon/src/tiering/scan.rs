@@ -32,15 +32,9 @@ pub struct Placement {
     status: Vec<i32>,
 }
 
-/// Queries the node of the first page of every `granule` of `pid`'s mappings.
-pub fn query(
-    pid: i32,
-    granule: u64,
-    mover: &dyn Mover,
-    started_ms: u32,
-) -> Result<Placement, String> {
+/// Queries the node of the first page of every granule (`g` bytes) of `pid`'s mappings.
+pub fn query(pid: i32, g: u64, mover: &dyn Mover, started_ms: u32) -> Result<Placement, String> {
     let ranges = migratable_ranges(pid, None).map_err(|e| e.to_string())?;
-    let g = granule;
     let mut addrs = Vec::new();
     for r in &ranges {
         let mut a = r.start.div_ceil(g) * g;
@@ -58,7 +52,7 @@ pub fn query(
         mover.query(pid, chunk, st).map_err(|e| e.to_string())?;
     }
     Ok(Placement {
-        granule,
+        granule: g,
         started_ms,
         addrs,
         status,

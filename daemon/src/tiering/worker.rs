@@ -170,14 +170,21 @@ fn run_lanes(lanes: &impl Lanes, moves: &[Move]) -> (Pages, bool) {
     let next = AtomicUsize::new(0);
     let cut = AtomicBool::new(false);
     let demoting = Demoting::new(dem.is_empty());
+    // A newer plan waits: remember that the plan was cut short, and stop.
+    let stop = || {
+        let s = lanes.superseded();
+        if s {
+            cut.store(true, Ordering::Relaxed);
+        }
+        s
+    };
     let demote = || {
         // Marks the demotions done however they end (a panic too), so promotion steps
         // never wait for demotions that will not come.
         let _done = LaneDone(&demoting);
         let mut pages = Pages::new();
         for step in steps(&dem) {
-            if lanes.superseded() {
-                cut.store(true, Ordering::Relaxed);
+            if stop() {
                 break;
             }
             add_pages(&mut pages, lanes.step(step, false));
@@ -191,8 +198,7 @@ fn run_lanes(lanes: &impl Lanes, moves: &[Move]) -> (Pages, bool) {
         while let Some(step) = prom.get(next.fetch_add(1, Ordering::Relaxed)) {
             let to = step[0].to;
             demoting.wait_for_room(|| lanes.superseded() || lanes.room(to));
-            if lanes.superseded() {
-                cut.store(true, Ordering::Relaxed);
+            if stop() {
                 break;
             }
             add_pages(&mut pages, lanes.step(step, true));

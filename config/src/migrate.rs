@@ -14,6 +14,10 @@ pub struct MigrateConfig {
     pub free_watermark: Amount,
     /// Move a transparent huge page as one unit (one address per 2 MiB).
     pub thp_aware: bool,
+    /// Cap on the latency-first lane (client PREFETCH / PIN_FAST promotions), MB/s;
+    /// 0 means no cap. Its own bucket: a prefetch never waits behind background
+    /// migrations' `rate_limit_mbps`.
+    pub prefetch_rate_mbps: u64,
 }
 
 impl Default for MigrateConfig {
@@ -23,6 +27,7 @@ impl Default for MigrateConfig {
             rate_limit_mbps: 0,
             free_watermark: Amount::Percent(2.0),
             thp_aware: true,
+            prefetch_rate_mbps: 0,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod migrate;
 pub mod ops;
 pub mod policy;
+pub mod proc;
 pub mod protocol;
 pub mod registry;
 pub mod sampling;

@@ -4,7 +4,7 @@
 //! registering client's process becomes managed); read by the tiering loop each tick,
 //! which also reaps processes that exited (their pidfd says so).
 
-use crate::migrate::pidfd::PidFd;
+use crate::proc::pidfd::PidFd;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -197,7 +197,9 @@ impl Daemon {
     pub fn with_heat<R>(&self, pid: i32, f: impl FnOnce(&mut HeatTable) -> R) -> R {
         let cfg = self.config();
         let mut tables = self.heat.lock().unwrap_or_else(|p| p.into_inner());
-        let t = tables.entry(pid).or_insert_with(|| new_heat_table(&cfg));
+        let t = tables
+            .entry(pid)
+            .or_insert_with(|| crate::heat::new_heat_table(&cfg));
         f(t)
     }
 
@@ -230,25 +232,3 @@ impl Daemon {
 /// A process whose last client hint is more recent than this is not sampled (unless
 /// `client.sample_hinting_processes`): its hints are the signal.
 pub const HINT_QUIET_MS: u64 = 10_000;
-
-/// How long a granule may go without a recorded access and still count as in the same
-/// hot streak: at least one heat half-life and three sampling periods. Sampling sees a
-/// page that is read a few times a second only now and then (DAMON checks one page per
-/// region per sample interval), so a shorter gap would break every streak.
-pub fn streak_gap_ms(cfg: &Config) -> u64 {
-    let period = cfg
-        .sampling
-        .drain_interval_ms
-        .max(cfg.sampling.damon.aggr_ms);
-    cfg.heat.half_life_ms.max(3 * period)
-}
-
-/// A heat table as `[heat]` and `[sampling]` configure it.
-pub fn new_heat_table(cfg: &Config) -> HeatTable {
-    HeatTable::new(
-        cfg.heat.granule.0,
-        cfg.heat.half_life_ms,
-        cfg.heat.history_len,
-        streak_gap_ms(cfg) as u32,
-    )
-}

@@ -1,8 +1,9 @@
 //! One function per request: checks the caller, calls into the state, shapes the reply.
 
 use crate::migrate::engine::{EngineError, Job};
-use crate::migrate::maps::MapsError;
 use crate::migrate::MoveError;
+use crate::proc::maps::MapsError;
+use crate::proc::resident::ResidentError;
 use crate::registry::{process_identity, RegistryError};
 use crate::state::{Daemon, Mode};
 use crate::topology::TopologyError;
@@ -86,9 +87,11 @@ fn reg_err(e: RegistryError) -> Response {
 fn engine_err(e: EngineError) -> Response {
     let kind = match &e {
         EngineError::Maps(MapsError::NoSuchProcess(_))
-        | EngineError::Move(MoveError::NoSuchProcess(_)) => ErrorKind::NoSuchProcess,
+        | EngineError::Move(MoveError::NoSuchProcess(_))
+        | EngineError::Resident(ResidentError::NoSuchProcess(_)) => ErrorKind::NoSuchProcess,
         EngineError::Maps(MapsError::PermissionDenied(_))
-        | EngineError::Move(MoveError::PermissionDenied(_)) => ErrorKind::PermissionDenied,
+        | EngineError::Move(MoveError::PermissionDenied(_))
+        | EngineError::Resident(ResidentError::PermissionDenied(_)) => ErrorKind::PermissionDenied,
         EngineError::Maps(MapsError::NotMapped { .. }) => ErrorKind::NotMapped,
         EngineError::Move(MoveError::BadNode(_))
         | EngineError::Topology(TopologyError::NoSuchNode(_)) => ErrorKind::BadNode,
@@ -133,11 +136,9 @@ fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRan
     }
     d.topology().check_node(to).map_err(topo_err)?;
     check_owner(caller, pid)?;
+    // Only the resident pages of the range: its cost follows resident memory.
     let ranges = match range {
-        Some(r) => Some(
-            crate::migrate::maps::migratable_ranges(pid, Some(r))
-                .map_err(|e| engine_err(e.into()))?,
-        ),
+        Some(r) => Some(d.engine.resident(pid, Some(r)).map_err(engine_err)?),
         None => None,
     };
     let job = Job {

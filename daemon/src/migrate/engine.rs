@@ -5,9 +5,10 @@
 //! token-bucket wait, `move_pages`, per-page accounting by errno, pidfd liveness check.
 
 use super::bucket::TokenBucket;
-use super::maps::{migratable_ranges, MapsError};
-use super::pidfd::PidFd;
 use super::{errno, thp, MoveError, Mover};
+use crate::proc::maps::{migratable_ranges, MapsError};
+use crate::proc::pidfd::PidFd;
+use crate::proc::resident::{present_runs, ResidentError};
 use crate::topology::{TopologyError, TopologySource};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,7 @@ use tierd_api::{AddrRange, MigrateReply};
 use tierd_config::MigrateConfig;
 
 /// Status value the kernel leaves untouched for pages it did not attempt.
-const UNTOUCHED: i32 = i32::MIN;
+pub(super) const UNTOUCHED: i32 = i32::MIN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -27,13 +28,15 @@ pub enum EngineError {
     Move(#[from] MoveError),
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Resident(#[from] ResidentError),
 }
 
 /// One migration request.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub pid: i32,
-    /// Ranges to move; `None` = every migratable mapping of the process.
+    /// Ranges to move; `None` = every resident page of the process.
     pub ranges: Option<Vec<AddrRange>>,
     pub to: u32,
     /// A floor of free bytes on the destination stricter than `migrate.free_watermark`.
@@ -52,6 +55,8 @@ pub struct MigrationEngine {
     mover: Arc<dyn Mover>,
     topo: Arc<dyn TopologySource>,
     bucket: TokenBucket,
+    /// The latency-first lane's own cap (`migrate.prefetch_rate_mbps`).
+    urgent_bucket: TokenBucket,
     cfg: RwLock<MigrateConfig>,
     page: u64,
     topo_cache: Mutex<Option<(Instant, Arc<crate::topology::Topology>)>>,
@@ -73,6 +78,7 @@ impl MigrationEngine {
             mover,
             topo,
             bucket: TokenBucket::new(cfg.rate_limit_mbps),
+            urgent_bucket: TokenBucket::new(cfg.prefetch_rate_mbps),
             cfg: RwLock::new(cfg),
             page: super::page_size(),
             topo_cache: Mutex::new(None),
@@ -88,9 +94,16 @@ impl MigrationEngine {
         &self.mover
     }
 
+    /// Where `pages` of `pid` are (`move_pages` with no nodes): node or negative errno
+    /// per page. Moves nothing.
+    pub fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
+        self.mover.query(pid, pages, status)
+    }
+
     /// Applies a reloaded `[migrate]` section.
     pub fn set_config(&self, cfg: MigrateConfig) {
         self.bucket.set_rate(cfg.rate_limit_mbps);
+        self.urgent_bucket.set_rate(cfg.prefetch_rate_mbps);
         *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
     }
 
@@ -113,6 +126,36 @@ impl MigrationEngine {
         self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    pub(super) fn batch_pages(&self) -> usize {
+        self.cfg
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .batch_pages
+            .max(1)
+    }
+
+    pub(super) fn urgent_bucket(&self) -> &TokenBucket {
+        &self.urgent_bucket
+    }
+
+    /// Adds a job's moved pages and failures (pages by errno name) to the totals.
+    pub(super) fn account(&self, moved_pages: u64, failed_pages: &BTreeMap<String, u64>) {
+        self.counters
+            .moved_pages
+            .fetch_add(moved_pages, Ordering::Relaxed);
+        self.counters
+            .moved_bytes
+            .fetch_add(moved_pages * self.page, Ordering::Relaxed);
+        let mut failed = self
+            .counters
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (k, v) in failed_pages {
+            *failed.entry(k.clone()).or_default() += v;
+        }
+    }
+
     /// Runs a job to completion (or until the process exits / headroom runs out).
     /// `extra` is a further rate cap (the policy's promote or demote bucket).
     pub fn run(&self, job: &Job, extra: Option<&TokenBucket>) -> Result<MigrateReply, EngineError> {
@@ -130,7 +173,7 @@ impl MigrationEngine {
         })?;
         let ranges = match &job.ranges {
             Some(r) => r.clone(),
-            None => migratable_ranges(job.pid, None)?,
+            None => self.resident(job.pid, None)?,
         };
         let mut reply = MigrateReply::default();
         let mut units = Vec::with_capacity(cfg.batch_pages);
@@ -168,20 +211,7 @@ impl MigrationEngine {
         }
         reply.bytes = reply.moved_pages * self.page;
         reply.seconds = started.elapsed().as_secs_f64();
-        self.counters
-            .moved_pages
-            .fetch_add(reply.moved_pages, Ordering::Relaxed);
-        self.counters
-            .moved_bytes
-            .fetch_add(reply.bytes, Ordering::Relaxed);
-        let mut failed = self
-            .counters
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (k, v) in &reply.failed_pages {
-            *failed.entry(k.clone()).or_default() += v;
-        }
+        self.account(reply.moved_pages, &reply.failed_pages);
         Ok(reply)
     }
 
@@ -255,13 +285,29 @@ impl MigrationEngine {
         Ok(None)
     }
 
+    /// The resident parts of `pid`'s migratable mappings (within `range`, if given):
+    /// what a whole-process or whole-range job or query walks, so that its cost follows
+    /// resident memory and not reserved address space. A `range` that touches no
+    /// mapping is an error ([`MapsError::NotMapped`]).
+    pub fn resident(
+        &self,
+        pid: i32,
+        range: Option<AddrRange>,
+    ) -> Result<Vec<AddrRange>, EngineError> {
+        let maps = migratable_ranges(pid, range)?;
+        Ok(present_runs(pid, &maps)?
+            .into_iter()
+            .map(|r| r.range)
+            .collect())
+    }
+
     /// Resident bytes per node of `pid` (within `range`, if given).
     pub fn placement(
         &self,
         pid: i32,
         range: Option<AddrRange>,
     ) -> Result<BTreeMap<u32, u64>, EngineError> {
-        let ranges = migratable_ranges(pid, range)?;
+        let ranges = self.resident(pid, range)?;
         let mut out = BTreeMap::new();
         let mut addrs = Vec::with_capacity(8192);
         let flush =

@@ -44,6 +44,13 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(1);
 /// How often every region's placement table is re-read from the kernel.
 pub const REFRESH_PERIOD: Duration = Duration::from_millis(100);
 
+/// What one uid has registered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UidRegions {
+    pub regions: u32,
+    pub bytes: u64,
+}
+
 /// State shared by the protocol's threads.
 pub struct Hub {
     pub daemon: Arc<Daemon>,
@@ -51,8 +58,9 @@ pub struct Hub {
     next_region: AtomicU32,
     next_conn: AtomicU64,
     pub pools: Mutex<pools::Pools>,
-    /// Regions per uid, for `client.max_regions_per_uid`.
-    region_count: Mutex<HashMap<u32, u32>>,
+    /// Regions and registered bytes per uid, for `client.max_regions_per_uid` and
+    /// `client.max_registered_bytes_per_uid`.
+    region_count: Mutex<HashMap<u32, UidRegions>>,
     prefetch_tx: crossbeam_channel::Sender<placement::Prefetch>,
     /// Free bytes of the fast nodes, re-read by the placement refresher every
     /// [`REFRESH_PERIOD`] and lowered by every prefetch: the prefetch path's headroom

@@ -9,8 +9,8 @@
 use super::pools::Peer;
 use super::region::{Owner, ShmRegion};
 use super::{apply, Hub};
-use crate::migrate::maps::{migratable_ranges, MapsError};
-use crate::migrate::pidfd::PidFd;
+use crate::proc::maps::{migratable_ranges, MapsError};
+use crate::proc::pidfd::PidFd;
 use nix::sys::socket::UnixCredentials;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
@@ -145,6 +145,8 @@ impl Session {
         if self.pidfd.exited() {
             return Err(refuse(libc::ESRCH, format!("process {pid} exited")));
         }
+        let machine_bytes: u64 = d.topology().nodes.iter().map(|n| n.total_bytes).sum();
+        let max_bytes = cfg.client.max_registered_bytes_per_uid.of(machine_bytes);
         {
             let mut counts = self
                 .hub
@@ -152,21 +154,33 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let n = counts.entry(uid).or_default();
-            if *n >= cfg.client.max_regions_per_uid {
+            if n.regions >= cfg.client.max_regions_per_uid {
                 return Err(refuse(
                     libc::EDQUOT,
                     format!(
-                        "uid {uid} has {n} regions (client.max_regions_per_uid = {})",
-                        cfg.client.max_regions_per_uid
+                        "uid {uid} has {} regions (client.max_regions_per_uid = {})",
+                        n.regions, cfg.client.max_regions_per_uid
                     ),
                 ));
             }
-            *n += 1;
+            if n.bytes.saturating_add(len) > max_bytes {
+                return Err(refuse(
+                    libc::EDQUOT,
+                    format!(
+                        "uid {uid} has {} bytes registered; {len} more would pass \
+                         client.max_registered_bytes_per_uid ({max_bytes} bytes)",
+                        n.bytes
+                    ),
+                ));
+            }
+            n.regions += 1;
+            n.bytes += len;
         }
         let undo_count = |hub: &Hub| {
             let mut counts = hub.region_count.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = counts.get_mut(&uid) {
-                *n = n.saturating_sub(1);
+                n.regions = n.regions.saturating_sub(1);
+                n.bytes = n.bytes.saturating_sub(len);
             }
         };
         if d.registry.get(pid).is_none() {
@@ -247,7 +261,8 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(n) = counts.get_mut(&r.owner.uid) {
-                *n = n.saturating_sub(1);
+                n.regions = n.regions.saturating_sub(1);
+                n.bytes = n.bytes.saturating_sub(r.nblocks * r.block_size);
             }
         }
         let mut tables = self

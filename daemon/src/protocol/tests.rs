@@ -122,7 +122,7 @@ fn flags_at(d: &Daemon, addr: u64) -> u8 {
     tables
         .get(&pid)
         .and_then(|t| t.cell(addr))
-        .map_or(0, |c| c.flags)
+        .map_or(0, |c| c.flags())
 }
 
 #[test]
@@ -195,9 +195,8 @@ fn only_own_mapped_memory_can_be_registered() {
     // Until the child has exec'd, its maps are a copy of ours: retry for a while.
     let mut foreign = None;
     for _ in 0..200 {
-        let theirs = crate::migrate::maps::migratable_ranges(child.id() as i32, None).unwrap();
-        let ours =
-            crate::migrate::maps::migratable_ranges(std::process::id() as i32, None).unwrap();
+        let theirs = crate::proc::maps::migratable_ranges(child.id() as i32, None).unwrap();
+        let ours = crate::proc::maps::migratable_ranges(std::process::id() as i32, None).unwrap();
         foreign = theirs
             .into_iter()
             .find(|t| !ours.iter().any(|o| o.start < t.end && t.start < o.end));
@@ -245,6 +244,70 @@ fn per_uid_region_limit() {
     assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EDQUOT));
     c.unregister(second).unwrap();
     c.register(base + 2 * BLOCK, BLOCK, BLOCK).unwrap();
+}
+
+#[test]
+fn per_uid_registered_bytes_limit() {
+    let f =
+        fixture(|c| c.client.max_registered_bytes_per_uid = tierd_config::Amount::Bytes(3 * BLOCK));
+    let (_mem, base) = anon(4);
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let first = c.register(base, 2 * BLOCK, BLOCK).unwrap();
+    let err = c.register(base + 2 * BLOCK, 2 * BLOCK, BLOCK).unwrap_err();
+    assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EDQUOT));
+    c.register(base + 2 * BLOCK, BLOCK, BLOCK).unwrap();
+    c.unregister(first).unwrap();
+    c.register(base, 2 * BLOCK, BLOCK).unwrap();
+}
+
+/// A client registers 16 TiB of reserved, never-touched address space (as a GPU
+/// runtime's reservation) in 16 GiB blocks and hints all of it: tierd's heat table
+/// gains no cell per granule of it (2^28 of them), and a second client of another
+/// daemon with the default limit is refused such a region outright.
+#[test]
+fn a_huge_registered_reservation_costs_no_bookkeeping() {
+    const RESERVED: u64 = 16 << 40;
+    const HUGE_BLOCK: u64 = 16 << 30;
+    let f =
+        fixture(|c| c.client.max_registered_bytes_per_uid = tierd_config::Amount::Bytes(RESERVED));
+    // SAFETY: a fresh PROT_NONE reservation nothing else refers to; unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            (RESERVED + HUGE_BLOCK) as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let base = (p as u64).div_ceil(HUGE_BLOCK) * HUGE_BLOCK;
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let region = c.register(base, RESERVED, HUGE_BLOCK).unwrap();
+    let r = c.region(region).unwrap();
+    let blocks: Vec<u64> = (0..r.nblocks()).collect();
+    assert_eq!(c.hint(region, HintKind::Access, &blocks).unwrap(), 1024);
+    assert_eq!(c.hint(region, HintKind::PinFast, &blocks).unwrap(), 1024);
+    assert_eq!(c.hint(region, HintKind::Cold, &blocks).unwrap(), 1024);
+    wait_until("hints applied", || r.stats().applied_entries >= 3);
+    let cells = f
+        .daemon
+        .heat
+        .lock()
+        .unwrap()
+        .get(&(std::process::id() as i32))
+        .map_or(0, |t| t.len());
+    assert!(cells < 1024, "{cells} heat cells for 16 TiB never touched");
+    c.unregister(region).unwrap();
+    drop(c);
+
+    let g = fixture(|_| {});
+    let c = Client::connect(Some(&g.path)).unwrap();
+    let err = c.register(base, RESERVED, HUGE_BLOCK).unwrap_err();
+    assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EDQUOT));
+    // SAFETY: unmapping exactly the reservation made above.
+    unsafe { libc::munmap(p, (RESERVED + HUGE_BLOCK) as usize) };
 }
 
 /// Raw packets, as a buggy or hostile client would send them.

@@ -16,7 +16,7 @@ mod costs;
 mod scan;
 mod worker;
 
-use crate::heat::{flags, HeatTable};
+use crate::heat::HeatTable;
 use crate::policy::{self, GranuleView, Knobs, NodeState, ProcInput};
 use crate::sampling::{AccessSample, SamplingSet};
 use crate::state::{Daemon, Mode};
@@ -184,7 +184,7 @@ impl Loop {
             for pid in &pids {
                 tables
                     .entry(*pid)
-                    .or_insert_with(|| crate::state::new_heat_table(&cfg));
+                    .or_insert_with(|| crate::heat::new_heat_table(&cfg));
             }
             for s in &self.samples {
                 if let Some(t) = tables.get_mut(&s.pid) {
@@ -288,7 +288,7 @@ impl Loop {
             .map(|n| n.id)
             .collect();
         let k = Knobs {
-            recent_ms: crate::state::streak_gap_ms(&cfg),
+            recent_ms: crate::heat::streak_gap_ms(&cfg),
             ..Knobs::from_config(&cfg.policy, cfg.policy.interval_ms)
         };
         let inputs: Vec<ProcInput> = {
@@ -355,36 +355,5 @@ impl Loop {
 /// The policy's view of a heat table: granules of known placement for which
 /// `keep(node, idle_ms, flags)` holds (their heat is computed only then).
 fn views(t: &HeatTable, keep: impl Fn(u32, u64, u8) -> bool) -> Vec<GranuleView> {
-    let now = t.now_ms(Instant::now());
-    let g = t.granule();
-    let since = |ms: u32| now.saturating_sub(ms) as u64;
-    t.cells()
-        .filter_map(|(addr, c)| {
-            let accessed = c.hot_since_ms != u32::MAX;
-            let idle_ms = if accessed {
-                since(c.last_access_ms)
-            } else {
-                u64::MAX
-            };
-            let flags = c.flags & !flags::CLIENT;
-            if c.node < 0 || !keep(c.node as u32, idle_ms, flags) {
-                return None;
-            }
-            Some(GranuleView {
-                addr,
-                bytes: g,
-                heat: t.heat_of(c, now),
-                node: c.node as u32,
-                hot_for_ms: if accessed { since(c.hot_since_ms) } else { 0 },
-                idle_ms,
-                since_move_ms: if c.last_move_ms == 0 {
-                    u64::MAX
-                } else {
-                    since(c.last_move_ms)
-                },
-                moves: c.moves,
-                flags,
-            })
-        })
-        .collect()
+    t.views(t.now_ms(Instant::now()), keep).collect()
 }

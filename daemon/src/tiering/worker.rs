@@ -8,7 +8,6 @@
 //! `policy.interval_ms` while a plan runs; a newer plan waiting in the channel
 //! supersedes the running one at its next step (see [`Lanes::superseded`]).
 
-use crate::heat::flags;
 use crate::migrate::engine::Job;
 use crate::policy::{Direction, Move};
 use crate::state::Daemon;
@@ -381,7 +380,7 @@ fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mu
 }
 
 /// Reads back where the granules are now and updates their history; a granule still
-/// elsewhere than `to` is marked [`flags::STUCK`] (the policy leaves it alone a while).
+/// elsewhere than `to` is marked [`crate::heat::flags::STUCK`] (the policy leaves it alone a while).
 fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u32, promoted: bool) {
     let mut status = vec![0i32; granules.len()];
     if d.engine.mover().query(pid, granules, &mut status).is_err() {
@@ -393,28 +392,8 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u3
         let now = t.now_ms(Instant::now());
         let g = t.granule();
         for (&a, &s) in granules.iter().zip(&status) {
-            let c = t.cell_mut(a);
-            if promoted {
-                // A prefetch is served once the block is up; it does not pin it there.
-                c.flags &= !flags::PREFETCH;
-            }
-            if s >= 0 && s as u32 != to {
-                // Still not where it was sent: try again only after a while.
-                c.flags |= flags::STUCK;
-                c.last_move_ms = now.max(1);
-            } else {
-                c.flags &= !flags::STUCK;
-            }
-            if s >= 0 && c.node != s as i16 {
-                if now.saturating_sub(c.last_move_ms) > window_ms {
-                    c.moves = 0;
-                }
-                c.moves = c.moves.saturating_add(1);
-                c.last_move_ms = now.max(1);
-                c.node = s as i16;
-                if c.moves > 2 {
-                    pingpong += g / page;
-                }
+            if t.note_move(a, to, s, promoted, now, window_ms) {
+                pingpong += g / page;
             }
         }
     });

@@ -3,15 +3,13 @@
 //! is shared by the control socket, the client protocol, the tiering loop and the
 //! operations endpoints; each takes short locks only.
 
-use crate::heat::HeatTable;
 use crate::kernel;
 use crate::migrate::{MigrationEngine, Mover};
 use crate::registry::Registry;
 use crate::topology::{Topology, TopologySource};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tierd_api::{KernelTiering, NodeInfo, ReloadReply, SamplingStatus, TiersReply};
 use tierd_config::Config;
@@ -67,7 +65,8 @@ pub struct Daemon {
     mode: RwLock<Mode>,
     pub registry: Registry,
     pub engine: Arc<MigrationEngine>,
-    pub heat: Mutex<HashMap<i32, HeatTable>>,
+    /// The heat tables, owned by the tiering loop; other threads send edits and reads.
+    pub heat: crate::heat::HeatPort,
     pub sampling: RwLock<SamplingStatus>,
     /// The kernel's tiering knobs as found at start.
     pub kernel_found: KernelTiering,
@@ -113,7 +112,7 @@ impl Daemon {
             mode: RwLock::new(mode),
             registry: Registry::default(),
             engine,
-            heat: Mutex::new(HashMap::new()),
+            heat: crate::heat::HeatPort::default(),
             sampling: RwLock::new(SamplingStatus::default()),
             kernel_found: kernel::read(std::path::Path::new("/")),
             started: Instant::now(),
@@ -142,35 +141,19 @@ impl Daemon {
         self.mode.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Re-reads the topology (free memory changes constantly; nodes may be hotplugged).
+    /// Re-reads the topology into the daemon's copy (free memory changes constantly;
+    /// nodes may be hotplugged). Called once a second by the state-tree writer
+    /// (`ops::snapshot`), the copy's one refresher.
     pub fn refresh_topology(&self) -> Result<Arc<Topology>, crate::topology::TopologyError> {
         let t = Arc::new(self.topo_src.read()?);
         *self.topology.write().unwrap_or_else(|p| p.into_inner()) = t.clone();
         Ok(t)
     }
 
-    /// `tierctl tiers`: a fresh read, so free bytes are current.
+    /// `tierctl tiers`: a fresh read of the source, so free bytes are current; the
+    /// daemon's copy is left as it is.
     pub fn tiers(&self) -> Result<TiersReply, crate::topology::TopologyError> {
-        let t = self.refresh_topology()?;
-        Ok(TiersReply {
-            nodes: t
-                .nodes
-                .iter()
-                .map(|n| NodeInfo {
-                    node: n.id,
-                    tier: n.tier,
-                    memory_tier: n.kernel_tier.map(|k| format!("memory_tier{k}")),
-                    cpus: n.cpus.clone(),
-                    total_bytes: n.total_bytes,
-                    free_bytes: n.free_bytes,
-                    read_latency_ns: n.perf.read_latency_ns,
-                    read_bandwidth_mbps: n.perf.read_bandwidth_mbps,
-                    write_latency_ns: n.perf.write_latency_ns,
-                    write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
-                    distances: n.distances.clone(),
-                })
-                .collect(),
-        })
+        Ok(tiers_reply(&self.topo_src.read()?))
     }
 
     /// Applies a new config (already parsed and validated). Keeps managed processes,
@@ -191,16 +174,6 @@ impl Daemon {
             path: self.config_path.as_ref().map(|p| p.display().to_string()),
             changes,
         }
-    }
-
-    /// Runs `f` on the heat table of `pid`, creating it from `[heat]` if missing.
-    pub fn with_heat<R>(&self, pid: i32, f: impl FnOnce(&mut HeatTable) -> R) -> R {
-        let cfg = self.config();
-        let mut tables = self.heat.lock().unwrap_or_else(|p| p.into_inner());
-        let t = tables
-            .entry(pid)
-            .or_insert_with(|| crate::heat::new_heat_table(&cfg));
-        f(t)
     }
 
     /// Records that client hints of `pid` were applied at `at`.
@@ -232,3 +205,26 @@ impl Daemon {
 /// A process whose last client hint is more recent than this is not sampled (unless
 /// `client.sample_hinting_processes`): its hints are the signal.
 pub const HINT_QUIET_MS: u64 = 10_000;
+
+/// The `tiers` reply for a topology.
+pub fn tiers_reply(t: &Topology) -> TiersReply {
+    TiersReply {
+        nodes: t
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                node: n.id,
+                tier: n.tier,
+                memory_tier: n.kernel_tier.map(|k| format!("memory_tier{k}")),
+                cpus: n.cpus.clone(),
+                total_bytes: n.total_bytes,
+                free_bytes: n.free_bytes,
+                read_latency_ns: n.perf.read_latency_ns,
+                read_bandwidth_mbps: n.perf.read_bandwidth_mbps,
+                write_latency_ns: n.perf.write_latency_ns,
+                write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
+                distances: n.distances.clone(),
+            })
+            .collect(),
+    }
+}

@@ -33,10 +33,7 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
             .registry
             .unmanage(pid, caller.uid)
             .map(|p| {
-                d.heat
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&pid);
+                // The tiering loop forgets the heat table of a process no longer managed.
                 Response::ok(&ManageReply {
                     pid,
                     policy: p.policy.as_str().into(),
@@ -175,6 +172,9 @@ fn manage(
     }))
 }
 
+/// How long `heat` waits for the tiering loop, which owns the heat tables.
+const HEAT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn heat(d: &Daemon, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
     if d.registry.get(pid).is_none() {
         return Err(err(
@@ -182,8 +182,7 @@ fn heat(d: &Daemon, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
             format!("process {pid} is not managed: tierctl manage --pid {pid} first"),
         ));
     }
-    let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
-    let (regions, hist) = match tables.get(&pid) {
+    let read = d.heat.read(pid, HEAT_READ_TIMEOUT, move |t| match t {
         Some(t) => {
             let now = t.now_ms(std::time::Instant::now());
             (
@@ -196,6 +195,12 @@ fn heat(d: &Daemon, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
             )
         }
         None => (Vec::new(), Vec::new()),
+    });
+    let Some((regions, hist)) = read else {
+        return Err(err(
+            ErrorKind::Internal,
+            "the tiering loop did not answer within 2 s; try again",
+        ));
     };
     Ok(Response::ok(&HeatReply {
         pid,

@@ -12,11 +12,13 @@
 
 mod cell;
 mod histogram;
+pub mod owner;
 mod report;
 mod table;
 
 pub use cell::{Cell, MIN_CORRECTED_STREAK_MS};
 pub use histogram::Histogram;
+pub use owner::{HeatOwner, HeatPort, HeatSummary};
 pub use table::{HeatTable, Scanned, Span, MAX_NEW_GRANULES};
 use tierd_config::Config;
 

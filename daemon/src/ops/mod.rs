@@ -60,8 +60,9 @@ pub fn stop(daemon: &Daemon) {
 /// The state tree's view of the daemon: the same data `status` and `tiers` reply.
 pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
     let s = crate::status::status(d);
-    let nodes = match d.tiers() {
-        Ok(t) => t.nodes,
+    // The one refresh of the daemon's topology copy, once a second.
+    let nodes = match d.refresh_topology() {
+        Ok(t) => crate::state::tiers_reply(&t).nodes,
         Err(e) => {
             tracing::warn!(error = %e, "state tree: cannot read the topology");
             Vec::new()

@@ -158,9 +158,9 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
         .fetch_add(missed as u64, Ordering::Relaxed);
     if !up.is_empty() {
         let served = ranges(r, &up);
-        d.with_heat(r.owner.pid, |t| {
-            for a in &served {
-                apply::prefetch_served(t, *a);
+        d.heat.edit(r.owner.pid, move |t| {
+            for a in served {
+                apply::prefetch_served(t, a);
             }
         });
     }

@@ -94,19 +94,21 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     if relocated {
         r.bump_wanted();
     }
-    let mut access: Vec<AddrRange> = Vec::new();
-    let mut events = Vec::new();
-    hub.daemon.with_heat(r.owner.pid, |t| {
+    let ranges: Vec<(HintKind, AddrRange)> = hints
+        .iter()
+        .map(|h| (h.kind, r.blocks(h.first_block, h.nblocks)))
+        .collect();
+    hub.daemon.heat.edit(r.owner.pid, move |t| {
         let now = t.now_ms(received);
-        for h in &hints {
-            let range = r.blocks(h.first_block, h.nblocks);
-            if h.kind == HintKind::Access {
+        let (mut access, mut events) = (Vec::new(), Vec::new());
+        for (kind, range) in ranges {
+            if kind == HintKind::Access {
                 access.push(range);
                 continue;
             }
             apply::access_many(t, &access, now, &mut events);
             access.clear();
-            apply::apply(t, h.kind, range, now);
+            apply::apply(t, kind, range, now);
         }
         apply::access_many(t, &access, now, &mut events);
     });

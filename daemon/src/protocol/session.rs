@@ -265,15 +265,11 @@ impl Session {
                 n.bytes = n.bytes.saturating_sub(r.nblocks * r.block_size);
             }
         }
-        let mut tables = self
-            .hub
+        let all = r.blocks(0, r.nblocks);
+        self.hub
             .daemon
             .heat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = tables.get_mut(&r.owner.pid) {
-            apply::clear(t, r.blocks(0, r.nblocks));
-        }
+            .edit(r.owner.pid, move |t| apply::clear(t, all));
     }
 
     fn pool_open(&mut self, name: &str, bytes: u64) -> Handled {
@@ -355,12 +351,8 @@ impl Session {
         let others = self.hub.regions().iter().any(|r| r.owner.pid == pid);
         if self.managed_by_us && !others {
             let d = &self.hub.daemon;
-            if d.registry.unmanage(pid, 0).is_ok() {
-                d.heat
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&pid);
-            }
+            // The tiering loop forgets the heat table of a process no longer managed.
+            let _ = d.registry.unmanage(pid, 0);
         }
     }
 }

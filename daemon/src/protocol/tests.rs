@@ -64,11 +64,14 @@ struct Fixture {
     daemon: Arc<Daemon>,
     server: Server,
     mover: Arc<FakeMover>,
+    /// Stops the heat tables' owner thread (the tiering loop's stand-in).
+    heat_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
         self.daemon.shutdown.store(true, Ordering::SeqCst);
+        self.heat_stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -86,6 +89,10 @@ fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
     ]));
     let mover = Arc::new(FakeMover::default());
     let daemon = Daemon::new(cfg, None, topo, mover.clone()).unwrap();
+    let heat_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let owner = daemon.heat.take_owner().unwrap();
+    let (c, s) = (daemon.config(), heat_stop.clone());
+    std::thread::spawn(move || owner.serve(c, s));
     let server = Server::start(&daemon, &path, 0o600).unwrap();
     Fixture {
         _dir: dir,
@@ -93,6 +100,7 @@ fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         daemon,
         server,
         mover,
+        heat_stop,
     }
 }
 
@@ -117,12 +125,20 @@ fn anon(blocks: u64) -> (MmapMut, u64) {
 }
 
 fn flags_at(d: &Daemon, addr: u64) -> u8 {
+    heat_of(d, move |t| {
+        t.and_then(|t| t.cell(addr)).map_or(0, |c| c.flags())
+    })
+}
+
+/// Reads this process's heat table on its owner's thread.
+fn heat_of<R: Send + 'static>(
+    d: &Daemon,
+    f: impl FnOnce(Option<&crate::heat::HeatTable>) -> R + Send + 'static,
+) -> R {
     let pid = std::process::id() as i32;
-    let tables = d.heat.lock().unwrap();
-    tables
-        .get(&pid)
-        .and_then(|t| t.cell(addr))
-        .map_or(0, |c| c.flags())
+    d.heat
+        .read(pid, Duration::from_secs(10), f)
+        .expect("the heat owner answers")
 }
 
 #[test]
@@ -149,11 +165,11 @@ fn register_hint_and_read_placement_back() {
         flags::COLD | flags::CLIENT
     );
     assert_ne!(flags_at(&f.daemon, base + 40 * BLOCK) & flags::PIN_FAST, 0);
-    {
-        let tables = f.daemon.heat.lock().unwrap();
-        let t = &tables[&(std::process::id() as i32)];
-        assert!(t.heat_at(base, t.now_ms(Instant::now())) > 0.5);
-    }
+    let heat = heat_of(&f.daemon, move |t| {
+        let t = t.expect("a heat table");
+        t.heat_at(base, t.now_ms(Instant::now()))
+    });
+    assert!(heat > 0.5, "{heat}");
 
     // PREFETCH promotes at once: read back as the fast node.
     let t0 = Instant::now();
@@ -291,13 +307,7 @@ fn a_huge_registered_reservation_costs_no_bookkeeping() {
     assert_eq!(c.hint(region, HintKind::PinFast, &blocks).unwrap(), 1024);
     assert_eq!(c.hint(region, HintKind::Cold, &blocks).unwrap(), 1024);
     wait_until("hints applied", || r.stats().applied_entries >= 3);
-    let cells = f
-        .daemon
-        .heat
-        .lock()
-        .unwrap()
-        .get(&(std::process::id() as i32))
-        .map_or(0, |t| t.len());
+    let cells = heat_of(&f.daemon, |t| t.map_or(0, |t| t.len()));
     assert!(cells < 1024, "{cells} heat cells for 16 TiB never touched");
     c.unregister(region).unwrap();
     drop(c);

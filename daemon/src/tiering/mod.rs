@@ -16,7 +16,7 @@ mod costs;
 mod scan;
 mod worker;
 
-use crate::heat::HeatTable;
+use crate::heat::{HeatOwner, HeatTable};
 use crate::policy::{self, GranuleView, Knobs, NodeState, ProcInput};
 use crate::sampling::{AccessSample, SamplingSet};
 use crate::state::{Daemon, Mode};
@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tierd_config::Config;
 
 /// How often each managed process's placement is re-read while tierd moves pages.
 const SCAN_PERIOD: Duration = Duration::from_millis(1000);
@@ -48,16 +49,23 @@ pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
         .name("tierd-migrate".into())
         .spawn(move || worker::run(d, rx, t, done_tx))
         .context("spawning the migration worker")?;
+    let heat = daemon
+        .heat
+        .take_owner()
+        .context("the heat tables already have an owner")?;
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("tierd-tiering".into())
-        .spawn(move || Loop::new(d, tx, done_rx, throughput).run())
+        .spawn(move || Loop::new(d, heat, tx, done_rx, throughput).run())
         .context("spawning the tiering loop")?;
     Ok(())
 }
 
 struct Loop {
     d: Arc<Daemon>,
+    /// The heat tables: this loop owns them; other threads send edits (hints, move
+    /// outcomes) and reads through `Daemon::heat`.
+    heat: HeatOwner,
     tx: crossbeam_channel::Sender<worker::Batch>,
     /// The worker finished a plan.
     done: crossbeam_channel::Receiver<()>,
@@ -75,6 +83,7 @@ struct Loop {
 impl Loop {
     fn new(
         d: Arc<Daemon>,
+        heat: HeatOwner,
         tx: crossbeam_channel::Sender<worker::Batch>,
         done: crossbeam_channel::Receiver<()>,
         throughput: Arc<AtomicU64>,
@@ -84,6 +93,7 @@ impl Loop {
         Loop {
             sampling: SamplingSet::new(&cfg.sampling),
             d,
+            heat,
             tx,
             done,
             throughput,
@@ -101,17 +111,12 @@ impl Loop {
         while !self.d.shutdown.load(Ordering::Relaxed) {
             let cfg = self.d.config();
             let period = Duration::from_millis(cfg.sampling.drain_interval_ms);
-            // Sleep until the next drain, or until the worker finishes a plan.
-            let wait = next_drain.saturating_duration_since(Instant::now());
-            let replan = match self.done.recv_timeout(wait) {
-                Ok(()) => true,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    // No worker (it panicked): keep the cadence with a plain sleep.
-                    std::thread::sleep(wait);
-                    false
-                }
-            };
+            // Sleep until the next drain, or until the worker finishes a plan, running
+            // the heat tables' edits and reads as they come.
+            let replan = self.wait(next_drain, &cfg);
+            // Everything sent before now (a step's outcome before its plan's end) is
+            // in the tables before they are read.
+            self.heat.apply_pending(&cfg);
             if !replan {
                 next_drain += period;
                 // Behind by more than a period (a slow drain): restart the cadence.
@@ -144,24 +149,41 @@ impl Loop {
         }
     }
 
+    /// Waits until `deadline` or until the worker finishes a plan (true), running heat
+    /// commands as they arrive.
+    fn wait(&mut self, deadline: Instant, cfg: &Config) -> bool {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(self.done) -> r => match r {
+                    Ok(()) => return true,
+                    // No worker (it panicked): keep the cadence with a plain sleep.
+                    Err(_) => {
+                        std::thread::sleep(left);
+                        return false;
+                    }
+                },
+                recv(self.heat.queue()) -> cmd => {
+                    if let Ok(cmd) = cmd {
+                        self.heat.apply(cmd, cfg);
+                    }
+                }
+                default(left) => return false,
+            }
+        }
+    }
+
     /// Reap, sync targets, drain samplers into heat tables, adapt the rate.
     fn sample(&mut self) {
         let d = &self.d;
         for pid in d.registry.reap() {
-            d.heat
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&pid);
             self.last_scan.remove(&pid);
             tracing::info!(pid, "managed process exited");
         }
         let procs = d.registry.all();
         let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
-        {
-            // Forget tables of unmanaged processes.
-            let mut tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
-            tables.retain(|pid, _| pids.contains(pid));
-        }
+        // Forget tables of processes no longer managed.
+        self.heat.retain(|pid| pids.contains(&pid));
         self.last_scan.retain(|pid, _| pids.contains(pid));
         // Processes that send hints are left to their hints (Daemon::sampled).
         let now = Instant::now();
@@ -180,25 +202,23 @@ impl Loop {
         let mut managed_bytes = 0u64;
         {
             let cfg = d.config();
-            let mut tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
             for pid in &pids {
-                tables
-                    .entry(*pid)
-                    .or_insert_with(|| crate::heat::new_heat_table(&cfg));
+                self.heat.table(*pid, &cfg);
             }
             for s in &self.samples {
-                if let Some(t) = tables.get_mut(&s.pid) {
+                if let Some(t) = self.heat.get_mut(s.pid) {
                     let now = t.now_ms(Instant::now());
                     t.record(s.start, s.end, s.weight, now);
                 }
             }
-            for t in tables.values_mut() {
+            for (_, t) in self.heat.tables_mut() {
                 managed_bytes += t.len() as u64 * t.granule();
                 if snapshot {
                     let now = t.now_ms(Instant::now());
                     t.snapshot(now);
                 }
             }
+            self.heat.publish(&d.heat);
         }
         self.costs.record += t.elapsed();
         if snapshot {
@@ -227,15 +247,16 @@ impl Loop {
                 continue;
             }
             self.last_scan.insert(p.pid, Instant::now());
-            // The query runs without the heat lock (it is the slow part); the worker
-            // may move pages meanwhile, which `scan::apply` allows for.
-            let (granule, started) =
-                d.with_heat(p.pid, |t| (t.granule(), t.now_ms(Instant::now())));
+            // The worker may move pages while the query runs, which `scan::apply`
+            // allows for; its outcomes reach the table before the scan's result does.
+            let cfg = d.config();
+            let t = self.heat.table(p.pid, &cfg);
+            let (granule, started) = (t.granule(), t.now_ms(Instant::now()));
             let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started).map(|q| {
-                d.with_heat(p.pid, |t| {
-                    let now = t.now_ms(Instant::now());
-                    scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)
-                })
+                self.heat.apply_pending(&cfg);
+                let t = self.heat.table(p.pid, &cfg);
+                let now = t.now_ms(Instant::now());
+                scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)
             });
             match res {
                 Ok(r) => {
@@ -292,11 +313,10 @@ impl Loop {
             ..Knobs::from_config(&cfg.policy, cfg.policy.interval_ms)
         };
         let inputs: Vec<ProcInput> = {
-            let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
             procs
                 .iter()
                 .filter_map(|p| {
-                    tables.get(&p.pid).map(|t| ProcInput {
+                    self.heat.get(p.pid).map(|t| ProcInput {
                         pid: p.pid,
                         policy: p.policy,
                         priority: p.priority,

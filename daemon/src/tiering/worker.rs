@@ -387,23 +387,22 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u3
         return;
     }
     let page = d.engine.page_size();
-    let mut pingpong = 0u64;
-    d.with_heat(pid, |t| {
-        let now = t.now_ms(Instant::now());
-        let g = t.granule();
+    let proc = d.registry.get(pid);
+    let (granules, at) = (granules.to_vec(), Instant::now());
+    d.heat.edit(pid, move |t| {
+        let now = t.now_ms(at);
+        let mut pingpong = 0u64;
         for (&a, &s) in granules.iter().zip(&status) {
             if t.note_move(a, to, s, promoted, now, window_ms) {
-                pingpong += g / page;
+                pingpong += t.granule() / page;
             }
         }
-    });
-    if pingpong > 0 {
-        if let Some(p) = d.registry.get(pid) {
+        if let Some(p) = proc.filter(|_| pingpong > 0) {
             p.stats
                 .pingpong_pages
                 .fetch_add(pingpong, Ordering::Relaxed);
         }
-    }
+    });
 }
 
 #[cfg(test)]

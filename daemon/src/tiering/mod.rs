@@ -41,7 +41,7 @@ const MIN_REPLAN: Duration = Duration::from_millis(50);
 const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
-    let (tx, rx) = crossbeam_channel::bounded::<worker::Batch>(1);
+    let (tx, rx) = crossbeam_channel::bounded::<worker::PlanJob>(1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let throughput = Arc::new(AtomicU64::new(0));
     let (d, t) = (daemon.clone(), throughput.clone());
@@ -66,7 +66,7 @@ struct Loop {
     /// The heat tables: this loop owns them; other threads send edits (hints, move
     /// outcomes) and reads through `Daemon::heat`.
     heat: HeatOwner,
-    tx: crossbeam_channel::Sender<worker::Batch>,
+    tx: crossbeam_channel::Sender<worker::PlanJob>,
     /// The worker finished a plan.
     done: crossbeam_channel::Receiver<()>,
     /// Measured migration rate, bytes/s (0 until the first plan ran).
@@ -84,7 +84,7 @@ impl Loop {
     fn new(
         d: Arc<Daemon>,
         heat: HeatOwner,
-        tx: crossbeam_channel::Sender<worker::Batch>,
+        tx: crossbeam_channel::Sender<worker::PlanJob>,
         done: crossbeam_channel::Receiver<()>,
         throughput: Arc<AtomicU64>,
     ) -> Loop {
@@ -360,13 +360,13 @@ impl Loop {
             .iter()
             .map(|n| (n.id, cfg.policy.promote_watermark.of(n.total_bytes)))
             .collect();
-        let batch = worker::Batch {
+        let job = worker::PlanJob {
             moves: plan.moves,
             promote_floor,
             pingpong_window_ms: cfg.policy.pingpong_window_ms as u32,
         };
         // A plan sent while the worker runs one supersedes it at the worker's next step.
-        if self.tx.try_send(batch).is_err() {
+        if self.tx.try_send(job).is_err() {
             tracing::debug!("the migration worker is gone: plan dropped");
         }
     }

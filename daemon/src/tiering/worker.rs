@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
 
 /// One plan for the worker.
-pub struct Batch {
+pub struct PlanJob {
     pub moves: Vec<Move>,
     /// Free bytes to keep on the destination of promotions (promote watermark).
     pub promote_floor: BTreeMap<u32, u64>,
@@ -30,12 +30,12 @@ pub struct Batch {
 /// worker runs out of plans.
 pub fn run(
     d: Arc<Daemon>,
-    rx: crossbeam_channel::Receiver<Batch>,
+    rx: crossbeam_channel::Receiver<PlanJob>,
     throughput: Arc<AtomicU64>,
     done: crossbeam_channel::Sender<()>,
 ) {
-    while let Ok(batch) = rx.recv() {
-        let (bytes, secs) = execute(&d, batch, &rx);
+    while let Ok(job) = rx.recv() {
+        let (bytes, secs) = execute(&d, job, &rx);
         if bytes > 0 {
             let now = bytes as f64 / secs;
             let old = throughput.load(Ordering::Relaxed) as f64;
@@ -47,7 +47,7 @@ pub fn run(
             throughput.store(ema as u64, Ordering::Relaxed);
         }
         if rx.is_empty() {
-            // Wake the loop to plan the next batch (a wake-up already pending will do).
+            // Wake the loop to plan the next job (a wake-up already pending will do).
             let _ = done.try_send(());
         }
     }
@@ -86,21 +86,21 @@ trait Lanes: Sync {
 }
 
 /// The worker's [`Lanes`]: the migration engine, the nodes' free memory, the channel.
-struct Engine<'a> {
+struct WorkerLanes<'a> {
     d: &'a Daemon,
-    batch: &'a Batch,
-    rx: &'a crossbeam_channel::Receiver<Batch>,
+    job: &'a PlanJob,
+    rx: &'a crossbeam_channel::Receiver<PlanJob>,
 }
 
-impl Lanes for Engine<'_> {
+impl Lanes for WorkerLanes<'_> {
     fn step(&self, step: &[&Move], promote: bool) -> Pages {
         let mut pages = Pages::new();
-        run_step(self.d, self.batch, step, promote, &mut pages);
+        run_step(self.d, self.job, step, promote, &mut pages);
         pages
     }
 
     fn room(&self, to: u32) -> bool {
-        let floor = self.batch.promote_floor.get(&to).copied().unwrap_or(0);
+        let floor = self.job.promote_floor.get(&to).copied().unwrap_or(0);
         self.d
             .topo_src
             .free_bytes(to)
@@ -114,21 +114,17 @@ impl Lanes for Engine<'_> {
 
 /// Executes one plan, or its head until a newer plan supersedes it; returns (bytes
 /// moved, seconds taken).
-fn execute(d: &Daemon, batch: Batch, rx: &crossbeam_channel::Receiver<Batch>) -> (u64, f64) {
+fn execute(d: &Daemon, job: PlanJob, rx: &crossbeam_channel::Receiver<PlanJob>) -> (u64, f64) {
     let started = Instant::now();
-    let lanes = Engine {
-        d,
-        batch: &batch,
-        rx,
-    };
-    let (pages, superseded) = run_lanes(&lanes, &batch.moves);
+    let lanes = WorkerLanes { d, job: &job, rx };
+    let (pages, superseded) = run_lanes(&lanes, &job.moves);
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     let mut moved = [0u64; 2]; // [demoted, promoted] pages
     for (&(_, dir), &n) in &pages {
         moved[dir as usize] += n;
     }
     tracing::debug!(
-        moves = batch.moves.len(),
+        moves = job.moves.len(),
         promoted_pages = moved[1],
         demoted_pages = moved[0],
         superseded,
@@ -346,7 +342,7 @@ fn step_len(queue: &[&Move]) -> usize {
 
 /// Runs one step: one migration job per (process, destination); `pages` counts what
 /// moved per (process, 1 = promotion / 0 = demotion).
-fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mut Pages) {
+fn run_step(d: &Daemon, plan: &PlanJob, step: &[&Move], promote: bool, pages: &mut Pages) {
     let mut groups: BTreeMap<(i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
     for m in step {
         groups
@@ -361,7 +357,7 @@ fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mu
             ranges: Some(merge(addrs)),
             to,
             min_free_bytes: if promote {
-                batch.promote_floor.get(&to).copied().unwrap_or(0)
+                plan.promote_floor.get(&to).copied().unwrap_or(0)
             } else {
                 0
             },
@@ -372,7 +368,7 @@ fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mu
                 if let Some(why) = &r.stopped {
                     tracing::debug!(pid, to, reason = %why, "migration stopped early");
                 }
-                record_outcome(d, pid, &granules, to, batch.pingpong_window_ms, promote);
+                record_outcome(d, pid, &granules, to, plan.pingpong_window_ms, promote);
             }
             Err(e) => tracing::debug!(pid, to, error = %e, "migration failed"),
         }

@@ -14,6 +14,8 @@
 
 mod costs;
 mod scan;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use crate::heat::{HeatOwner, HeatTable};

@@ -1,7 +1,8 @@
 //! The daemon's shared state: config in force, topology, mode, the registry of managed
 //! processes, heat tables, the migration engine and sampling status. One `Arc<Daemon>`
 //! is shared by the control socket, the client protocol, the tiering loop and the
-//! operations endpoints; each takes short locks only.
+//! operations endpoints; each takes short locks only. The heat tables are not here:
+//! the tiering loop owns them, and `heat` is the port to send it edits and reads.
 
 use crate::kernel;
 use crate::migrate::{MigrationEngine, Mover};

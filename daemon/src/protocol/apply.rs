@@ -1,5 +1,6 @@
-//! What a hint does to a heat table. Pure logic, unit-tested here; called by the poller
-//! with the heat-table lock held, once per validated ring entry.
+//! What a hint does to a heat table. Pure logic, unit-tested here; run on the tiering
+//! loop's thread (the tables' owner) in the edits the hint poller sends, once per
+//! validated ring entry.
 //!
 //! Hints are per block, flags per heat granule (`heat.granule`). A block smaller than a
 //! granule shares it with its neighbours, so hints that *protect* memory (ACCESS,

@@ -2,8 +2,9 @@
 //! entry and applies it to the owner's heat table.
 //!
 //! Cadence: a pass over all rings, then a [`POLL_PERIOD`] sleep unless some ring had
-//! more than [`BUDGET`] entries waiting (then the next pass starts at once). A pass takes
-//! the heat lock once per region with entries. Corrupt ring indices drop that client
+//! more than [`BUDGET`] entries waiting (then the next pass starts at once). A pass sends
+//! one edit per region with entries to the heat tables' owner (the tiering loop,
+//! through `Daemon::heat`), which applies them in order. Corrupt ring indices drop that client
 //! ([`Hub::drop_client`]); a bad entry is counted in `rejected_entries` and skipped.
 //! PREFETCH and PIN_FAST ranges are also queued for immediate promotion
 //! ([`super::placement`]); when that queue is full the flags alone remain and the
@@ -57,8 +58,8 @@ pub fn run(hub: Arc<Hub>) {
 
 /// Applies a batch of entries from region `r`'s ring, in order; runs of ACCESS entries
 /// are merged ([`apply::access_many`]). PREFETCH / PIN_FAST ranges are queued for
-/// promotion *before* the heat lock is taken: the tiering loop may hold that lock for a
-/// whole placement scan, which must not delay a prefetch.
+/// promotion *before* the heat edit is sent: the tiering loop applies edits between its
+/// steps (a plan, a placement scan), which must not delay a prefetch.
 pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     let received = Instant::now();
     let mut hints = Vec::with_capacity(entries.len());

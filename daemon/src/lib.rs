@@ -7,7 +7,6 @@
 //! [`topology`] and [`migrate`] hide the kernel behind narrow traits so the policy is
 //! testable without root. See `docs/architecture.md`.
 
-pub mod cli;
 pub mod control;
 pub mod heat;
 pub mod kernel;

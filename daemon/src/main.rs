@@ -6,10 +6,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tierd::cli::Args;
 use tierd::migrate::syscall::MovePages;
 use tierd::state::{Daemon, Mode};
 use tierd::topology::{SysfsTopology, TopologySource};
+use tierd_cli::Args;
 use tierd_config::Config;
 
 fn main() {

@@ -18,16 +18,9 @@ pub mod urgent;
 pub use engine::{Job, MigrationEngine};
 pub use urgent::{UrgentJob, UrgentOutcome};
 
-/// Page size of the running kernel.
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as u64
-    } else {
-        4096
-    }
-}
+/// Page size of the running kernel: the one definition, shared with tierctl, is the
+/// protocol's page unit.
+pub use tierd_api::page_size;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum MoveError {

@@ -338,52 +338,12 @@ impl MigrationEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrate::fake::FakeMover;
     use crate::topology::fake::FakeTopology;
-    use std::collections::HashMap;
 
-    /// Pages of one fake process: address → node. Addresses in `pinned` never move.
-    struct FakeMover {
-        pid: i32,
-        pages: Mutex<HashMap<u64, i32>>,
-        pinned: Vec<u64>,
-        calls: AtomicU64,
-    }
-
-    impl Mover for FakeMover {
-        fn move_pages(
-            &self,
-            pid: i32,
-            pages: &[u64],
-            nodes: &[i32],
-            status: &mut [i32],
-        ) -> Result<(), MoveError> {
-            if pid != self.pid {
-                return Err(MoveError::NoSuchProcess(pid));
-            }
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let mut map = self.pages.lock().unwrap();
-            for i in 0..pages.len() {
-                status[i] = match map.get_mut(&pages[i]) {
-                    None => -libc::ENOENT,
-                    Some(_) if self.pinned.contains(&pages[i]) => -libc::EBUSY,
-                    Some(n) => {
-                        *n = nodes[i];
-                        nodes[i]
-                    }
-                };
-            }
-            Ok(())
-        }
-        fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-            if pid != self.pid {
-                return Err(MoveError::NoSuchProcess(pid));
-            }
-            let map = self.pages.lock().unwrap();
-            for i in 0..pages.len() {
-                status[i] = map.get(&pages[i]).copied().unwrap_or(-libc::ENOENT);
-            }
-            Ok(())
-        }
+    /// The fake's one process: this test process, a live pid so the pidfd opens.
+    fn live_pid() -> i32 {
+        std::process::id() as i32
     }
 
     fn engine(
@@ -391,14 +351,15 @@ mod tests {
         pinned: Vec<u64>,
         batch: usize,
     ) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
-        let pid = std::process::id() as i32; // a live pid so the pidfd opens
-        let pages = (0..npages).map(|i| (0x10000 + i * 4096, 0)).collect();
-        let mover = Arc::new(FakeMover {
-            pid,
-            pages: Mutex::new(pages),
-            pinned,
-            calls: AtomicU64::new(0),
-        });
+        let pid = live_pid();
+        let pages = (0..npages).map(|i| 0x10000 + i * 4096);
+        // One process whose pages are on node 0; others are ENOENT.
+        let mover = Arc::new(
+            FakeMover::new()
+                .owner(pid)
+                .with_pages(pid, pages, 0)
+                .with_pinned(pinned),
+        );
         let topo = Arc::new(FakeTopology::new(&[
             (0, &[0], 1 << 30, 0),
             (1, &[], 4 << 30, 1),
@@ -430,7 +391,7 @@ mod tests {
     #[test]
     fn moves_in_batches_and_counts_failures_by_errno() {
         let (e, mover, _) = engine(100, vec![0x10000 + 5 * 4096], 16);
-        let pid = mover.pid;
+        let pid = live_pid();
         // Ask for two pages past the end: those are ENOENT.
         let r = e.run(&job(pid, 102, 1), None).unwrap();
         assert_eq!(r.requested_pages, 102);
@@ -438,7 +399,7 @@ mod tests {
         assert_eq!(r.failed_pages.get("EBUSY"), Some(&1));
         assert_eq!(r.failed_pages.get("ENOENT"), Some(&2));
         assert_eq!(r.bytes, 99 * 4096);
-        assert_eq!(mover.calls.load(Ordering::Relaxed), 7); // ceil(102 / 16)
+        assert_eq!(mover.calls(), 7); // ceil(102 / 16)
         let placed = e.placement(pid, None).ok();
         // placement() reads the real /proc maps of this test process, so only check
         // the fake's view through query().
@@ -456,11 +417,11 @@ mod tests {
 
     #[test]
     fn headroom_stops_before_filling_the_destination() {
-        let (e, mover, topo) = engine(1000, vec![], 100);
+        let (e, _, topo) = engine(1000, vec![], 100);
         // Destination 1 has 4 GiB; leave it only the 2% watermark + 50 pages free.
         let floor = (4u64 << 30) * 2 / 100;
         topo.free.lock().unwrap().insert(1, floor + 50 * 4096);
-        let r = e.run(&job(mover.pid, 1000, 1), None).unwrap();
+        let r = e.run(&job(live_pid(), 1000, 1), None).unwrap();
         assert_eq!(
             r.moved_pages, 0,
             "a 100-page batch does not fit above the watermark"
@@ -474,9 +435,9 @@ mod tests {
 
     #[test]
     fn bad_node_and_dead_process_are_errors() {
-        let (e, mover, _) = engine(10, vec![], 16);
+        let (e, _, _) = engine(10, vec![], 16);
         assert!(matches!(
-            e.run(&job(mover.pid, 10, 9), None),
+            e.run(&job(live_pid(), 10, 9), None),
             Err(EngineError::Topology(TopologyError::NoSuchNode(9)))
         ));
         assert!(matches!(

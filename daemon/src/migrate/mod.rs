@@ -11,6 +11,8 @@
 pub mod bucket;
 pub mod engine;
 pub mod errno;
+#[cfg(test)]
+pub mod fake;
 pub mod syscall;
 pub mod thp;
 pub mod urgent;

@@ -83,47 +83,21 @@ impl MigrationEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::Mover;
+    use crate::migrate::fake::FakeMover;
     use crate::topology::fake::FakeTopology;
     use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use tierd_config::MigrateConfig;
-
-    /// Pages 0..8 of one process on node 1; page 3 pinned (EBUSY).
-    struct Fake(Mutex<Vec<i32>>);
-
-    impl Mover for Fake {
-        fn move_pages(
-            &self,
-            _pid: i32,
-            pages: &[u64],
-            nodes: &[i32],
-            status: &mut [i32],
-        ) -> Result<(), MoveError> {
-            let mut at = self.0.lock().unwrap();
-            for i in 0..pages.len() {
-                let p = (pages[i] / 4096) as usize;
-                status[i] = if p == 3 {
-                    -libc::EBUSY
-                } else {
-                    at[p] = nodes[i];
-                    nodes[i]
-                };
-            }
-            Ok(())
-        }
-        fn query(&self, _pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-            let at = self.0.lock().unwrap();
-            for i in 0..pages.len() {
-                status[i] = at[(pages[i] / 4096) as usize];
-            }
-            Ok(())
-        }
-    }
 
     #[test]
     fn urgent_moves_are_checked_for_room_and_counted_like_any_other() {
-        let mover = Arc::new(Fake(Mutex::new(vec![1; 8])));
+        // Pages 0..8 of one process on node 1; page 3 pinned (EBUSY).
+        let pages: Vec<u64> = (0..8).map(|i| i * 4096).collect();
+        let mover = Arc::new(
+            FakeMover::new()
+                .with_pages(1, pages.iter().copied(), 1)
+                .with_pinned([3 * 4096]),
+        );
         let topo = Arc::new(FakeTopology::new(&[
             (0, &[0], 1 << 30, 0),
             (1, &[], 1 << 30, 1),
@@ -134,7 +108,6 @@ mod tests {
         };
         let e = MigrationEngine::new(mover.clone(), topo, cfg);
         let page = e.page_size();
-        let pages: Vec<u64> = (0..8).map(|i| i * 4096).collect();
         let job = |free| UrgentJob {
             pid: 1,
             pages: &pages,
@@ -143,7 +116,10 @@ mod tests {
             floor_bytes: 4096,
         };
         assert_eq!(e.run_urgent(&job(8 * page)), UrgentOutcome::NoHeadroom);
-        assert_eq!(*mover.0.lock().unwrap(), vec![1; 8], "nothing moved");
+        assert!(
+            pages.iter().all(|&a| mover.node_of(1, a) == Some(1)),
+            "nothing moved"
+        );
         let UrgentOutcome::Moved(status) = e.run_urgent(&job(1 << 20)) else {
             panic!("not moved");
         };

@@ -4,59 +4,20 @@
 
 use super::Server;
 use crate::heat::flags;
-use crate::migrate::{MoveError, Mover};
+use crate::migrate::fake::FakeMover;
 use crate::state::Daemon;
 use crate::topology::fake::FakeTopology;
 use memmap2::MmapMut;
-use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tierd_client::layout::state;
 use tierd_client::{Client, ClientError, HintKind};
 use tierd_config::Config;
 
 const BLOCK: u64 = 64 << 10;
-
-/// Every page of every process is present; on node 1 unless moved. Pages in `pinned`
-/// refuse to move (EBUSY), like long-term pinned memory.
-#[derive(Default)]
-struct FakeMover {
-    nodes: Mutex<HashMap<(i32, u64), i32>>,
-    pinned: Mutex<HashSet<u64>>,
-}
-
-impl Mover for FakeMover {
-    fn move_pages(
-        &self,
-        pid: i32,
-        pages: &[u64],
-        nodes: &[i32],
-        status: &mut [i32],
-    ) -> Result<(), MoveError> {
-        let mut map = self.nodes.lock().unwrap();
-        let pinned = self.pinned.lock().unwrap();
-        for i in 0..pages.len() {
-            status[i] = if pinned.contains(&pages[i]) {
-                -libc::EBUSY
-            } else {
-                map.insert((pid, pages[i]), nodes[i]);
-                nodes[i]
-            };
-        }
-        Ok(())
-    }
-
-    fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-        let map = self.nodes.lock().unwrap();
-        for i in 0..pages.len() {
-            status[i] = map.get(&(pid, pages[i])).copied().unwrap_or(1);
-        }
-        Ok(())
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -87,7 +48,8 @@ fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         (0, &[0], 1 << 30, 0),
         (1, &[], 4 << 30, 1),
     ]));
-    let mover = Arc::new(FakeMover::default());
+    // Every page of every process is present, on the slow node unless moved.
+    let mover = Arc::new(FakeMover::new().default_node(1));
     let daemon = Daemon::new(cfg, None, topo, mover.clone()).unwrap();
     let heat_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let owner = daemon.heat.take_owner().unwrap();
@@ -549,11 +511,8 @@ fn unmovable_blocks_become_relocation_requests() {
     let f = fixture(|_| {});
     let (_mem, base) = anon(8);
     // Block 5 is pinned: move_pages returns EBUSY for its pages.
-    {
-        let mut p = f.mover.pinned.lock().unwrap();
-        for off in (0..BLOCK).step_by(4096) {
-            p.insert(base + 5 * BLOCK + off);
-        }
+    for off in (0..BLOCK).step_by(4096) {
+        f.mover.pin(base + 5 * BLOCK + off);
     }
     let c = Client::connect(Some(&f.path)).unwrap();
     let region = c.register(base, 8 * BLOCK, BLOCK).unwrap();

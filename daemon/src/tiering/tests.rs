@@ -1,10 +1,10 @@
 //! The tiering loop's glue, on a fake two-tier machine (node 0 fast, node 1 slow) with
-//! a fake mover that reports every page on node 1: samples recorded as heat, the
+//! the tests' fake mover with every page on node 1: samples recorded as heat, the
 //! placement scan of this test process (its real resident pages), hints sent through
 //! the daemon's heat port, and the plan that reaches the worker's channel.
 
 use super::{worker, Loop};
-use crate::migrate::{MoveError, Mover};
+use crate::migrate::fake::FakeMover;
 use crate::sampling::{AccessSample, Sampler, SamplerError, SamplingSet};
 use crate::state::Daemon;
 use crate::topology::fake::FakeTopology;
@@ -14,26 +14,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tierd_api::BackendStatus;
 use tierd_config::{Config, PolicyName};
-
-/// Every page is on node 1; moves are not needed here (the worker is not running).
-struct OnSlowNode;
-
-impl Mover for OnSlowNode {
-    fn move_pages(
-        &self,
-        _pid: i32,
-        _pages: &[u64],
-        _nodes: &[i32],
-        status: &mut [i32],
-    ) -> Result<(), MoveError> {
-        status.fill(-libc::EBUSY);
-        Ok(())
-    }
-    fn query(&self, _pid: i32, _pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-        status.fill(1);
-        Ok(())
-    }
-}
 
 /// A sampler that reports what the test queued, once per drain.
 struct Queued(Arc<Mutex<Vec<AccessSample>>>);
@@ -74,7 +54,7 @@ fn fixture() -> Fixture {
         (0, &[0], 1 << 30, 0),
         (1, &[], 4 << 30, 1),
     ]));
-    let d = Daemon::new(cfg, None, topo, Arc::new(OnSlowNode)).unwrap();
+    let d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new().default_node(1))).unwrap();
     let pid = std::process::id() as i32;
     d.registry.manage(pid, PolicyName::Tpp, 0, 0).unwrap();
     let heat = d.heat.take_owner().unwrap();

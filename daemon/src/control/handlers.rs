@@ -36,6 +36,7 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&pid);
+                d.journal.unmanaged(pid);
                 Response::ok(&ManageReply {
                     pid,
                     policy: p.policy.as_str().into(),
@@ -166,6 +167,7 @@ fn manage(
         .registry
         .manage(pid, policy, priority.unwrap_or(0), caller.uid)
         .map_err(reg_err)?;
+    d.journal.managed(pid, p.policy, p.priority);
     Ok(Response::ok(&ManageReply {
         pid,
         policy: p.policy.as_str().into(),

@@ -98,7 +98,9 @@ impl Loop {
 
     fn run(mut self) {
         let mut next_drain = Instant::now();
+        let heartbeat = self.d.liveness.register("tierd-tiering");
         while !self.d.shutdown.load(Ordering::Relaxed) {
+            heartbeat.beat();
             let cfg = self.d.config();
             let period = Duration::from_millis(cfg.sampling.drain_interval_ms);
             // Sleep until the next drain, or until the worker finishes a plan.

@@ -35,7 +35,8 @@ pub fn run(
     throughput: Arc<AtomicU64>,
     done: crossbeam_channel::Sender<()>,
 ) {
-    while let Ok(batch) = rx.recv() {
+    let heartbeat = d.liveness.register("tierd-migrate");
+    while let Some(batch) = heartbeat.recv(&rx) {
         let (bytes, secs) = execute(&d, batch, &rx);
         if bytes > 0 {
             let now = bytes as f64 / secs;

@@ -109,7 +109,8 @@ impl Loop {
                 Ok(()) => true,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    // No worker (it panicked): keep the cadence with a plain sleep.
+                    // No worker (it ended; a panic would have aborted tierd): keep the
+                    // cadence with a plain sleep.
                     std::thread::sleep(wait);
                     false
                 }

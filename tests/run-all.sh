@@ -26,6 +26,7 @@ group foundation
 group sampling
 group policy
 group protocol
+group reliability --extra-bin /usr/bin/setpriv /usr/bin/socat
 group ops --extra-bin /usr/bin/setpriv /usr/bin/socat /usr/bin/tmux \
   --extra-file systemd/tierd.service:/tierd/etc/tierd.service \
   --extra-file config/tierd.toml:/tierd/etc/tierd.toml \

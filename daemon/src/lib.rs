@@ -12,6 +12,7 @@ pub mod heat;
 pub mod kernel;
 pub mod migrate;
 pub mod ops;
+pub mod persist;
 pub mod policy;
 pub mod proc;
 pub mod protocol;

@@ -6,6 +6,8 @@
 
 use crate::kernel;
 use crate::migrate::{MigrationEngine, Mover};
+use crate::ops::liveness::Liveness;
+use crate::persist::managed::Journal;
 use crate::registry::Registry;
 use crate::topology::{Topology, TopologySource};
 use std::path::PathBuf;
@@ -80,6 +82,10 @@ pub struct Daemon {
     /// Hint-ring totals over all protocol clients, past and present (fed by the
     /// protocol; read by the metrics endpoint).
     pub hints: HintCounters,
+    /// Heartbeats of the worker threads (the watchdog and `status.health` read them).
+    pub liveness: Liveness,
+    /// Processes managed with `tierctl manage`, written down for a restart.
+    pub journal: Journal,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -121,6 +127,8 @@ impl Daemon {
             generation: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             hints: HintCounters::default(),
+            liveness: Liveness::default(),
+            journal: Journal::default(),
         }))
     }
 

@@ -142,6 +142,16 @@ int tierd_relocated(tierd_client *, uint32_t region, const uint64_t *blocks, siz
  * would keep the old pages; pinned pools use tierd_relocations. 0 or -errno. */
 int tierd_recycle(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
 
+/* Reconnection. When tierd goes away (restart, crash) the library notices on its
+ * socket, marks every region not live (tierd_stats: TIERD_REGION_CLOSED; hints accept
+ * 0 blocks) and reconnects in the background with backoff (50 ms doubling to 5 s),
+ * registering the same memory again under the region ids the caller already holds and
+ * re-pinning PIN_FAST blocks. Other calls fail while it is down. 1 connected, 0 not,
+ * or -errno. */
+int tierd_is_connected(tierd_client *);
+/* Successful reconnections so far, or -errno. */
+int64_t tierd_reconnects(tierd_client *);
+
 #ifdef __cplusplus
 }
 #endif

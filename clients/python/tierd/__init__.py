@@ -115,6 +115,8 @@ def load_library() -> ctypes.CDLL:
         "tierd_relocated": (i, [p, u32, u64p, sz]),
         "tierd_recycle": (i, [p, u32, u64p, sz]),
         "tierd_stats": (i, [p, u32, ctypes.POINTER(_Stats)]),
+        "tierd_is_connected": (i, [p]),
+        "tierd_reconnects": (ctypes.c_int64, [p]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -255,3 +257,15 @@ class Client:
         s = _Stats()
         _check(self._lib.tierd_stats(self._handle(), region, ctypes.byref(s)), "tierd_stats")
         return {name: getattr(s, name) for name, _ in _Stats._fields_ if not name.startswith("_")}
+
+    @property
+    def connected(self) -> bool:
+        """Whether tierd is reachable now. When it goes away (restart, crash) the library
+        reconnects by itself in the background and registers the same regions again
+        under the same ids; other calls raise :class:`TierdError` meanwhile."""
+        return _check(self._lib.tierd_is_connected(self._handle()), "tierd_is_connected") == 1
+
+    @property
+    def reconnects(self) -> int:
+        """Successful reconnections so far."""
+        return _check(self._lib.tierd_reconnects(self._handle()), "tierd_reconnects")

@@ -451,3 +451,26 @@ pub unsafe extern "C" fn tierd_stats(
         0
     })
 }
+
+/// 1 while connected to tierd, 0 while it is away (the library reconnects by itself).
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_is_connected(c: *mut TierdClient) -> c_int {
+    guard(|| match client(c) {
+        Ok(c) => c_int::from(c.is_connected()),
+        Err(e) => e,
+    })
+}
+
+/// Successful reconnections so far.
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_reconnects(c: *mut TierdClient) -> i64 {
+    catch_unwind(AssertUnwindSafe(|| match client(c) {
+        Ok(c) => c.reconnects().min(i64::MAX as u64) as i64,
+        Err(e) => e as i64,
+    }))
+    .unwrap_or(-libc::EIO as i64)
+}

@@ -34,6 +34,7 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
             .unmanage(pid, caller.uid)
             .map(|p| {
                 // The tiering loop forgets the heat table of a process no longer managed.
+                d.journal.unmanaged(pid);
                 Response::ok(&ManageReply {
                     pid,
                     policy: p.policy.as_str().into(),
@@ -164,6 +165,7 @@ fn manage(
         .registry
         .manage(pid, policy, priority.unwrap_or(0), caller.uid)
         .map_err(reg_err)?;
+    d.journal.managed(pid, p.policy, p.priority);
     Ok(Response::ok(&ManageReply {
         pid,
         policy: p.policy.as_str().into(),

@@ -110,7 +110,9 @@ impl Loop {
 
     fn run(mut self) {
         let mut next_drain = Instant::now();
+        let heartbeat = self.d.liveness.register("tierd-tiering");
         while !self.d.shutdown.load(Ordering::Relaxed) {
+            heartbeat.beat();
             let cfg = self.d.config();
             let period = Duration::from_millis(cfg.sampling.drain_interval_ms);
             // Sleep until the next drain, or until the worker finishes a plan, running
@@ -159,7 +161,8 @@ impl Loop {
             crossbeam_channel::select! {
                 recv(self.done) -> r => match r {
                     Ok(()) => return true,
-                    // No worker (it panicked): keep the cadence with a plain sleep.
+                    // No worker (it ended; a panic would have aborted tierd): keep
+                    // the cadence with a plain sleep.
                     Err(_) => {
                         std::thread::sleep(left);
                         return false;

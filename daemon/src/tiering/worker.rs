@@ -34,7 +34,8 @@ pub fn run(
     throughput: Arc<AtomicU64>,
     done: crossbeam_channel::Sender<()>,
 ) {
-    while let Ok(job) = rx.recv() {
+    let heartbeat = d.liveness.register("tierd-migrate");
+    while let Some(job) = heartbeat.recv(&rx) {
         let (bytes, secs) = execute(&d, job, &rx);
         if bytes > 0 {
             let now = bytes as f64 / secs;

@@ -80,6 +80,9 @@ pub struct Daemon {
     /// Hint-ring totals over all protocol clients, past and present (fed by the
     /// protocol; read by the metrics endpoint).
     pub hints: HintCounters,
+    /// The kernel's access rule for requests that name a pid, and the per-user ceilings.
+    pub access: crate::access::Access,
+    pub ceilings: crate::access::ceilings::Ceilings,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -121,6 +124,8 @@ impl Daemon {
             generation: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             hints: HintCounters::default(),
+            access: crate::access::Access::default(),
+            ceilings: Default::default(),
         }))
     }
 

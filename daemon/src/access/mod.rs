@@ -68,14 +68,18 @@ pub enum Method {
 }
 
 type Key = (i32, u64, Creds, i32, u64, Creds);
+/// A verdict and when it was reached.
+type Cached = (Instant, Result<(), AccessError>);
 
 /// The access checker: one per daemon.
 pub struct Access {
     method: Method,
     own_user_ns: u64,
-    cache: Mutex<HashMap<Key, (Instant, Result<(), AccessError>)>>,
+    cache: Mutex<HashMap<Key, Cached>>,
     /// Uncached questions asked (probes run or model evaluations), for tests and metrics.
     pub asked: std::sync::atomic::AtomicU64,
+    /// Refusals (cached or not), for the metrics endpoint.
+    pub denied: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Access {
@@ -95,6 +99,7 @@ impl Access {
             own_user_ns: process::user_ns_of("/proc/self/ns/user").unwrap_or(0),
             cache: Mutex::new(HashMap::new()),
             asked: Default::default(),
+            denied: Default::default(),
         }
     }
 
@@ -109,6 +114,15 @@ impl Access {
 
     /// Whether `caller` may touch `target`'s memory by the kernel's rule.
     pub fn check(&self, caller: &Process, target: &Process) -> Result<(), AccessError> {
+        let v = self.check_uncounted(caller, target);
+        if let Err(AccessError::Denied { .. }) = v {
+            self.denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        v
+    }
+
+    fn check_uncounted(&self, caller: &Process, target: &Process) -> Result<(), AccessError> {
         let c = caller.creds()?;
         if c.user_ns == self.own_user_ns && c.has_effective(CAP_SYS_PTRACE) {
             return Ok(());

@@ -89,7 +89,7 @@ pub fn may_access(
         return Err(Denial::NotDumpable);
     }
     let subset = target.cap_permitted & !caller.cap_permitted == 0;
-    if !(same_ns && subset) && !ptrace_cap {
+    if !(ptrace_cap || same_ns && subset) {
         return Err(Denial::Capabilities);
     }
     Ok(())

@@ -131,6 +131,8 @@ fn placement(d: &Daemon, caller: &Caller, pid: i32, range: Option<AddrRange>) ->
 }
 
 fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRange>) -> Reply {
+    // Permission first: a refused caller learns nothing about the target or the node.
+    let target = check_access(d, caller, pid)?;
     if let Mode::MonitorOnly(why) = d.mode() {
         return Err(err(
             ErrorKind::Unsupported,
@@ -138,7 +140,6 @@ fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRan
         ));
     }
     d.topology().check_node(to).map_err(topo_err)?;
-    let target = check_access(d, caller, pid)?;
     let bucket = if caller_is_root(d, caller)? {
         None
     } else {

@@ -29,6 +29,8 @@ pub mod server;
 pub mod session;
 
 #[cfg(test)]
+mod permission_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::state::Daemon;

@@ -74,10 +74,10 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
         };
         let (first, n) = (h.first_block, h.nblocks);
         match h.kind {
-            HintKind::PinFast => {
-                if !ceilings.pin(r.id, r.owner.uid, r.block_size, first, n, pin_limit) {
-                    continue;
-                }
+            HintKind::PinFast
+                if !ceilings.pin(r.id, r.owner.uid, r.block_size, first, n, pin_limit) =>
+            {
+                continue;
             }
             HintKind::Unpin | HintKind::Free | HintKind::Relocated => {
                 ceilings.unpin(r.id, first, n)

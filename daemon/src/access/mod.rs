@@ -6,11 +6,10 @@
 //! would give the caller itself. `move_pages(2)` of another process is allowed when
 //! `ptrace_may_access(task, PTRACE_MODE_READ_REALCREDS)` (kernel/ptrace.c) allows it,
 //! so [`Access::check`] answers exactly that question for (caller, target):
-//! - callers with CAP_SYS_PTRACE in tierd's user namespace (root, normally) may touch
-//!   every process; no further question is asked;
-//! - otherwise the kernel decides ([`probe`]): a short-lived child takes on the
-//!   caller's real uid, gid, groups and capabilities and asks move_pages(2) in
-//!   query-only mode. Chosen over restating the rule because the kernel then also
+//! - the kernel decides ([`probe`]): a short-lived child takes on the caller's real
+//!   uid, gid, groups and capabilities and asks move_pages(2) in query-only mode. Root
+//!   is asked too: CAP_SYS_PTRACE is not always the last word (a security module, or a
+//!   target in a user namespace root does not own, can still refuse). Chosen over restating the rule because the kernel then also
 //!   judges what user space sees only indirectly (dumpability, the capability subset
 //!   test, namespaces) and keeps judging it as the kernel changes. Cost: a fork per
 //!   uncached question (about a millisecond) and CAP_SETUID + CAP_SETGID in the unit's
@@ -29,7 +28,7 @@ pub mod model;
 pub mod probe;
 pub mod process;
 
-use process::{Creds, Process, ProcessError, CAP_SYS_PTRACE};
+use process::{Creds, Process, ProcessError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -83,12 +82,20 @@ pub struct Access {
 }
 
 impl Default for Access {
+    /// The probe when tierd can run it, else the model; logged once.
     fn default() -> Self {
-        Access::new(if probe::available() {
+        let a = Access::new(if probe::available() {
             Method::Probe
         } else {
             Method::Model
-        })
+        });
+        match a.method {
+            Method::Probe => tracing::info!("access checks: kernel probe"),
+            Method::Model => tracing::info!(
+                "access checks: user-space model (no CAP_SETUID/CAP_SETGID for the probe)"
+            ),
+        }
+        a
     }
 }
 
@@ -124,9 +131,6 @@ impl Access {
 
     fn check_uncounted(&self, caller: &Process, target: &Process) -> Result<(), AccessError> {
         let c = caller.creds()?;
-        if c.user_ns == self.own_user_ns && c.has_effective(CAP_SYS_PTRACE) {
-            return Ok(());
-        }
         let t = target.creds()?;
         let key = (
             caller.pid(),

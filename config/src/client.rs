@@ -32,6 +32,8 @@ pub struct ClientConfig {
     pub max_registered_bytes_per_uid: Amount,
     pub max_pools_per_uid: u32,
     pub max_pool_bytes: Bytes,
+    /// Bytes of registered blocks a uid other than root may hold PIN_FAST at once.
+    pub max_pin_fast_bytes_per_uid: Bytes,
     /// Hint ring capacity, entries (a power of two).
     pub ring_entries: u32,
     pub pool_tier: PoolTier,
@@ -52,6 +54,7 @@ impl Default for ClientConfig {
             max_registered_bytes_per_uid: Amount::Percent(100.0),
             max_pools_per_uid: 16,
             max_pool_bytes: Bytes(64 << 30),
+            max_pin_fast_bytes_per_uid: Bytes(1 << 30),
             ring_entries: 65536,
             pool_tier: PoolTier::Slow,
             sample_hinting_processes: false,

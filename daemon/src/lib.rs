@@ -7,6 +7,7 @@
 //! [`topology`] and [`migrate`] hide the kernel behind narrow traits so the policy is
 //! testable without root. See `docs/architecture.md`.
 
+pub mod access;
 pub mod control;
 pub mod heat;
 pub mod kernel;

@@ -86,6 +86,9 @@ pub struct Daemon {
     pub liveness: Liveness,
     /// Processes managed with `tierctl manage`, written down for a restart.
     pub journal: Journal,
+    /// The kernel's access rule for requests that name a pid, and the per-user ceilings.
+    pub access: crate::access::Access,
+    pub ceilings: crate::access::ceilings::Ceilings,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -129,6 +132,8 @@ impl Daemon {
             hints: HintCounters::default(),
             liveness: Liveness::default(),
             journal: Journal::default(),
+            access: crate::access::Access::default(),
+            ceilings: Default::default(),
         }))
     }
 

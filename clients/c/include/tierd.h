@@ -94,11 +94,23 @@ int tierd_hint_prefetch(tierd_client *, uint32_t region, const uint64_t *blocks,
  * Refreshed every 100 ms, and right after a PREFETCH / PIN_FAST promotion. */
 int tierd_placement(tierd_client *, uint32_t region, uint64_t block);
 
-/* Opens (creating on first use) the shared pool `name` ([A-Za-z0-9._-], <= 64 bytes) of
- * len bytes; *fd gets a descriptor to mmap(MAP_SHARED). Every authorised process (same
- * uid, root, or a group in client.allowed_groups) gets the same memory, placed on
- * client.pool_tier. -EACCES, -EDQUOT (pools per uid), -EFBIG (client.max_pool_bytes). */
+/* Opens (creating on first use) the caller's uid's pool `name` ([A-Za-z0-9._-], <= 64
+ * bytes) of len bytes; *fd gets a read-write descriptor to mmap(MAP_SHARED). Every
+ * process of the same uid gets the same memory, placed on client.pool_tier (its pages
+ * are allocated, and charged, when a process first touches them). -EDQUOT (pools per
+ * uid), -EFBIG (client.max_pool_bytes). */
 int tierd_pool_open(tierd_client *, const char *name, size_t len, int *fd);
+
+/* tierd_pool_open with flags. Without TIERD_POOL_SHARED, `name` is in the caller's uid's
+ * own namespace (other users cannot see or squat it); with it, in the namespace shared
+ * by all users (creating one needs root or a group in client.allowed_groups; opening
+ * one, the creator's uid, root or such a group). Only the creator's uid gets a writable
+ * descriptor, and only without TIERD_POOL_READ_ONLY: others must mmap PROT_READ and
+ * cannot recycle (MADV_REMOVE) the pool. Returns 0 (read-write *fd), 1 (read-only *fd)
+ * or -errno (-EACCES, -EDQUOT, -EFBIG, -EINVAL). */
+#define TIERD_POOL_SHARED 1u
+#define TIERD_POOL_READ_ONLY 2u
+int tierd_pool_open_flags(tierd_client *, const char *name, size_t len, uint32_t flags, int *fd);
 
 /* Closes the connection; tierd forgets its regions. Pools stay mapped where mapped. */
 void tierd_close(tierd_client *);

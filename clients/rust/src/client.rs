@@ -318,6 +318,9 @@ pub struct Pool {
     pub node: i32,
     /// This call created it (no other process had opened it yet).
     pub created: bool,
+    /// The descriptor is read-only: map it `PROT_READ` (only the pool's creator uid
+    /// gets a writable one, and only without [`crate::wire::pool_flags::READ_ONLY`]).
+    pub read_only: bool,
 }
 
 /// Where tierd advises placing a new allocation.
@@ -604,17 +607,25 @@ impl Client {
         }
     }
 
-    /// Opens (creating on first use) the named pool; every authorised process gets the
-    /// same memory.
+    /// Opens (creating on first use) the caller's own pool `name` (its uid's namespace),
+    /// read-write.
     pub fn pool_open(&self, name: &str, bytes: u64) -> Result<Pool, ClientError> {
+        self.pool_open_flags(name, bytes, 0)
+    }
+
+    /// Opens (creating on first use) pool `name` with [`crate::wire::pool_flags`]: `SHARED` for the
+    /// namespace shared by all users, `READ_ONLY` for a read-only descriptor.
+    pub fn pool_open_flags(&self, name: &str, bytes: u64, flags: u32) -> Result<Pool, ClientError> {
         let (reply, fd) = self.call(&Request::PoolOpen {
             name: name.to_string(),
             bytes,
+            flags,
         })?;
         let Reply::Pool {
             bytes,
             node,
             created,
+            read_only,
         } = reply
         else {
             return Err(ClientError::Unexpected(Box::new(reply)));
@@ -624,6 +635,7 @@ impl Client {
             bytes,
             node,
             created,
+            read_only,
         })
     }
 

@@ -5,8 +5,10 @@
 //! line. Handlers only read state or call into the migration engine; a bad request gets
 //! an error reply and the connection (and the daemon) go on.
 
+mod caller;
 mod handlers;
 mod server;
 
-pub use handlers::{handle, Caller};
+pub use caller::{Caller, CallerError};
+pub use handlers::handle;
 pub use server::{bind, serve};

@@ -1,9 +1,9 @@
 //! Socket plumbing: bind, accept, per-connection line loop with peer credentials.
 
-use super::handlers::{handle, Caller};
+use super::caller::Caller;
+use super::handlers::handle;
 use crate::state::Daemon;
 use anyhow::Context;
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -52,13 +52,10 @@ pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
 }
 
 fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
-    let caller = match getsockopt(&stream, PeerCredentials) {
-        Ok(c) => Caller {
-            uid: c.uid(),
-            pid: c.pid(),
-        },
+    let caller = match Caller::from_socket(&stream) {
+        Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "no peer credentials; dropping control connection");
+            tracing::warn!(error = %e, "cannot identify the peer; dropping control connection");
             return;
         }
     };

@@ -187,7 +187,7 @@ pub fn adopt(d: &Daemon, records: Vec<Record>) -> Adoption {
             Some(_) => {}
         }
         // The original caller was allowed to manage it; tierd re-adopts as itself.
-        match d.registry.manage(r.pid, r.policy, r.priority, 0) {
+        match d.registry.manage(r.pid, r.policy, r.priority) {
             // Same process still? (it may have exited and the pid been reused between
             // the start-time check and the registry's pidfd.)
             Ok(_) if start_time(r.pid) == Some(r.start_time) => {
@@ -202,7 +202,7 @@ pub fn adopt(d: &Daemon, records: Vec<Record>) -> Adoption {
                 out.adopted.push(r.pid);
             }
             Ok(_) => {
-                let _ = d.registry.unmanage(r.pid, 0);
+                let _ = d.registry.unmanage(r.pid);
                 out.skipped
                     .push((r.pid, "exited while being adopted".into()));
             }

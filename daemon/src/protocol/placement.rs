@@ -10,6 +10,11 @@
 //! mode only. Blocks the kernel would
 //! not move although there was room (long-term pinned, e.g. `cudaHostRegister`) get a
 //! relocation request in the region's wanted table: the client copies them itself.
+//!
+//! Promotions of a uid other than root spend its `migrate.max_rate_mbps_per_uid`
+//! budget ([`crate::access::ceilings`]); one the budget cannot pay now is skipped (the
+//! hint flags stay for the policy). Every refresh first ends the connections whose
+//! registering process died or changed credentials ([`Hub::end_departed_peers`]).
 
 use super::region::ShmRegion;
 use super::{apply, Hub, REFRESH_PERIOD};
@@ -107,11 +112,24 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
             .max_by_key(|(_, free)| *free)
             .map(|(n, free)| (n.id, n.total_bytes, free))
     };
-    let target = fast.filter(|_| d.mode() == Mode::Tiering);
+    let cfg = d.config();
+    let bytes = blocks.len() as u64 * r.block_size;
+    let target = fast
+        .filter(|_| d.mode() == Mode::Tiering)
+        // Only the live registering process's pages, by pid: its pidfd says it still is.
+        .filter(|_| hub.peer_alive(r.owner.conn))
+        .filter(|_| {
+            d.ceilings.try_prefetch(
+                r.owner.uid,
+                cfg.migrate.max_rate_mbps_per_uid,
+                bytes,
+                blocks.len() as u64,
+            )
+        });
     let checked = Instant::now();
     let (nodes, headroom) = match target {
         Some((to, total, free)) => {
-            let floor = d.config().policy.promote_watermark.of(total);
+            let floor = cfg.policy.promote_watermark.of(total);
             let out = move_blocks(d, r, &blocks, to, free, floor);
             if !out.1 {
                 let moved = blocks.len() as u64 * r.block_size;
@@ -235,6 +253,7 @@ pub fn run_refresh(hub: Arc<Hub>) {
             .filter_map(|n| d.topo_src.free_bytes(n.id).ok().map(|f| (n.id, f)))
             .collect();
         *hub.fast_free.lock().unwrap_or_else(|p| p.into_inner()) = free;
+        hub.end_departed_peers();
         for r in hub.regions() {
             refresh(&hub.daemon, &r);
         }

@@ -8,7 +8,9 @@
 //! ([`Hub::drop_client`]); a bad entry is counted in `rejected_entries` and skipped.
 //! PREFETCH and PIN_FAST ranges are also queued for immediate promotion
 //! ([`super::placement`]); when that queue is full the flags alone remain and the
-//! policy promotes them on its next decision.
+//! policy promotes them on its next decision. A PIN_FAST entry that would take a uid
+//! other than root past `client.max_pin_fast_bytes_per_uid` is ignored and counted
+//! ([`crate::access::ceilings`]).
 
 use super::placement::Prefetch;
 use super::region::ShmRegion;
@@ -64,11 +66,26 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     let received = Instant::now();
     let mut hints = Vec::with_capacity(entries.len());
     let mut rejected = 0u64;
+    let ceilings = &hub.daemon.ceilings;
+    let pin_limit = hub.daemon.config().client.max_pin_fast_bytes_per_uid.0;
     for e in entries {
-        match validate(e, r.id, r.nblocks) {
-            Ok(h) => hints.push(h),
-            Err(_) => rejected += 1,
+        let Ok(h) = validate(e, r.id, r.nblocks) else {
+            rejected += 1;
+            continue;
+        };
+        let (first, n) = (h.first_block, h.nblocks);
+        match h.kind {
+            HintKind::PinFast
+                if !ceilings.pin(r.id, r.owner.uid, r.block_size, first, n, pin_limit) =>
+            {
+                continue;
+            }
+            HintKind::Unpin | HintKind::Free | HintKind::Relocated => {
+                ceilings.unpin(r.id, first, n)
+            }
+            _ => {}
         }
+        hints.push(h);
     }
     let mut relocated = false;
     for h in &hints {

@@ -56,7 +56,7 @@ fn fixture() -> Fixture {
     ]));
     let d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new().default_node(1))).unwrap();
     let pid = std::process::id() as i32;
-    d.registry.manage(pid, PolicyName::Tpp, 0, 0).unwrap();
+    d.registry.manage(pid, PolicyName::Tpp, 0).unwrap();
     let heat = d.heat.take_owner().unwrap();
     let (tx, rx) = crossbeam_channel::bounded(1);
     let (_done_tx, done_rx) = crossbeam_channel::bounded(1);

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod protocol;
 pub mod registry;
 pub mod sampling;
+pub mod sockets;
 pub mod state;
 pub mod status;
 pub mod tiering;

@@ -9,16 +9,22 @@
 
 use super::handlers::{handle, Caller};
 use super::lines::{End, Limits as LineLimits, LineReader};
+use crate::sockets::limits::Evict;
 use crate::sockets::{self, accept, Access, Admission, Gate, Limits, Permit, Refusal};
 use crate::state::Daemon;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials, SockType};
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 use tierd_api::{ErrorKind, Request, Response, MAX_REQUEST_BYTES};
 use tierd_config::DaemonConfig;
+
+/// Root finding the socket full closes a connection idle at least this long (a
+/// connection just opened by tierctl is not idle yet: it sends at once).
+const EVICT_IDLE_FOR_ROOT: Duration = Duration::from_secs(1);
 
 /// Binds `daemon.socket` with the section's mode and group (at every start).
 pub fn bind(cfg: &DaemonConfig) -> anyhow::Result<OwnedFd> {
@@ -31,6 +37,7 @@ pub fn bind(cfg: &DaemonConfig) -> anyhow::Result<OwnedFd> {
 
 /// Accepts connections until the daemon shuts down.
 pub fn serve(listener: OwnedFd, daemon: Arc<Daemon>) {
+    sockets::check_fd_budget(&daemon.config());
     let d = daemon.clone();
     let mut server = Control {
         daemon,
@@ -75,6 +82,7 @@ impl accept::Server for Control {
             max_total: c.max_connections,
             max_per_uid: c.max_connections_per_uid,
             root_reserve: c.root_reserved_connections,
+            evict_idle_for_root: Some(EVICT_IDLE_FOR_ROOT),
         };
         let permit = match self.gate.admit(caller.uid, &limits) {
             Ok(p) => p,
@@ -113,21 +121,52 @@ struct Timeouts {
     write: Duration,
 }
 
+/// Closes an idle connection to make room for root, telling it why.
+struct Evictor {
+    stream: Arc<UnixStream>,
+}
+
+impl Evict for Evictor {
+    fn evict(&self) {
+        let mut line = serde_json::to_vec(&Response::error(
+            ErrorKind::Busy,
+            "tierd closed this idle connection to make room for root \
+             (daemon.max_connections reached)",
+        ))
+        .unwrap_or_default();
+        line.push(b'\n');
+        let _ = nix::sys::socket::send(
+            self.stream.as_raw_fd(),
+            &line,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        );
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
 /// One connection: request lines in, one reply line each, until the peer closes, goes
-/// idle, stalls mid-request or stops reading. `_permit` holds its slot until then.
+/// idle, stalls mid-request, stops reading or is evicted for root. `permit` holds its
+/// slot until then and knows whether it waits for a request.
 fn connection(
     stream: UnixStream,
     caller: Caller,
     daemon: Arc<Daemon>,
     t: Timeouts,
-    _permit: Permit,
+    permit: Permit,
 ) {
     if stream.set_write_timeout(Some(t.write)).is_err() {
         return;
     }
+    let stream = Arc::new(stream);
+    permit.set_evictor(Arc::new(Evictor {
+        stream: stream.clone(),
+    }));
     let mut reader = LineReader::default();
     loop {
-        let (resp, last) = match reader.next(&stream, &t.lines) {
+        permit.idle();
+        let next = reader.next(&stream, &t.lines);
+        permit.busy();
+        let (resp, last) = match next {
             Ok(line) => match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => (handle(&daemon, &caller, req), false),
                 Err(e) => (
@@ -163,7 +202,7 @@ fn connection(
         };
         let mut out = serde_json::to_vec(&resp).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
         out.push(b'\n');
-        if (&stream).write_all(&out).is_err() || last {
+        if (&*stream).write_all(&out).is_err() || last {
             return;
         }
     }

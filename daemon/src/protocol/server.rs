@@ -76,6 +76,8 @@ impl accept::Server for Clients {
             max_total: cfg.client.max_connections,
             max_per_uid: cfg.client.max_connections_per_uid,
             root_reserve: 0,
+            // Client connections are idle by design (hints go through shared memory).
+            evict_idle_for_root: None,
         };
         let permit = match self.gate.admit(creds.uid(), &limits) {
             Ok(p) => p,

@@ -20,15 +20,17 @@
 //!
 //! **Exhaustion.** `accept` failing with EMFILE leaves the connection queued, so a
 //! plain loop would spin at 100% CPU. Here EMFILE closes a reserve descriptor, accepts
-//! the connection with it, answers "out of descriptors", closes it and takes the
-//! reserve back (the classic reserve-fd trick); EMFILE, ENFILE, ENOMEM and ENOBUFS
-//! then sleep, doubling from 10 ms to 500 ms while the failures last, with one log line
+//! the connection in its slot, answers its first request with "out of descriptors",
+//! shuts it down and keeps it as the new reserve (the classic reserve-fd trick, one
+//! connection at a time, without a close/re-open window in which another thread could
+//! take the slot); EMFILE, ENFILE, ENOMEM and ENOBUFS
+//! then sleep, doubling from 10 ms to 250 ms while the failures last, with one log line
 //! when a burst starts and one when it ends.
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{accept4, recv, send, MsgFlags, SockFlag};
+use nix::sys::socket::{accept4, recv, send, MsgFlags, Shutdown, SockFlag};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,7 +47,7 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Connections accepted per wake-up before refused ones get a turn.
 const ACCEPT_BATCH: usize = 32;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 /// Builds the reply bytes from the first bytes the refused peer sent.
 pub type ReplyFn = Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>;
@@ -79,10 +81,13 @@ struct Lingering {
     fd: OwnedFd,
     until: Instant,
     refusal: Refusal,
+    /// Accepted in the reserve descriptor's slot: kept as the new reserve once answered.
+    reserve: bool,
 }
 
-/// Answers a refused connection with what it sent so far (if `read`) and closes it.
-fn answer(fd: OwnedFd, refusal: Refusal, read: bool) {
+/// Answers a refused connection with what it sent so far (if `read`); the caller
+/// closes it (or keeps it as the reserve).
+fn answer(fd: &OwnedFd, refusal: Refusal, read: bool) {
     let mut buf = [0u8; 4096];
     let n = if read {
         recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).unwrap_or(0)
@@ -196,6 +201,10 @@ pub fn run(
     let mut refusals = LogLimit::new(LOG_EVERY);
     let mut lingering: Vec<Lingering> = Vec::new();
     while !shutdown.load(Ordering::Relaxed) {
+        // Taken back as soon as a descriptor is free again.
+        if reserve.is_none() {
+            reserve = reserve_fd();
+        }
         let now = Instant::now();
         let wait = lingering
             .iter()
@@ -226,7 +235,14 @@ pub fn run(
         let mut waiting = Vec::with_capacity(lingering.len());
         for (l, &readable) in lingering.drain(..).zip(&ready[1..]) {
             if readable || now >= l.until {
-                answer(l.fd, l.refusal, readable);
+                answer(&l.fd, l.refusal, readable);
+                if l.reserve {
+                    // Shut down (the peer sees the end after our answer) but keep the
+                    // descriptor: it is the reserve now, so no other thread can take
+                    // the slot between a close and a re-open.
+                    let _ = nix::sys::socket::shutdown(l.fd.as_raw_fd(), Shutdown::Both);
+                    reserve = Some(l.fd);
+                }
             } else {
                 waiting.push(l);
             }
@@ -253,9 +269,10 @@ pub fn run(
                                 fd,
                                 until: Instant::now() + LINGER,
                                 refusal,
+                                reserve: false,
                             });
                         } else {
-                            answer(fd, refusal, true);
+                            answer(&fd, refusal, true);
                         }
                     }
                 }
@@ -263,11 +280,17 @@ pub fn run(
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
                 Err(e @ Errno::EMFILE) => {
                     let d = backoff.fail(e);
+                    // The reserve's slot takes the connection; it is answered like
+                    // any refused one and then becomes the reserve.
                     if reserve.take().is_some() {
                         if let Ok(fd) = accept(listener) {
-                            answer(fd, server.out_of_fds(), false);
+                            lingering.push(Lingering {
+                                fd,
+                                until: Instant::now() + LINGER,
+                                refusal: server.out_of_fds(),
+                                reserve: true,
+                            });
                         }
-                        reserve = reserve_fd();
                     }
                     std::thread::sleep(d);
                     break;

@@ -91,6 +91,47 @@ pub fn spawn(
     }
 }
 
+/// Descriptors tierd needs besides its connections: BPF maps and programs, perf events
+/// per CPU, pidfds of managed processes, region and pool memfds (a generous bound).
+const FDS_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// At start: raises the soft `RLIMIT_NOFILE` to what the connection limits can use (a
+/// control connection holds one descriptor, a client connection two: its socket and
+/// the peer's pidfd), as far as the hard limit allows, and warns when that is not
+/// enough. systemd's default soft limit is 1024 (for select(2), which tierd does not
+/// use) with a much higher hard limit; the unit sets `LimitNOFILE` anyway. Past the
+/// limit connections are still refused cleanly ("out of file descriptors"), but the
+/// limits would not be the ones in the config.
+pub fn check_fd_budget(cfg: &tierd_config::Config) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let need = u64::from(cfg.daemon.max_connections)
+        + 2 * u64::from(cfg.client.max_connections)
+        + FDS_BESIDES_CONNECTIONS;
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE");
+            return;
+        }
+    };
+    if soft >= need {
+        return;
+    }
+    let raised = need.min(hard);
+    match setrlimit(Resource::RLIMIT_NOFILE, raised, hard) {
+        Ok(()) => tracing::info!(from = soft, to = raised, "raised the open-file limit"),
+        Err(e) => tracing::debug!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
+    if raised < need {
+        tracing::warn!(
+            rlimit_nofile = raised,
+            wanted = need,
+            "the open-file limit is below what the connection limits allow; raise \
+             LimitNOFILE (docs/operations.md) or lower *.max_connections"
+        );
+    }
+}
+
 /// `[daemon]`/`[client]` validation errors as anyhow errors naming the key.
 pub fn invalid(e: tierd_config::Invalid) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", e.key, e.reason)

@@ -117,6 +117,9 @@ pub enum ErrorKind {
     NotManaged,
     /// A config could not be applied.
     BadConfig,
+    /// tierd refused the connection: a connection limit (`daemon.max_connections*`)
+    /// or its descriptors ran out. Retry later; root keeps a reserve.
+    Busy,
     /// Anything else; the message says what.
     Internal,
 }
@@ -127,6 +130,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::BadConfig => 2,
             ErrorKind::Internal => 1,
+            ErrorKind::Busy => 3,
             _ => 4,
         }
     }

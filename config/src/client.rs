@@ -1,6 +1,6 @@
 //! `[client]`: the shared-memory protocol for inference processes.
 
-use crate::{Amount, Bytes, Invalid};
+use crate::{socket, Amount, Bytes, Invalid};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -21,6 +21,14 @@ pub struct ClientConfig {
     pub socket: PathBuf,
     /// Octal permission bits of the socket, as a string (`"0660"`).
     pub socket_mode: String,
+    /// Group of the client socket (a name or a numeric gid); unset: root's group.
+    pub socket_group: Option<String>,
+    /// Client connections open at once.
+    pub max_connections: u32,
+    /// Client connections open at once per non-root uid.
+    pub max_connections_per_uid: u32,
+    /// A reply the client does not read within this long drops the connection.
+    pub write_timeout_ms: u64,
     /// Groups (besides root and the pool's creator uid) allowed to open pools.
     pub allowed_groups: Vec<String>,
     pub max_regions_per_uid: u32,
@@ -49,6 +57,10 @@ impl Default for ClientConfig {
             enabled: true,
             socket: PathBuf::from("/run/tierd/client.sock"),
             socket_mode: "0660".into(),
+            socket_group: None,
+            max_connections: 1024,
+            max_connections_per_uid: 256,
+            write_timeout_ms: 5_000,
             allowed_groups: Vec::new(),
             max_regions_per_uid: 64,
             max_registered_bytes_per_uid: Amount::Percent(100.0),
@@ -65,19 +77,32 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// The socket mode as bits.
     pub fn mode_bits(&self) -> Result<u32, Invalid> {
-        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                Invalid::new(
-                    "client.socket_mode",
-                    format!("{:?} is not an octal mode like \"0660\"", self.socket_mode),
-                )
-            })
+        socket::mode_bits("client.socket_mode", &self.socket_mode)
+    }
+
+    /// The client socket's group, resolved; `None` when unset.
+    pub fn socket_gid(&self) -> Result<Option<u32>, Invalid> {
+        self.socket_group
+            .as_deref()
+            .map(|g| socket::group_gid("client.socket_group", g))
+            .transpose()
     }
 
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         self.mode_bits()?;
+        self.socket_gid()?;
+        for (key, n) in [
+            ("client.max_connections", self.max_connections as u64),
+            (
+                "client.max_connections_per_uid",
+                self.max_connections_per_uid as u64,
+            ),
+            ("client.write_timeout_ms", self.write_timeout_ms),
+        ] {
+            if n == 0 {
+                return Err(Invalid::new(key, "must be at least 1"));
+            }
+        }
         if !self.ring_entries.is_power_of_two() || self.ring_entries < 64 {
             return Err(Invalid::new(
                 "client.ring_entries",

@@ -13,6 +13,7 @@ mod metrics;
 mod migrate;
 mod policy;
 mod sampling;
+mod socket;
 pub mod units;
 
 pub use client::{ClientConfig, PoolTier};

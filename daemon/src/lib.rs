@@ -19,6 +19,7 @@ pub mod proc;
 pub mod protocol;
 pub mod registry;
 pub mod sampling;
+pub mod sockets;
 pub mod state;
 pub mod status;
 pub mod tiering;

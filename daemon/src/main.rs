@@ -88,7 +88,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(config = ?path.as_ref().map(|p| p.display().to_string()), "config loaded");
 
     let socket = cfg.daemon.socket.clone();
-    let listener = tierd::control::bind(&socket, 0o660)?;
+    let listener = tierd::control::bind(&cfg.daemon)?;
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("tierd-control".into())

@@ -183,9 +183,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `path` with `mode` and starts the protocol's threads.
+    /// Binds `path` with `mode` (and `client.socket_group`) and starts the protocol's threads.
     pub fn start(daemon: &Arc<Daemon>, path: &Path, mode: u32) -> anyhow::Result<Server> {
-        let listener = server::bind(path, mode)?;
+        let gid = daemon
+            .config()
+            .client
+            .socket_gid()
+            .map_err(crate::sockets::invalid)?;
+        let listener = server::bind(path, mode, gid)?;
         let (tx, rx) = crossbeam_channel::bounded(4096);
         let hub = Arc::new(Hub::new(daemon.clone(), tx));
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {

@@ -1,86 +1,42 @@
 //! The client socket: a `SOCK_SEQPACKET` Unix socket, one packet per message.
 //!
-//! The accept thread polls every 200 ms for daemon shutdown (then removes the socket
-//! file); each connection gets a thread that identifies the peer (`SO_PEERCRED`, then a
-//! pidfd that pins the process), answers its messages one by one through [`Session`],
-//! and cleans up when the peer closes, dies, or is dropped by the poller.
+//! The accept thread (`tierd-client`, [`crate::sockets::accept`]) polls every 200 ms
+//! for daemon shutdown (then removes the socket file) and admits connections under
+//! `client.max_connections` and `client.max_connections_per_uid`; a refused one gets
+//! the wire protocol's Error reply (errno EAGAIN, or EMFILE when tierd is out of
+//! descriptors) to its first request. Each admitted connection gets a thread that
+//! identifies the peer (`SO_PEERCRED`, then a pidfd that pins the process), answers its
+//! messages one by one through [`Session`], and cleans up when the peer closes, dies,
+//! or is dropped by the poller. Client connections live as long as the client's
+//! regions, so there is no idle timeout; a message is one packet, so there is no
+//! half-sent request to wait for; a client that does not read its replies is dropped
+//! after `client.write_timeout_ms`.
 
 use super::session::Session;
 use super::Hub;
-use anyhow::Context;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{
-    accept4, bind as sys_bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily,
-    Backlog, SockFlag, SockType, UnixAddr,
-};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use crate::sockets::{self, accept, Access, Admission, Gate, Limits, Permit, Refusal};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt, SockType, UnixCredentials};
+use nix::sys::time::TimeVal;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tierd_client::sock;
 use tierd_client::wire::{self, Reply, Request};
 
-fn seqpacket() -> nix::Result<OwnedFd> {
-    socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-}
-
-/// Binds the client socket at `path` (removing a stale one) with `mode` permissions.
-pub fn bind(path: &Path, mode: u32) -> anyhow::Result<OwnedFd> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let addr = UnixAddr::new(path).with_context(|| format!("socket path {}", path.display()))?;
-    if path.exists() {
-        let probe = seqpacket().context("creating a probe socket")?;
-        if nix::sys::socket::connect(probe.as_raw_fd(), &addr).is_ok() {
-            anyhow::bail!("{} is in use: is another tierd running?", path.display());
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    let fd = seqpacket().context("creating the client socket")?;
-    sys_bind(fd.as_raw_fd(), &addr).with_context(|| format!("binding {}", path.display()))?;
-    listen(&fd, Backlog::new(64).unwrap_or(Backlog::MAXCONN))
-        .with_context(|| format!("listening on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {:o} {}", mode, path.display()))?;
-    Ok(fd)
+/// Binds the client socket at `path` with `mode` and, when given, group `gid`.
+pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> anyhow::Result<OwnedFd> {
+    sockets::bind(path, SockType::SeqPacket, Access { mode, gid })
 }
 
 /// Accepts connections until the daemon shuts down.
 pub fn serve(listener: OwnedFd, hub: Arc<Hub>, path: PathBuf) {
-    while !hub.daemon.shutdown.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(200u16)) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "client socket poll failed; protocol stopped");
-                return;
-            }
-        }
-        let fd = match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-            // SAFETY: accept4 returned a new descriptor that nothing else owns.
-            Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
-            Err(e) => {
-                tracing::warn!(error = %e, "client socket accept failed");
-                continue;
-            }
-        };
-        let h = hub.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tierd-client-conn".into())
-            .spawn(move || connection(fd, h));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot spawn client connection thread");
-        }
-    }
+    let mut server = Clients {
+        hub: hub.clone(),
+        gate: Gate::default(),
+    };
+    accept::run(&listener, "client", &hub.daemon.shutdown, &mut server);
     let _ = std::fs::remove_file(&path);
 }
 
@@ -91,14 +47,81 @@ fn seq_of(buf: &[u8]) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-fn connection(fd: OwnedFd, hub: Arc<Hub>) {
-    let creds = match getsockopt(&fd, PeerCredentials) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "no peer credentials; dropping client connection");
-            return;
+/// An Error reply to the refused client's first request (seq 0 if it sent none).
+fn refuse(errno: i32, message: String) -> Refusal {
+    let why = message.clone();
+    Refusal {
+        why,
+        reply: Box::new(move |first| Reply::Error { errno, message }.encode(seq_of(first))),
+    }
+}
+
+struct Clients {
+    hub: Arc<Hub>,
+    gate: Gate,
+}
+
+impl accept::Server for Clients {
+    fn admit(&mut self, conn: OwnedFd) -> Admission {
+        let creds = match getsockopt(&conn, sockopt::PeerCredentials) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no peer credentials; dropping client connection");
+                return Admission::Taken;
+            }
+        };
+        let cfg = self.hub.daemon.config();
+        let limits = Limits {
+            section: "client",
+            max_total: cfg.client.max_connections,
+            max_per_uid: cfg.client.max_connections_per_uid,
+            root_reserve: 0,
+            // Client connections are idle by design (hints go through shared memory).
+            evict_idle_for_root: None,
+        };
+        let permit = match self.gate.admit(creds.uid(), &limits) {
+            Ok(p) => p,
+            Err(why) => return Admission::Refused(conn, refuse(libc::EAGAIN, why.to_string())),
+        };
+        let write_timeout = Duration::from_millis(cfg.client.write_timeout_ms);
+        let hub = self.hub.clone();
+        match sockets::spawn("tierd-client-conn", conn, move |fd| {
+            connection(fd, hub, creds, write_timeout, permit)
+        }) {
+            Ok(()) => Admission::Taken,
+            Err((conn, e)) => Admission::Refused(
+                conn,
+                refuse(
+                    libc::EAGAIN,
+                    format!("tierd cannot start a thread for this connection: {e}"),
+                ),
+            ),
         }
-    };
+    }
+
+    fn out_of_fds(&self) -> Refusal {
+        refuse(
+            libc::EMFILE,
+            "tierd is out of file descriptors (LimitNOFILE); retry later".into(),
+        )
+    }
+}
+
+fn connection(
+    fd: OwnedFd,
+    hub: Arc<Hub>,
+    creds: UnixCredentials,
+    write_timeout: Duration,
+    _permit: Permit,
+) {
+    let timeout = TimeVal::new(
+        write_timeout.as_secs() as i64,
+        write_timeout.subsec_micros() as i64,
+    );
+    if let Err(e) = setsockopt(&fd, sockopt::SendTimeout, &timeout) {
+        tracing::warn!(error = %e, "cannot set the client socket's send timeout; dropped");
+        return;
+    }
     let fd = Arc::new(fd);
     let mut session = match Session::open(hub.clone(), &creds, fd.clone()) {
         Ok(s) => s,
@@ -153,7 +176,13 @@ fn connection(fd: OwnedFd, hub: Arc<Hub>) {
             }
         };
         let raw = out_fd.as_ref().map(|f| f.as_raw_fd());
-        if sock::send(&*fd, &reply.encode(seq), raw).is_err() {
+        if let Err(e) = sock::send(&*fd, &reply.encode(seq), raw) {
+            if e == nix::errno::Errno::EAGAIN {
+                tracing::debug!(
+                    pid = creds.pid(),
+                    "protocol client does not read its replies; dropped at client.write_timeout_ms"
+                );
+            }
             break;
         }
     }

@@ -245,16 +245,24 @@ impl MigrationEngine {
         let addrs: Vec<u64> = units.iter().map(|u| u.addr).collect();
         let nodes = vec![job.to as i32; addrs.len()];
         let mut status = vec![UNTOUCHED; addrs.len()];
+        // The destination ran out of memory mid-call (the kernel's refusal, below our
+        // headroom check: another allocator got there first, or free_watermark is 0):
+        // the job stops as at a headroom stop, keeping what it moved so far.
+        let mut full = None;
         match self.mover.move_pages(job.pid, &addrs, &nodes, &mut status) {
             Ok(()) => {}
             Err(MoveError::NoSuchProcess(_)) => return Ok(Some("process exited".into())),
+            Err(MoveError::Other {
+                errno: nix::errno::Errno::ENOMEM,
+                ..
+            }) => full = Some(format!("node {} out of memory (ENOMEM)", job.to)),
             Err(e) => return Err(e.into()),
         }
         // Pages the kernel gave up on mid-call (a failed folio aborts the rest): once more.
         let retry: Vec<usize> = (0..status.len())
             .filter(|&i| status[i] == UNTOUCHED)
             .collect();
-        if !retry.is_empty() {
+        if full.is_none() && !retry.is_empty() {
             let a: Vec<u64> = retry.iter().map(|&i| addrs[i]).collect();
             let mut s = vec![UNTOUCHED; a.len()];
             if self
@@ -275,6 +283,7 @@ impl MigrationEngine {
                 }
             } else {
                 let key = match st {
+                    UNTOUCHED if full.is_some() => "ENOMEM".to_string(),
                     UNTOUCHED => "NOT_MIGRATED".to_string(),
                     s if s < 0 => errno::name(s),
                     _ => "NOT_MIGRATED".to_string(),
@@ -282,7 +291,7 @@ impl MigrationEngine {
                 *reply.failed_pages.entry(key).or_default() += u.pages;
             }
         }
-        Ok(None)
+        Ok(full)
     }
 
     /// The resident parts of `pid`'s migratable mappings (within `range`, if given):
@@ -347,6 +356,8 @@ mod tests {
         pages: Mutex<HashMap<u64, i32>>,
         pinned: Vec<u64>,
         calls: AtomicU64,
+        /// Calls after this many fail with ENOMEM, having moved their first half.
+        enomem_after: Option<u64>,
     }
 
     impl Mover for FakeMover {
@@ -360,9 +371,12 @@ mod tests {
             if pid != self.pid {
                 return Err(MoveError::NoSuchProcess(pid));
             }
-            self.calls.fetch_add(1, Ordering::Relaxed);
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
             let mut map = self.pages.lock().unwrap();
-            for i in 0..pages.len() {
+            let full = self.enomem_after.is_some_and(|n| call >= n);
+            // A full destination: the kernel moves part of the call, then fails it.
+            let upto = if full { pages.len() / 2 } else { pages.len() };
+            for i in 0..upto {
                 status[i] = match map.get_mut(&pages[i]) {
                     None => -libc::ENOENT,
                     Some(_) if self.pinned.contains(&pages[i]) => -libc::EBUSY,
@@ -371,6 +385,12 @@ mod tests {
                         nodes[i]
                     }
                 };
+            }
+            if full {
+                return Err(MoveError::Other {
+                    pid,
+                    errno: nix::errno::Errno::ENOMEM,
+                });
             }
             Ok(())
         }
@@ -391,6 +411,17 @@ mod tests {
         pinned: Vec<u64>,
         batch: usize,
     ) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
+        engine_full_after(npages, pinned, batch, None)
+    }
+
+    /// As [`engine`], with a destination that runs out of memory after `enomem_after`
+    /// move_pages calls.
+    fn engine_full_after(
+        npages: u64,
+        pinned: Vec<u64>,
+        batch: usize,
+        enomem_after: Option<u64>,
+    ) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
         let pid = std::process::id() as i32; // a live pid so the pidfd opens
         let pages = (0..npages).map(|i| (0x10000 + i * 4096, 0)).collect();
         let mover = Arc::new(FakeMover {
@@ -398,6 +429,7 @@ mod tests {
             pages: Mutex::new(pages),
             pinned,
             calls: AtomicU64::new(0),
+            enomem_after,
         });
         let topo = Arc::new(FakeTopology::new(&[
             (0, &[0], 1 << 30, 0),
@@ -469,6 +501,31 @@ mod tests {
             r.stopped.as_deref().unwrap().starts_with("headroom"),
             "{:?}",
             r.stopped
+        );
+    }
+
+    #[test]
+    fn enomem_stops_the_job_and_keeps_what_moved() {
+        let (e, mover, _) = engine_full_after(100, vec![], 16, Some(2));
+        let r = e.run(&job(mover.pid, 100, 1), None).unwrap();
+        // Two full batches, then half of the third before the node ran out.
+        assert_eq!(r.moved_pages, 16 + 16 + 8);
+        assert_eq!(r.failed_pages.get("ENOMEM"), Some(&8));
+        assert_eq!(r.requested_pages, 48, "no batch after the refusal");
+        assert!(
+            r.stopped.as_deref().unwrap().contains("ENOMEM"),
+            "{:?}",
+            r.stopped
+        );
+        assert_eq!(
+            mover.calls.load(Ordering::Relaxed),
+            3,
+            "no retry into a full node"
+        );
+        assert_eq!(
+            e.counters.moved_pages.load(Ordering::Relaxed),
+            40,
+            "moves before the refusal are counted"
         );
     }
 

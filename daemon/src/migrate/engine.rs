@@ -245,16 +245,24 @@ impl MigrationEngine {
         let addrs: Vec<u64> = units.iter().map(|u| u.addr).collect();
         let nodes = vec![job.to as i32; addrs.len()];
         let mut status = vec![UNTOUCHED; addrs.len()];
+        // The destination ran out of memory mid-call (the kernel's refusal, below our
+        // headroom check: another allocator got there first, or free_watermark is 0):
+        // the job stops as at a headroom stop, keeping what it moved so far.
+        let mut full = None;
         match self.mover.move_pages(job.pid, &addrs, &nodes, &mut status) {
             Ok(()) => {}
             Err(MoveError::NoSuchProcess(_)) => return Ok(Some("process exited".into())),
+            Err(MoveError::Other {
+                errno: nix::errno::Errno::ENOMEM,
+                ..
+            }) => full = Some(format!("node {} out of memory (ENOMEM)", job.to)),
             Err(e) => return Err(e.into()),
         }
         // Pages the kernel gave up on mid-call (a failed folio aborts the rest): once more.
         let retry: Vec<usize> = (0..status.len())
             .filter(|&i| status[i] == UNTOUCHED)
             .collect();
-        if !retry.is_empty() {
+        if full.is_none() && !retry.is_empty() {
             let a: Vec<u64> = retry.iter().map(|&i| addrs[i]).collect();
             let mut s = vec![UNTOUCHED; a.len()];
             if self
@@ -275,6 +283,7 @@ impl MigrationEngine {
                 }
             } else {
                 let key = match st {
+                    UNTOUCHED if full.is_some() => "ENOMEM".to_string(),
                     UNTOUCHED => "NOT_MIGRATED".to_string(),
                     s if s < 0 => errno::name(s),
                     _ => "NOT_MIGRATED".to_string(),
@@ -282,7 +291,7 @@ impl MigrationEngine {
                 *reply.failed_pages.entry(key).or_default() += u.pages;
             }
         }
-        Ok(None)
+        Ok(full)
     }
 
     /// The resident parts of `pid`'s migratable mappings (within `range`, if given):
@@ -444,5 +453,79 @@ mod tests {
             e.run(&job(i32::MAX, 10, 1), None),
             Err(EngineError::Move(MoveError::NoSuchProcess(_)))
         ));
+    }
+
+    /// The fake, except that calls after the first `ok_calls` move the first half of
+    /// their pages and then fail with ENOMEM, as `move_pages` does into a full node.
+    struct FullAfter {
+        inner: FakeMover,
+        ok_calls: u64,
+        calls: AtomicU64,
+    }
+
+    impl Mover for FullAfter {
+        fn move_pages(
+            &self,
+            pid: i32,
+            pages: &[u64],
+            nodes: &[i32],
+            status: &mut [i32],
+        ) -> Result<(), MoveError> {
+            if self.calls.fetch_add(1, Ordering::Relaxed) < self.ok_calls {
+                return self.inner.move_pages(pid, pages, nodes, status);
+            }
+            let half = pages.len() / 2;
+            self.inner
+                .move_pages(pid, &pages[..half], &nodes[..half], &mut status[..half])?;
+            Err(MoveError::Other {
+                pid,
+                errno: nix::errno::Errno::ENOMEM,
+            })
+        }
+        fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
+            self.inner.query(pid, pages, status)
+        }
+    }
+
+    #[test]
+    fn enomem_stops_the_job_and_keeps_what_moved() {
+        let pid = live_pid();
+        let mover = Arc::new(FullAfter {
+            inner: FakeMover::new()
+                .owner(pid)
+                .with_pages(pid, (0..100).map(|i| 0x10000 + i * 4096), 0),
+            ok_calls: 2,
+            calls: AtomicU64::new(0),
+        });
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0], 1 << 30, 0),
+            (1, &[], 4 << 30, 1),
+        ]));
+        let cfg = MigrateConfig {
+            batch_pages: 16,
+            thp_aware: false,
+            ..MigrateConfig::default()
+        };
+        let e = MigrationEngine::new(mover.clone(), topo, cfg);
+        let r = e.run(&job(pid, 100, 1), None).unwrap();
+        // Two full batches, then half of the third before the node ran out.
+        assert_eq!(r.moved_pages, 16 + 16 + 8);
+        assert_eq!(r.failed_pages.get("ENOMEM"), Some(&8));
+        assert_eq!(r.requested_pages, 48, "no batch after the refusal");
+        assert!(
+            r.stopped.as_deref().unwrap().contains("ENOMEM"),
+            "{:?}",
+            r.stopped
+        );
+        assert_eq!(
+            mover.calls.load(Ordering::Relaxed),
+            3,
+            "no retry into a full node"
+        );
+        assert_eq!(
+            e.counters.moved_pages.load(Ordering::Relaxed),
+            40,
+            "moves before the refusal are counted"
+        );
     }
 }

@@ -1,0 +1,135 @@
+#!/bin/sh
+# Load (issue 18, item 7): 256 protocol clients at once, each with its own connection and
+# a 1 MiB registered region (16 KiB blocks, 1024-entry rings: 256 big regions would not
+# fit the VM, and the point is the number of clients), each sending ACCESS hints as fast
+# as it can for 20 s (hintload, bench/src/bin/hintload.rs: 256 threads that never
+# sleep), plus a tierctl query loop every 0.2 s. The processes sit in cgroups as systemd
+# lays them out: tierd in one (its service in system.slice), the clients in another, the
+# admin's shell running tierctl in a third, with equal cpu.weight (all in one cgroup, the
+# scheduler would share the 2 vCPUs per thread: 256 spinning threads against tierd's
+# few, and tierctl's own process would starve). Nothing may starve:
+# - tierctl status: no failure, p99 within 1 s of the p99 of `tierctl config show` in
+#   the same loop (a request that takes no lock and does no work: the floor this VM puts
+#   under any request);
+# - the hint poller: in every one-second window, every client whose ring had entries
+#   waiting got some applied (applied_idle_client_s = 0);
+# - the placement refresher (every 100 ms by design): every client's placement
+#   generation advanced >= 5 times per second on average and never stood still for 1 s;
+# - tierd's RSS grows by less than 64 MiB (256 connection threads and their regions).
+# RESULT lines: tierctl_p99_ms, hint_drops, hints_applied_per_s, tierd_rss_kb_peak and
+# the rest of hintload's figures; the busiest tierd threads are printed.
+# tierd-timeout: 240
+# shellcheck source=../lib.sh
+. /tierd/scenarios/lib.sh
+
+now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
+# CPU ticks per tierd thread name ("name ticks"), and of the kernel's kdamonds, read by
+# one awk (a process per thread would take seconds with tierd's 256 connection threads).
+thread_ticks() {
+	awk '{
+		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
+		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
+		if (FILENAME ~ "^/proc/'"$TIERD_PID"'/task/" || c ~ /^kdamond/) print c, f[12] + f[13]
+	}' /proc/"$TIERD_PID"/task/*/stat /proc/[0-9]*/stat 2>/dev/null || true
+}
+# busiest BEFORE AFTER: the threads' ticks between two thread_ticks files, busiest first.
+busiest() {
+	awk 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 } END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%d\n", n, a[n] - b[n] }' "$1" "$2" |
+		sort -t= -k2 -nr | head -n 8 | tr '\n' ' '
+}
+cg=/sys/fs/cgroup
+echo +cpu >$cg/cgroup.subtree_control || cannot_run "no cgroup v2 cpu controller"
+mkdir -p $cg/daemon $cg/clients $cg/admin
+
+# max_regions_per_uid: every client is root, one region each (the default is 64).
+cat >/tmp/load.toml <<'EOF'
+[client]
+max_regions_per_uid = 1024
+ring_entries = 1024
+EOF
+RUST_LOG=info,tierd::tiering=debug start_tierd --config /tmp/load.toml
+wait_backends
+wait_for_socket /run/tierd/client.sock 30
+
+# status_loop OUT: until /tmp/load.done exists, `tierctl --json status` and then
+# `tierctl --json config show` (no daemon lock, no work: the floor this VM puts under
+# any request), every 0.2 s; "status MS" / "config MS" (10 ms resolution) or "fail"
+# lines in OUT.
+status_loop() {
+	: >"$1"
+	while [ ! -e /tmp/load.done ]; do
+		for _q in status "config show"; do
+			_a=$(now_cs)
+			# shellcheck disable=SC2086 # the subcommand's words
+			if tierctl --json $_q >/dev/null; then
+				echo "${_q% *} $((($(now_cs) - _a) * 10))" >>"$1"
+			else
+				echo fail >>"$1"
+			fi
+		done
+		sleep 0.2
+	done
+}
+
+# p99 KIND FILE: 99th percentile (nearest rank) of the KIND latencies in FILE.
+p99() {
+	sed -n "s/^$1 //p" "$2" | sort -n |
+		awk '{ v[NR] = $1 } END { i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] + 0 }'
+}
+fig() { sed -n "s/^RESULT $1=//p" /tmp/hl.out; }
+# Violated bounds, reported together at the end.
+FAILS=
+soft_fail() {
+	echo "FAIL: $*"
+	FAILS="$FAILS; $*"
+}
+
+echo "$TIERD_PID" >$cg/daemon/cgroup.procs
+echo $$ >$cg/admin/cgroup.procs
+rm -f /tmp/load.done
+# shellcheck disable=SC2016 # $0 and $@ belong to the inner shell
+sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' $cg/clients \
+	hintload --clients 256 --region-kb 1024 --block-kb 16 --batch 4 --seconds 20 \
+	--tierd-pid "$TIERD_PID" >/tmp/hl.out 2>&1 &
+hl=$!
+wait_until 180 "clients did not register" grep -q -e 'clients registered' -e 'hintload:' /tmp/hl.out
+status_loop /tmp/lat &
+loop=$!
+thread_ticks >/tmp/threads0
+t0=$(now_cs)
+rc=0
+wait "$hl" || rc=$?
+thread_ticks >/tmp/threads1
+touch /tmp/load.done
+wait "$loop"
+echo "busiest threads (ticks of 10 ms over $((($(now_cs) - t0) / 100)) s): $(busiest /tmp/threads0 /tmp/threads1)"
+echo $$ >$cg/cgroup.procs
+echo "$TIERD_PID" >$cg/cgroup.procs
+cat /tmp/hl.out
+grep 'tiering loop time' "/out/tierd-$TIERD_SCENARIO.log" | tail -n 3 || true
+[ "$rc" -eq 0 ] || fail "hintload failed"
+kill -0 "$TIERD_PID" || fail "tierd died under load"
+
+fails=$(grep -c fail /tmp/lat || true)
+calls=$(grep -c '^status' /tmp/lat || true)
+p99s=$(p99 status /tmp/lat)
+floor=$(p99 config /tmp/lat)
+echo "tierctl status: $calls calls, $fails failed, p99 $p99s ms (config show p99 $floor ms)"
+result tierctl_calls "$calls"
+result tierctl_failures "$fails"
+result tierctl_p99_ms "$p99s"
+result tierctl_config_show_p99_ms "$floor"
+[ "$fails" -eq 0 ] || soft_fail "$fails tierctl calls failed"
+check_eq "clients registered" 256 "$(fig clients)"
+[ "$p99s" -lt $((1000 + floor)) ] || soft_fail "tierctl status p99 $p99s ms (config show $floor ms)"
+[ "$(fig applied_idle_client_s)" -eq 0 ] ||
+	soft_fail "$(fig applied_idle_client_s) client-seconds with hints waiting and none applied"
+awk -v r="$(fig placement_refresh_per_s_min)" 'BEGIN { exit !(r >= 5) }' ||
+	soft_fail "a client's placement table refreshed only $(fig placement_refresh_per_s_min) times/s"
+[ "$(fig placement_gap_ms_max)" -lt 1000 ] ||
+	soft_fail "a placement table stood still $(fig placement_gap_ms_max) ms"
+[ "$(fig tierd_rss_kb_peak)" -lt $(($(fig tierd_rss_kb_start) + 65536)) ] ||
+	soft_fail "tierd grew from $(fig tierd_rss_kb_start) to $(fig tierd_rss_kb_peak) kB"
+stop_tierd
+rmdir $cg/daemon $cg/clients $cg/admin
+[ -z "$FAILS" ] || fail "${FAILS#; }"

@@ -491,9 +491,11 @@ mod tests {
     fn enomem_stops_the_job_and_keeps_what_moved() {
         let pid = live_pid();
         let mover = Arc::new(FullAfter {
-            inner: FakeMover::new()
-                .owner(pid)
-                .with_pages(pid, (0..100).map(|i| 0x10000 + i * 4096), 0),
+            inner: FakeMover::new().owner(pid).with_pages(
+                pid,
+                (0..100).map(|i| 0x10000 + i * 4096),
+                0,
+            ),
             ok_calls: 2,
             calls: AtomicU64::new(0),
         });

@@ -32,16 +32,22 @@ start_tierd --config /tmp/perm.toml
 chmod 0755 /run/tierd
 chmod 0666 /run/tierd/tierd.sock
 
-# as WHO CMD...: CMD with WHO's credentials.
+# The command prefix that runs a command with a caller's credentials (exec'd, so a
+# background job's $! is the command's own pid).
+AS_a="$SETPRIV --reuid $A --regid $A --clear-groups"
+AS_b="$SETPRIV --reuid $B --regid $B --clear-groups"
+# A set-uid-root program run by A: real uid A, effective and saved 0.
+AS_a_setuid="$SETPRIV --ruid $A --rgid $A --clear-groups"
+# as WHO CMD...: CMD with WHO's credentials (WHO: root, a, b, a-setuid).
 as() {
 	_who=$1
 	shift
+	# shellcheck disable=SC2086 # command prefixes, split on purpose
 	case $_who in
 	root) "$@" ;;
-	a) $SETPRIV --reuid $A --regid $A --clear-groups "$@" ;;
-	b) $SETPRIV --reuid $B --regid $B --clear-groups "$@" ;;
-	# A set-uid-root program run by A: real uid A, effective and saved 0.
-	a-setuid) $SETPRIV --ruid $A --rgid $A --clear-groups "$@" ;;
+	a) $AS_a "$@" ;;
+	b) $AS_b "$@" ;;
+	a-setuid) $AS_a_setuid "$@" ;;
 	*) fail "no caller $_who" ;;
 	esac
 }
@@ -52,18 +58,18 @@ owner() { ls -ln "$1" | awk '{ print $3 }'; }
 # Targets.
 sleep 600 &
 T_root=$!
-as a sleep 600 &
+# shellcheck disable=SC2086 # command prefixes, split on purpose
+$AS_a sleep 600 &
 T_a=$!
-as b sleep 600 &
+# shellcheck disable=SC2086
+$AS_b sleep 600 &
 T_b=$!
-# Non-dumpable: A runs a program it may execute but not read (the kernel then marks it
-# not dumpable, as it does set-uid programs).
-mkdir -p /tmp/nd
-cp "$(command -v busybox)" /tmp/nd/sleep
-chmod 0711 /tmp/nd/sleep
-as a /tmp/nd/sleep 600 &
+# Non-dumpable: one of A's processes that made itself so (set-uid programs are too).
+# shellcheck disable=SC2086
+$AS_a mayaccess --hold-nondumpable &
 T_a_nodump=$!
-as a-setuid sleep 600 &
+# shellcheck disable=SC2086
+$AS_a_setuid sleep 600 &
 T_a_setuid=$!
 sleep 1
 # pid_of TARGET: its pid.
@@ -73,6 +79,7 @@ for t in root a b a_nodump a_setuid; do
 	echo "target $t: pid $pid $(awk '/^Uid:/ { print "uids", $2, $3, $4 }' "/proc/$pid/status")," \
 		"/proc/$pid/status owner $(owner "/proc/$pid/status")"
 done
+check_eq "A's target runs as A" "$A" "$(owner "/proc/$T_a/status")"
 check_eq "non-dumpable target's /proc owner (root: not dumpable)" 0 "$(owner "/proc/$T_a_nodump/status")"
 
 unauthorized=0 refused=0 cases=0
@@ -126,7 +133,8 @@ result priority_ceiling_refused 1
 
 # Migration budget: A moves its own 64 MiB at RATE MB/s; root moves it back unthrottled.
 : >/tmp/mh.out
-as a memhold --mb 64 >/tmp/mh.out &
+# shellcheck disable=SC2086
+$AS_a memhold --mb 64 >/tmp/mh.out &
 mh=$!
 wait_until 60 "memhold did not start" grep -q checksum /tmp/mh.out
 as a tierctl migrate --pid "$mh" --to 1 --json >/tmp/mig-a.json

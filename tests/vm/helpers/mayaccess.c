@@ -6,6 +6,9 @@
  *                    nodes the kernel only queries, after find_mm_struct() ran
  *                    ptrace_may_access(PTRACE_MODE_READ_REALCREDS) for the caller.
  *
+ *   mayaccess --hold  sleeps until killed: a target that keeps the credentials it was
+ *                    started with (busybox applets drop a set-uid start's privileges).
+ *
  *   mayaccess --hold-nondumpable
  *                    makes itself not dumpable (prctl PR_SET_DUMPABLE 0, what set-uid
  *                    programs get from the kernel) and sleeps until killed: a target.
@@ -28,6 +31,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: mayaccess PID\n");
 		return 2;
 	}
+	if (strcmp(argv[1], "--hold") == 0)
+		for (;;)
+			pause();
 	if (strcmp(argv[1], "--hold-nondumpable") == 0) {
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
 			perror("mayaccess: prctl");

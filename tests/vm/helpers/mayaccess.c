@@ -6,6 +6,13 @@
  *                    nodes the kernel only queries, after find_mm_struct() ran
  *                    ptrace_may_access(PTRACE_MODE_READ_REALCREDS) for the caller.
  *
+ *   mayaccess --hold  sleeps until killed: a target that keeps the credentials it was
+ *                    started with (busybox applets drop a set-uid start's privileges).
+ *
+ *   mayaccess --hold-nondumpable
+ *                    makes itself not dumpable (prctl PR_SET_DUMPABLE 0, what set-uid
+ *                    programs get from the kernel) and sleeps until killed: a target.
+ *
  * Prints "yes" (exit 0) or "no" (EPERM/EACCES, exit 1); any other error exits 2.
  * Run it under the caller's credentials (setpriv). Built statically by tests/vm/run.sh.
  */
@@ -14,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +30,17 @@ int main(int argc, char **argv)
 	if (argc != 2) {
 		fprintf(stderr, "usage: mayaccess PID\n");
 		return 2;
+	}
+	if (strcmp(argv[1], "--hold") == 0)
+		for (;;)
+			pause();
+	if (strcmp(argv[1], "--hold-nondumpable") == 0) {
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+			perror("mayaccess: prctl");
+			return 2;
+		}
+		for (;;)
+			pause();
 	}
 	void *page[1] = {0};
 	int status[1] = {0};

@@ -2,7 +2,8 @@
 # The permission matrix as non-root users (docs/security.md): callers (user A, user B,
 # root, and A running with set-uid-root credentials) send every control request that
 # names a pid (placement, migrate, heat, manage, unmanage) through tierctl for targets
-# of every kind (root's process, A's, B's, A's non-dumpable one, A's set-uid one). Each
+# of every kind (root's process, A's, B's, A's non-dumpable one, A's set-uid one, A's
+# one that dropped root's privileges). Each
 # answer must be the kernel's own verdict for that pair, asked by the `mayaccess`
 # helper (move_pages(2) query) under the caller's credentials. Then the per-user
 # ceilings: a priority above daemon.max_priority_unprivileged is refused, A's migrate
@@ -32,16 +33,22 @@ start_tierd --config /tmp/perm.toml
 chmod 0755 /run/tierd
 chmod 0666 /run/tierd/tierd.sock
 
-# as WHO CMD...: CMD with WHO's credentials.
+# The command prefix that runs a command with a caller's credentials (exec'd, so a
+# background job's $! is the command's own pid).
+AS_a="$SETPRIV --reuid $A --regid $A --clear-groups"
+AS_b="$SETPRIV --reuid $B --regid $B --clear-groups"
+# A set-uid-root program run by A: real uid A, effective and saved 0.
+AS_a_setuid="$SETPRIV --ruid $A --rgid $A --clear-groups"
+# as WHO CMD...: CMD with WHO's credentials (WHO: root, a, b, a-setuid).
 as() {
 	_who=$1
 	shift
+	# shellcheck disable=SC2086 # command prefixes, split on purpose
 	case $_who in
 	root) "$@" ;;
-	a) $SETPRIV --reuid $A --regid $A --clear-groups "$@" ;;
-	b) $SETPRIV --reuid $B --regid $B --clear-groups "$@" ;;
-	# A set-uid-root program run by A: real uid A, effective and saved 0.
-	a-setuid) $SETPRIV --ruid $A --rgid $A --clear-groups "$@" ;;
+	a) $AS_a "$@" ;;
+	b) $AS_b "$@" ;;
+	a-setuid) $AS_a_setuid "$@" ;;
 	*) fail "no caller $_who" ;;
 	esac
 }
@@ -52,35 +59,43 @@ owner() { ls -ln "$1" | awk '{ print $3 }'; }
 # Targets.
 sleep 600 &
 T_root=$!
-as a sleep 600 &
+# shellcheck disable=SC2086 # command prefixes, split on purpose
+$AS_a sleep 600 &
 T_a=$!
-as b sleep 600 &
+# shellcheck disable=SC2086
+$AS_b sleep 600 &
 T_b=$!
-# Non-dumpable: A runs a program it may execute but not read (the kernel then marks it
-# not dumpable, as it does set-uid programs).
-mkdir -p /tmp/nd
-cp "$(command -v busybox)" /tmp/nd/sleep
-chmod 0711 /tmp/nd/sleep
-as a /tmp/nd/sleep 600 &
+# Non-dumpable: one of A's processes that made itself so (set-uid programs are too).
+# shellcheck disable=SC2086
+$AS_a mayaccess --hold-nondumpable &
 T_a_nodump=$!
-as a-setuid sleep 600 &
+# A set-uid-root program run by A (real uid A, effective and saved 0; the kernel makes
+# it not dumpable). Not a busybox applet: those drop such privileges at start, which
+# makes the next target: A's process that dropped root's privileges (not dumpable).
+# shellcheck disable=SC2086
+$AS_a_setuid mayaccess --hold &
 T_a_setuid=$!
+# shellcheck disable=SC2086
+$AS_a_setuid sleep 600 &
+T_a_dropped=$!
 sleep 1
 # pid_of TARGET: its pid.
 pid_of() { eval "echo \$T_$1"; }
-for t in root a b a_nodump a_setuid; do
+for t in root a b a_nodump a_setuid a_dropped; do
 	pid=$(pid_of $t)
 	echo "target $t: pid $pid $(awk '/^Uid:/ { print "uids", $2, $3, $4 }' "/proc/$pid/status")," \
 		"/proc/$pid/status owner $(owner "/proc/$pid/status")"
 done
+check_eq "A's target runs as A" "$A" "$(owner "/proc/$T_a/status")"
 check_eq "non-dumpable target's /proc owner (root: not dumpable)" 0 "$(owner "/proc/$T_a_nodump/status")"
+check_eq "set-uid target's effective uid" 0 "$(awk '/^Uid:/ { print $3 }' "/proc/$T_a_setuid/status")"
 
 unauthorized=0 refused=0 cases=0
 for c in a b root a-setuid; do
-	for t in root a b a_nodump a_setuid; do
+	for t in root a b a_nodump a_setuid a_dropped; do
 		tierctl manage --pid "$(pid_of $t)" --policy off >/dev/null
 	done
-	for t in root a b a_nodump a_setuid; do
+	for t in root a b a_nodump a_setuid a_dropped; do
 		pid=$(pid_of $t)
 		if as "$c" mayaccess "$pid" >/dev/null; then kernel=yes; else kernel=no; fi
 		row=$(printf '%9s -> %-9s kernel %-3s' "$c" "$t" "$kernel")
@@ -111,7 +126,7 @@ done
 result permission_cases "$cases"
 result unauthorized_allowed "$unauthorized"
 result authorized_refused "$refused"
-check_eq "requests cases" 100 "$cases"
+check_eq "requests cases" 120 "$cases"
 check_eq "unauthorized requests allowed" 0 "$unauthorized"
 check_eq "authorized requests refused" 0 "$refused"
 tierctl metrics | grep '^tierd_access_denied_total'
@@ -126,7 +141,8 @@ result priority_ceiling_refused 1
 
 # Migration budget: A moves its own 64 MiB at RATE MB/s; root moves it back unthrottled.
 : >/tmp/mh.out
-as a memhold --mb 64 >/tmp/mh.out &
+# shellcheck disable=SC2086
+$AS_a memhold --mb 64 >/tmp/mh.out &
 mh=$!
 wait_until 60 "memhold did not start" grep -q checksum /tmp/mh.out
 as a tierctl migrate --pid "$mh" --to 1 --json >/tmp/mig-a.json
@@ -148,5 +164,5 @@ cat /tmp/hb-perm.out
 check_eq "user A: pool shared between its connections" 1 "$(hintbench_figure perm pool_shared)"
 check_eq "user A: another process's memory refused" 1 "$(hintbench_figure perm foreign_register_refused)"
 
-kill "$T_root" "$T_a" "$T_b" "$T_a_nodump" "$T_a_setuid" 2>/dev/null || true
+kill "$T_root" "$T_a" "$T_b" "$T_a_nodump" "$T_a_setuid" "$T_a_dropped" 2>/dev/null || true
 stop_tierd

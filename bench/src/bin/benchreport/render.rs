@@ -31,7 +31,7 @@ fn header(run: &Run, out: &mut String) {
     let m = |k: &str| run.meta(k).unwrap_or("?").to_string();
     let _ = writeln!(
         out,
-        "Measured {} on {} ({} CPUs, {} GiB RAM, Linux {}), QEMU {}; tierd {} (commit {}). \
+        "Measured {} on {} ({} CPUs, {} GiB RAM, Linux {}), QEMU {}; tierd {}, commit {}. \
          Command: `{}`.\n",
         m("date"),
         m("host_cpu"),
@@ -179,10 +179,10 @@ pub fn splice(page: &str, body: &str) -> anyhow::Result<String> {
         bail!("nothing after {BEGIN}");
     };
     Ok(format!(
-        "{}\n{}{}",
+        "{}\n{}\n\n{}",
         &page[..after_begin],
         body.trim_end_matches('\n'),
-        format_args!("\n\n{}", &page[e..])
+        &page[e..]
     ))
 }
 

@@ -6,6 +6,8 @@
 #   make install DESTDIR=/tmp/pkg PREFIX=/usr     staged install for packaging
 #   make uninstall            removes what install put in place, except the config
 #   make verify-unit          systemd-analyze verify on a staged install
+#   make bench                the benchmark report (bench/run.sh: builds, boots the VM,
+#                             rewrites docs/bench/ and the tables of docs/benchmarks.md)
 #
 # The unit's paths follow PREFIX and SYSCONFDIR. The config is never overwritten: an
 # edited /etc/tierd/tierd.toml survives upgrades (compare with config/tierd.toml).
@@ -82,3 +84,8 @@ verify-unit: build
 	MANPATH=$(abspath $(STAGE)/root/share/man) systemd-analyze verify \
 		$(abspath $(STAGE)/root/lib/systemd/system/tierd.service)
 	@echo "verify-unit: systemd-analyze verify passed"
+
+# About 20-30 minutes on 2 cores; needs the traces (bench/run.sh --help).
+.PHONY: bench
+bench:
+	bash bench/run.sh

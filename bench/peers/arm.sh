@@ -4,8 +4,11 @@
 # workload that places its memory, prints "ready pid=..." and waits for FILE; turns on
 # ARM's mover for that pid (mover.sh), releases the workload, waits for it, turns the
 # mover off and prints the workload's output (its RESULT lines); for tierd, snapshots
-# `tierctl --json status` every 10 s into /out/status-TAG-N.json. Exit status: the
-# workload's. Busybox sh.
+# `tierctl --json status` every 10 s into /out/status-TAG-N.json. While the workload
+# runs, `fastshare` samples where the range its ready line names (range= or pool=)
+# sits, every TIERD_BENCH_SERIES_MS ms (default 1000; 0 = off), into
+# /out/series-SCENARIO-TAG.txt (SCENARIO: guest-init.sh's TIERD_SCENARIO) for the
+# report's plots. Exit status: the workload's. Busybox sh.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,8 +40,18 @@ until grep -q '^ready ' "$log"; do
 	i=$((i + 1))
 done
 echo "arm.sh: $arm: $(grep '^ready ' "$log")"
+# The workload's memory, for fastshare below: range= (hotwindow) or pool= (kvreplay).
+range=$(awk '/^ready / { for (i = 1; i <= NF; i++) if ($i ~ /^(range|pool)=0x/) { sub(/^[a-z]+=/, "", $i); print $i } }' "$log")
 sh "$here/mover.sh" "$arm" start "$pid"
 touch "$go"
+series=
+every=${TIERD_BENCH_SERIES_MS:-1000}
+if [ "$every" != 0 ] && [ -n "$range" ]; then
+	mkdir -p /out
+	fastshare --pid "$pid" --range "$range" --every-ms "$every" \
+		--out "/out/series-${TIERD_SCENARIO:-arm}-$tag.txt" &
+	series=$!
+fi
 snap=
 if [ "$arm" = tierd ]; then
 	# tierd's view while it works (its status after the run has no managed process).
@@ -56,6 +69,7 @@ fi
 rc=0
 wait "$pid" || rc=$?
 [ -z "$snap" ] || kill "$snap" 2>/dev/null || true
+[ -z "$series" ] || wait "$series" || true
 sh "$here/mover.sh" "$arm" stop
 cat "$log"
 rm -f "$log" "$go"

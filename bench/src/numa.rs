@@ -1,6 +1,7 @@
 //! NUMA placement of the calling process's own memory, by raw syscall: `move_pages(2)`
 //! to query (nodes = NULL) or move pages, `mbind(2)` / `set_mempolicy(2)` to choose
-//! where first touch allocates. No libnuma: the test VM's initramfs has none.
+//! where first touch allocates; [`query_pid`] queries another process's pages (the
+//! `fastshare` sampler). No libnuma: the test VM's initramfs has none.
 
 use std::io;
 
@@ -20,7 +21,12 @@ fn node_mask(node: u32) -> io::Result<libc::c_ulong> {
     Ok(1 << node)
 }
 
-fn move_pages_raw(pages: &[u64], nodes: Option<&[i32]>, status: &mut [i32]) -> io::Result<()> {
+fn move_pages_raw(
+    pid: libc::pid_t,
+    pages: &[u64],
+    nodes: Option<&[i32]>,
+    status: &mut [i32],
+) -> io::Result<()> {
     assert_eq!(pages.len(), status.len(), "move_pages: status length");
     if let Some(n) = nodes {
         assert_eq!(pages.len(), n.len(), "move_pages: nodes length");
@@ -32,11 +38,12 @@ fn move_pages_raw(pages: &[u64], nodes: Option<&[i32]>, status: &mut [i32]) -> i
     let flags = if nodes.is_some() { MPOL_MF_MOVE } else { 0 };
     // SAFETY: pages, nodes (when given) and status each hold pages.len() elements of the
     // types move_pages expects on 64-bit Linux (void * as u64, int, int); the kernel only
-    // reads pages/nodes and writes status within that length. pid 0 = this process.
+    // reads pages/nodes and writes status within that length. pid 0 = this process; the
+    // addresses are only looked up in pid's address space, never dereferenced here.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_move_pages,
-            0 as libc::c_long,
+            pid as libc::c_long,
             pages.len() as libc::c_ulong,
             pages.as_ptr(),
             nodes_ptr,
@@ -53,7 +60,13 @@ fn move_pages_raw(pages: &[u64], nodes: Option<&[i32]>, status: &mut [i32]) -> i
 /// `status[i]` gets the node holding `pages[i]`, or a negative errno (`-ENOENT`: not
 /// populated, `-EFAULT`: not mapped).
 pub fn query(pages: &[u64], status: &mut [i32]) -> io::Result<()> {
-    move_pages_raw(pages, None, status)
+    move_pages_raw(0, pages, None, status)
+}
+
+/// As [`query`], for addresses in process `pid` (needs the right to read its memory:
+/// root, or the same user).
+pub fn query_pid(pid: libc::pid_t, pages: &[u64], status: &mut [i32]) -> io::Result<()> {
+    move_pages_raw(pid, pages, None, status)
 }
 
 /// Moves `pages` to `node` in batches of `batch` pages (as tierd's engine does).
@@ -63,7 +76,7 @@ pub fn move_to(pages: &[u64], node: u32, batch: usize, status: &mut [i32]) -> io
     let batch = batch.max(1);
     let nodes = vec![node as i32; batch.min(pages.len())];
     for (p, s) in pages.chunks(batch).zip(status.chunks_mut(batch)) {
-        move_pages_raw(p, Some(&nodes[..p.len()]), s)?;
+        move_pages_raw(0, p, Some(&nodes[..p.len()]), s)?;
     }
     Ok(status.iter().filter(|&&s| s == node as i32).count())
 }

@@ -50,8 +50,17 @@ impl<'a> ShmView<'a> {
         if !(ptr as usize).is_multiple_of(8) {
             return Err(ShmError::Misaligned);
         }
-        let end_wanted = geo.wanted_offset + geo.nblocks * 4;
-        let end_ring = geo.ring_offset + geo.ring_entries as u64 * ENTRY_BYTES as u64;
+        // The geometry may come from a header the other side wrote: every end offset is
+        // computed with checks, so a hostile one is refused instead of wrapping around
+        // past the bounds check below (found by fuzz/shm).
+        let end = |offset: u64, n: u64, size: u64| n.checked_mul(size)?.checked_add(offset);
+        let (Some(end_ring), Some(end_placement), Some(end_wanted)) = (
+            end(geo.ring_offset, geo.ring_entries as u64, ENTRY_BYTES as u64),
+            end(geo.placement_offset, geo.nblocks, 4),
+            end(geo.wanted_offset, geo.nblocks, 4),
+        ) else {
+            return Err(ShmError::Inconsistent("table offsets overflow"));
+        };
         let need = end_wanted.max(end_ring).max(HEADER_BYTES as u64);
         if (len as u64) < need || (len as u64) < geo.total_bytes {
             return Err(ShmError::TooSmall {
@@ -61,7 +70,7 @@ impl<'a> ShmView<'a> {
         }
         if geo.ring_offset < HEADER_BYTES as u64
             || geo.placement_offset < end_ring
-            || geo.wanted_offset < geo.placement_offset + geo.nblocks * 4
+            || geo.wanted_offset < end_placement
             || !geo.ring_offset.is_multiple_of(8)
             || !geo.placement_offset.is_multiple_of(4)
             || !geo.wanted_offset.is_multiple_of(4)
@@ -236,6 +245,41 @@ pub(crate) mod tests {
             // SAFETY: the Vec is valid for len bytes while borrowed.
             unsafe { ShmView::from_raw(self.0.as_mut_ptr() as *mut u8, len, geo).unwrap() }
         }
+    }
+
+    /// A header whose offsets or sizes overflow u64 when added up must be refused, not
+    /// wrap around (release builds) or panic (debug builds); found by `fuzz/shm`.
+    #[test]
+    fn offsets_that_overflow_are_refused() {
+        let geo = Geometry::new(64, 100, 4096).unwrap();
+        let mut m = Mem::new(geo.total_bytes);
+        m.view(geo).init_header(7, 65536, 0x1000);
+        let len = m.0.len() * 8;
+        // Words of the header: 8 ring_offset, 9 placement_offset, 10 wanted_offset.
+        for (word, value) in [(10, u64::MAX - 3), (9, u64::MAX - 3), (8, u64::MAX - 7)] {
+            let saved = m.0[word];
+            m.0[word] = value;
+            // SAFETY: valid for len bytes.
+            let got = unsafe { ShmView::open(m.0.as_mut_ptr() as *mut u8, len) };
+            assert!(
+                matches!(
+                    got,
+                    Err(ShmError::Inconsistent(_) | ShmError::TooSmall { .. })
+                ),
+                "word {word} = {value:#x}: {:?}",
+                got.map(|_| ())
+            );
+            m.0[word] = saved;
+        }
+        // from_raw with a geometry no Geometry::new would make (tierd's own copy is
+        // trusted, but the check must still not overflow).
+        let huge = Geometry {
+            nblocks: u64::MAX / 2,
+            ..geo
+        };
+        // SAFETY: as above.
+        let got = unsafe { ShmView::from_raw(m.0.as_mut_ptr() as *mut u8, len, huge) };
+        assert!(got.is_err());
     }
 
     #[test]

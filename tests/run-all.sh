@@ -31,5 +31,6 @@ group ops --extra-bin /usr/bin/setpriv /usr/bin/socat /usr/bin/tmux \
   --extra-file config/tierd.toml:/tierd/etc/tierd.toml \
   --extra-file /lib/terminfo:/lib/terminfo \
   --extra-file /usr/lib/locale/C.utf8:/usr/lib/locale/C.utf8
+group reliability --extra-bin /usr/bin/setpriv /usr/bin/socat
 echo "tierd-suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

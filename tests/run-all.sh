@@ -26,11 +26,11 @@ group foundation
 group sampling
 group policy
 group protocol
+group reliability --extra-bin /usr/bin/setpriv /usr/bin/socat
 group ops --extra-bin /usr/bin/setpriv /usr/bin/socat /usr/bin/tmux \
   --extra-file systemd/tierd.service:/tierd/etc/tierd.service \
   --extra-file config/tierd.toml:/tierd/etc/tierd.toml \
   --extra-file /lib/terminfo:/lib/terminfo \
   --extra-file /usr/lib/locale/C.utf8:/usr/lib/locale/C.utf8
-group reliability --extra-bin /usr/bin/setpriv /usr/bin/socat
 echo "tierd-suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

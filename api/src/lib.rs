@@ -9,10 +9,12 @@
 //! The reply payload types in [`reply`] are the documented contracts of
 //! `docs/control-api.md`: fields may be added, never renamed or removed.
 
+pub mod page;
 pub mod range;
 pub mod reply;
 pub mod request;
 
+pub use page::page_size;
 pub use range::{AddrRange, RangeParseError};
 pub use reply::*;
 pub use request::Request;

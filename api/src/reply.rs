@@ -133,6 +133,43 @@ pub struct StatusReply {
     pub kernel: KernelTiering,
     #[serde(default)]
     pub clients: u64,
+    /// Whether tierd's worker threads make progress (what the systemd watchdog is fed
+    /// on); absent from replies of older daemons.
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// Liveness of tierd's worker threads (`status.health`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    /// Every watched thread beat within `stall_after_ms`.
+    pub ok: bool,
+    /// A thread silent for longer is stalled.
+    pub stall_after_ms: u64,
+    pub threads: Vec<ThreadHealth>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            ok: true,
+            stall_after_ms: 0,
+            threads: Vec::new(),
+        }
+    }
+}
+
+/// One watched thread in [`Health`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThreadHealth {
+    /// Thread name (`tierd-tiering`, `tierd-migrate`).
+    pub name: String,
+    /// Milliseconds since its last heartbeat.
+    pub silent_ms: u64,
+    /// The thread returned (it should run as long as the daemon).
+    pub ended: bool,
+    /// Silent for longer than `stall_after_ms`, or ended.
+    pub stalled: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

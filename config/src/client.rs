@@ -1,6 +1,6 @@
 //! `[client]`: the shared-memory protocol for inference processes.
 
-use crate::{socket, Bytes, Invalid};
+use crate::{socket, Amount, Bytes, Invalid};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -32,8 +32,16 @@ pub struct ClientConfig {
     /// Groups (besides root and the pool's creator uid) allowed to open pools.
     pub allowed_groups: Vec<String>,
     pub max_regions_per_uid: u32,
+    /// Bytes of address space one uid may have registered at once, over all its
+    /// regions: bytes, or a percentage of the machine's memory (all nodes). tierd's
+    /// bookkeeping for hinted memory follows registered bytes, so this bounds what a
+    /// client can make tierd spend; a KV pool larger than the machine's memory is never
+    /// resident anyway.
+    pub max_registered_bytes_per_uid: Amount,
     pub max_pools_per_uid: u32,
     pub max_pool_bytes: Bytes,
+    /// Bytes of registered blocks a uid other than root may hold PIN_FAST at once.
+    pub max_pin_fast_bytes_per_uid: Bytes,
     /// Hint ring capacity, entries (a power of two).
     pub ring_entries: u32,
     pub pool_tier: PoolTier,
@@ -55,8 +63,10 @@ impl Default for ClientConfig {
             write_timeout_ms: 5_000,
             allowed_groups: Vec::new(),
             max_regions_per_uid: 64,
+            max_registered_bytes_per_uid: Amount::Percent(100.0),
             max_pools_per_uid: 16,
             max_pool_bytes: Bytes(64 << 30),
+            max_pin_fast_bytes_per_uid: Bytes(1 << 30),
             ring_entries: 65536,
             pool_tier: PoolTier::Slow,
             sample_hinting_processes: false,

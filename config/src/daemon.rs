@@ -32,6 +32,8 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// Never move pages, even with several tiers.
     pub monitor_only: bool,
+    /// Highest `manage --priority` a caller other than root may set (>= 0).
+    pub max_priority_unprivileged: i32,
 }
 
 impl Default for DaemonConfig {
@@ -49,6 +51,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from("/run/tierd"),
             log_level: "info".into(),
             monitor_only: false,
+            max_priority_unprivileged: 0,
         }
     }
 }
@@ -77,6 +80,15 @@ impl DaemonConfig {
         }
         if !self.socket.is_absolute() {
             return Err(Invalid::new("daemon.socket", "must be an absolute path"));
+        }
+        if self.max_priority_unprivileged < 0 {
+            return Err(Invalid::new(
+                "daemon.max_priority_unprivileged",
+                format!(
+                    "{} must be >= 0 (a registering client's process is managed at priority 0)",
+                    self.max_priority_unprivileged
+                ),
+            ));
         }
         if !self.state_dir.is_absolute() {
             return Err(Invalid::new("daemon.state_dir", "must be an absolute path"));

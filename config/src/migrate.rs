@@ -10,10 +10,17 @@ pub struct MigrateConfig {
     pub batch_pages: usize,
     /// Cap on all migration traffic, MB/s; 0 means no cap.
     pub rate_limit_mbps: u64,
+    /// Cap per uid other than root on explicit migration (`migrate` requests, client
+    /// PREFETCH / PIN_FAST promotions), MB/s; 0 means no per-uid cap.
+    pub max_rate_mbps_per_uid: u64,
     /// Never fill a destination node below this much free memory.
     pub free_watermark: Amount,
     /// Move a transparent huge page as one unit (one address per 2 MiB).
     pub thp_aware: bool,
+    /// Cap on the latency-first lane (client PREFETCH / PIN_FAST promotions), MB/s;
+    /// 0 means no cap. Its own bucket: a prefetch never waits behind background
+    /// migrations' `rate_limit_mbps`.
+    pub prefetch_rate_mbps: u64,
 }
 
 impl Default for MigrateConfig {
@@ -21,8 +28,10 @@ impl Default for MigrateConfig {
         MigrateConfig {
             batch_pages: 1024,
             rate_limit_mbps: 0,
+            max_rate_mbps_per_uid: 1000,
             free_watermark: Amount::Percent(2.0),
             thp_aware: true,
+            prefetch_rate_mbps: 0,
         }
     }
 }

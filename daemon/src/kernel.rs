@@ -2,13 +2,30 @@
 //! and reclaim-based demotion (`/sys/kernel/mm/numa/demotion_enabled`).
 //!
 //! tierd leaves them as it found them unless `policy.kernel_numa_balancing` says
-//! otherwise; whatever it changes it restores on exit ([`KnobGuard`]).
+//! otherwise; whatever it changes it restores on exit ([`KnobGuard`]). So that a tierd
+//! killed before it could restore (SIGKILL, a panic) does not make the next one take
+//! tierd's own value for the original, the original is recorded under
+//! `<state_dir>/persist/knobs/<path>` before the knob is written, and removed once it is
+//! restored. At start main calls [`recover`] first: every record left behind is written
+//! back to its knob, so the knobs end where they were before the *first* tierd started.
 
-use std::path::{Path, PathBuf};
+use crate::persist::{self, PersistError};
+use std::path::{Component, Path, PathBuf};
 use tierd_api::KernelTiering;
 
 pub const NUMA_BALANCING: &str = "proc/sys/kernel/numa_balancing";
 pub const DEMOTION_ENABLED: &str = "sys/kernel/mm/numa/demotion_enabled";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnobError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("recording the original of {knob}: {source}")]
+    Record { knob: PathBuf, source: PersistError },
+}
 
 /// Reads the knobs under `root` (`/` in production).
 pub fn read(root: &Path) -> KernelTiering {
@@ -25,32 +42,157 @@ pub fn moves_pages(k: &KernelTiering) -> bool {
     k.numa_balancing.unwrap_or(0) != 0 || k.demotion_enabled.unwrap_or(false)
 }
 
+fn write_knob(path: &Path, value: &str) -> Result<(), KnobError> {
+    std::fs::write(path, value).map_err(|source| KnobError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Restores a knob's original value when dropped.
+#[derive(Debug)]
 pub struct KnobGuard {
     path: PathBuf,
+    /// The record of the original (`<records>/<rel>`).
+    record: PathBuf,
     original: String,
 }
 
 impl KnobGuard {
-    /// Writes `value` to the knob at `root/rel`, remembering what was there.
-    pub fn set(root: &Path, rel: &str, value: &str) -> std::io::Result<KnobGuard> {
+    /// Writes `value` to the knob at `root/rel`, remembering what was there in memory
+    /// and in `records/rel` (`<state_dir>/persist/knobs`). If such a record exists
+    /// already, a previous tierd died without restoring the knob (and [`recover`]
+    /// could not either): its recorded original is kept, not the current value.
+    pub fn set(
+        root: &Path,
+        records: &Path,
+        rel: &str,
+        value: &str,
+    ) -> Result<KnobGuard, KnobError> {
         let path = root.join(rel);
-        let original = std::fs::read_to_string(&path)?;
-        std::fs::write(&path, value)?;
+        let record = records.join(rel);
+        let recorded = persist::read(&record).map_err(|source| KnobError::Record {
+            knob: path.clone(),
+            source,
+        })?;
+        let original = match recorded {
+            Some(o) => {
+                tracing::warn!(
+                    knob = %path.display(),
+                    original = o.trim(),
+                    "kernel knob: a previous tierd did not restore it; keeping its recorded original"
+                );
+                o
+            }
+            None => {
+                let o = std::fs::read_to_string(&path).map_err(|source| KnobError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                persist::write_atomic(&record, o.trim().as_bytes()).map_err(|source| {
+                    KnobError::Record {
+                        knob: path.clone(),
+                        source,
+                    }
+                })?;
+                o
+            }
+        };
+        write_knob(&path, value)?;
         tracing::info!(knob = %path.display(), from = original.trim(), to = value, "kernel knob set");
-        Ok(KnobGuard { path, original })
+        Ok(KnobGuard {
+            path,
+            record,
+            original,
+        })
     }
 }
 
 impl Drop for KnobGuard {
     fn drop(&mut self) {
-        match std::fs::write(&self.path, self.original.trim()) {
+        match write_knob(&self.path, self.original.trim()) {
             Ok(()) => {
-                tracing::info!(knob = %self.path.display(), to = self.original.trim(), "kernel knob restored")
+                tracing::info!(knob = %self.path.display(), to = self.original.trim(), "kernel knob restored");
+                if let Err(e) = persist::remove(&self.record) {
+                    tracing::warn!(error = %e, "kernel knob restored but its record stays");
+                }
+            }
+            // The record stays: the next start restores the knob.
+            Err(e) => tracing::error!(error = %e, "cannot restore kernel knob"),
+        }
+    }
+}
+
+/// A knob [`recover`] wrote back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// Path relative to the root, e.g. [`NUMA_BALANCING`].
+    pub knob: String,
+    pub original: String,
+}
+
+/// Writes every original recorded under `records` back to its knob under `root` and
+/// removes the records that were restored; a knob that cannot be written keeps its
+/// record (and a warning). Called by main at start, under the instance lock, before
+/// anything reads or sets a knob.
+pub fn recover(root: &Path, records: &Path) -> Vec<Restored> {
+    let mut files = Vec::new();
+    collect(records, &mut files);
+    let mut restored = Vec::new();
+    for record in files {
+        let Ok(rel) = record.strip_prefix(records) else {
+            continue;
+        };
+        // Only plain names: a record never points outside the root.
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            continue;
+        }
+        let original = match persist::read(&record) {
+            Ok(Some(o)) => o.trim().to_string(),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "kernel knob record unreadable");
+                continue;
+            }
+        };
+        let knob = root.join(rel);
+        match write_knob(&knob, &original) {
+            Ok(()) => {
+                tracing::warn!(
+                    knob = %knob.display(),
+                    to = %original,
+                    "kernel knob restored: a previous tierd exited without restoring it"
+                );
+                if let Err(e) = persist::remove(&record) {
+                    tracing::warn!(error = %e, "kernel knob restored but its record stays");
+                }
+                restored.push(Restored {
+                    knob: rel.to_string_lossy().into_owned(),
+                    original,
+                });
             }
             Err(e) => {
-                tracing::error!(knob = %self.path.display(), error = %e, "cannot restore kernel knob")
+                tracing::error!(error = %e, "cannot restore kernel knob left by a previous tierd")
             }
+        }
+    }
+    restored
+}
+
+/// Regular files under `dir`, recursively (temporary files of an interrupted write,
+/// `.name.tmp`, excluded).
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => collect(&p, out),
+            Ok(t) if t.is_file() && !e.file_name().to_string_lossy().starts_with('.') => {
+                out.push(p)
+            }
+            _ => {}
         }
     }
 }
@@ -59,14 +201,22 @@ impl Drop for KnobGuard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn read_set_and_restore() {
+    /// A fake root with both knobs, and a records directory next to it.
+    fn root() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
+        let r = dir.path().join("root");
         std::fs::create_dir_all(r.join("proc/sys/kernel")).unwrap();
         std::fs::create_dir_all(r.join("sys/kernel/mm/numa")).unwrap();
         std::fs::write(r.join(NUMA_BALANCING), "1\n").unwrap();
         std::fs::write(r.join(DEMOTION_ENABLED), "false\n").unwrap();
+        let records = dir.path().join("state/persist/knobs");
+        (dir, r, records)
+    }
+
+    #[test]
+    fn read_set_and_restore() {
+        let (_d, r, records) = root();
+        let r = r.as_path();
         let k = read(r);
         assert_eq!(
             (k.numa_balancing, k.demotion_enabled),
@@ -74,10 +224,67 @@ mod tests {
         );
         assert!(moves_pages(&k));
         {
-            let _g = KnobGuard::set(r, NUMA_BALANCING, "0").unwrap();
+            let _g = KnobGuard::set(r, &records, NUMA_BALANCING, "0").unwrap();
             assert_eq!(read(r).numa_balancing, Some(0));
             assert!(!moves_pages(&read(r)));
+            assert_eq!(
+                std::fs::read_to_string(records.join(NUMA_BALANCING)).unwrap(),
+                "1",
+                "the original is recorded while the knob is changed"
+            );
         }
         assert_eq!(read(r).numa_balancing, Some(1));
+        assert!(
+            !records.join(NUMA_BALANCING).exists(),
+            "the record goes once the knob is restored"
+        );
+    }
+
+    #[test]
+    fn a_killed_tierd_is_undone_by_the_next_start() {
+        let (_d, r, records) = root();
+        // The first tierd sets the knob and is killed: no Drop runs.
+        std::mem::forget(KnobGuard::set(&r, &records, NUMA_BALANCING, "0").unwrap());
+        assert_eq!(read(&r).numa_balancing, Some(0));
+        // The next start restores it before anything else.
+        assert_eq!(
+            recover(&r, &records),
+            vec![Restored {
+                knob: NUMA_BALANCING.into(),
+                original: "1".into()
+            }]
+        );
+        assert_eq!(read(&r).numa_balancing, Some(1));
+        assert!(recover(&r, &records).is_empty(), "nothing left to restore");
+        // It sets the knob again, and restores the first start's original on exit.
+        drop(KnobGuard::set(&r, &records, NUMA_BALANCING, "0").unwrap());
+        assert_eq!(read(&r).numa_balancing, Some(1));
+    }
+
+    #[test]
+    fn a_record_recover_could_not_restore_wins_over_the_current_value() {
+        let (_d, r, records) = root();
+        // A previous tierd changed 1 -> 0 and died; say recovery failed.
+        persist::write_atomic(&records.join(NUMA_BALANCING), b"1").unwrap();
+        std::fs::write(r.join(NUMA_BALANCING), "0\n").unwrap();
+        drop(KnobGuard::set(&r, &records, NUMA_BALANCING, "2").unwrap());
+        assert_eq!(
+            read(&r).numa_balancing,
+            Some(1),
+            "restored to the first original, not to the 0 the dead tierd left"
+        );
+    }
+
+    #[test]
+    fn temporaries_and_symlinks_are_not_records() {
+        let (d, r, records) = root();
+        std::fs::create_dir_all(records.join("proc/sys/kernel")).unwrap();
+        // An interrupted write's temporary, and a link to a file outside the records.
+        std::fs::write(records.join("proc/sys/kernel/.numa_balancing.tmp"), "0").unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, "3").unwrap();
+        std::os::unix::fs::symlink(&outside, records.join(NUMA_BALANCING)).unwrap();
+        assert!(recover(&r, &records).is_empty());
+        assert_eq!(read(&r).numa_balancing, Some(1));
     }
 }

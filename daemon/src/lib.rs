@@ -7,13 +7,15 @@
 //! [`topology`] and [`migrate`] hide the kernel behind narrow traits so the policy is
 //! testable without root. See `docs/architecture.md`.
 
-pub mod cli;
+pub mod access;
 pub mod control;
 pub mod heat;
 pub mod kernel;
 pub mod migrate;
 pub mod ops;
+pub mod persist;
 pub mod policy;
+pub mod proc;
 pub mod protocol;
 pub mod registry;
 pub mod sampling;

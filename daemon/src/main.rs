@@ -1,4 +1,10 @@
 //! `tierd`: wires config, topology, the control socket, the tiering loop and signals.
+//!
+//! Start-up order matters for crash recovery: the instance lock on the state dir comes
+//! first, then what a previous tierd left is undone (kernel knobs, kdamonds) before
+//! anything reads the kernel's state, and managed processes are adopted again before
+//! the tiering loop and the client socket start (`docs/operations.md`, "Crash and
+//! restart").
 
 use anyhow::Context;
 use clap::Parser;
@@ -6,13 +12,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tierd::cli::Args;
 use tierd::migrate::syscall::MovePages;
 use tierd::state::{Daemon, Mode};
 use tierd::topology::{SysfsTopology, TopologySource};
+use tierd_cli::Args;
 use tierd_config::Config;
 
 fn main() {
+    tierd::ops::panic::install_hook();
     let args = Args::parse();
     if let Some(path) = &args.check_config {
         match Config::load(path) {
@@ -48,6 +55,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         cfg.daemon.socket = s;
     }
     init_logging(&cfg.daemon.log_level);
+    let persist = tierd::persist::Paths::new(&cfg.daemon.state_dir);
+    let _instance = recover(&persist)?;
     let topo_src: Arc<dyn TopologySource> = Arc::new(SysfsTopology::default());
     let daemon = Daemon::new(cfg.clone(), path.clone(), topo_src, Arc::new(MovePages))
         .context("reading topology")?;
@@ -93,6 +102,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(mode) => Some(
             tierd::kernel::KnobGuard::set(
                 std::path::Path::new("/"),
+                &persist.knobs(),
                 tierd::kernel::NUMA_BALANCING,
                 &mode.to_string(),
             )
@@ -100,6 +110,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    adopt(&daemon, &persist);
     tierd::tiering::start(&daemon).context("starting the tiering loop")?;
     tierd::protocol::start(&daemon).context("starting the client protocol")?;
     tierd::ops::start(&daemon).context("starting operations endpoints")?;
@@ -132,4 +143,52 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Takes the instance lock on the state dir and undoes what a previous tierd that died
+/// left behind: kernel knobs it changed, kdamonds it started. Returns the lock (held
+/// until exit). Another tierd on the same state dir is an error; a state dir that
+/// cannot be written only costs crash recovery.
+fn recover(
+    persist: &tierd::persist::Paths,
+) -> anyhow::Result<Option<tierd::persist::InstanceLock>> {
+    use tierd::persist::{InstanceLock, PersistError};
+    let lock = match InstanceLock::take(persist) {
+        Ok(l) => l,
+        Err(e @ PersistError::Locked { .. }) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no instance lock: what a previous tierd left is not undone");
+            return Ok(None);
+        }
+    };
+    let knobs = tierd::kernel::recover(std::path::Path::new("/"), &persist.knobs());
+    let kdamonds = tierd::sampling::recover_kernel_resources(&persist.kdamonds());
+    if !knobs.is_empty() || !kdamonds.stopped.is_empty() {
+        tracing::warn!(
+            knobs_restored = knobs.len(),
+            kdamonds_stopped = kdamonds.stopped.len(),
+            "a previous tierd exited without cleaning up; undone"
+        );
+    }
+    Ok(Some(lock))
+}
+
+/// Manages again the processes a previous tierd managed (`tierctl manage`) that are
+/// still the same processes, and records from now on.
+fn adopt(daemon: &tierd::state::Daemon, persist: &tierd::persist::Paths) {
+    use tierd::persist::managed;
+    let path = persist.managed();
+    match managed::load(&path) {
+        Ok(records) if !records.is_empty() => {
+            let a = managed::adopt(daemon, records);
+            tracing::info!(
+                adopted = a.adopted.len(),
+                skipped = a.skipped.len(),
+                "managed processes of the previous tierd"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "managed processes of the previous tierd not adopted"),
+    }
+    daemon.journal.enable(path);
 }

@@ -2,9 +2,12 @@
 //!
 //! Written by the control socket (manage/unmanage) and the client protocol (a
 //! registering client's process becomes managed); read by the tiering loop each tick,
-//! which also reaps processes that exited (their pidfd says so).
+//! which also reaps processes that exited (their pidfd says so). Who may manage what is
+//! decided before the registry is called: by the kernel's access rule
+//! ([`crate::access`]) on the control socket, by identity on the client socket (a
+//! client only ever manages its own process).
 
-use crate::migrate::pidfd::PidFd;
+use crate::proc::pidfd::PidFd;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -59,8 +62,6 @@ pub struct ManagedProcess {
 pub enum RegistryError {
     #[error("no process {0}")]
     NoSuchProcess(i32),
-    #[error("process {pid} belongs to uid {owner}; uid {caller} may not manage it")]
-    NotOwner { pid: i32, owner: u32, caller: u32 },
     #[error("process {0} is not managed")]
     NotManaged(i32),
 }
@@ -79,23 +80,15 @@ pub fn process_identity(pid: i32) -> Result<(u32, String), RegistryError> {
 }
 
 impl Registry {
-    /// Manages `pid` (or updates its policy/priority if already managed). `caller_uid`
-    /// must be root or the process owner.
+    /// Manages `pid` (or updates its policy/priority if already managed). The caller
+    /// has checked that whoever asks may touch the process.
     pub fn manage(
         &self,
         pid: i32,
         policy: PolicyName,
         priority: i32,
-        caller_uid: u32,
     ) -> Result<Arc<ManagedProcess>, RegistryError> {
         let (uid, comm) = process_identity(pid)?;
-        if caller_uid != 0 && caller_uid != uid {
-            return Err(RegistryError::NotOwner {
-                pid,
-                owner: uid,
-                caller: caller_uid,
-            });
-        }
         let pidfd = PidFd::open(pid).map_err(|_| RegistryError::NoSuchProcess(pid))?;
         let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
         // Keep the start time and counters when only the policy or priority changes.
@@ -118,21 +111,10 @@ impl Registry {
         Ok(entry)
     }
 
-    pub fn unmanage(
-        &self,
-        pid: i32,
-        caller_uid: u32,
-    ) -> Result<Arc<ManagedProcess>, RegistryError> {
+    /// Stops managing `pid` (the caller has checked who asks).
+    pub fn unmanage(&self, pid: i32) -> Result<Arc<ManagedProcess>, RegistryError> {
         let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
-        let p = map.get(&pid).ok_or(RegistryError::NotManaged(pid))?;
-        if caller_uid != 0 && caller_uid != p.uid {
-            return Err(RegistryError::NotOwner {
-                pid,
-                owner: p.uid,
-                caller: caller_uid,
-            });
-        }
-        Ok(map.remove(&pid).expect("checked above"))
+        map.remove(&pid).ok_or(RegistryError::NotManaged(pid))
     }
 
     pub fn get(&self, pid: i32) -> Option<Arc<ManagedProcess>> {
@@ -185,9 +167,10 @@ mod tests {
         let r = Registry::default();
         let me = std::process::id() as i32;
         let my_uid = nix::unistd::getuid().as_raw();
-        let p = r.manage(me, PolicyName::Tpp, 0, my_uid).unwrap();
+        let p = r.manage(me, PolicyName::Tpp, 0).unwrap();
+        assert_eq!(p.uid, my_uid);
         p.stats.promoted_pages.store(7, Ordering::Relaxed);
-        let p = r.manage(me, PolicyName::Off, 3, my_uid).unwrap();
+        let p = r.manage(me, PolicyName::Off, 3).unwrap();
         assert_eq!((p.policy, p.priority), (PolicyName::Off, 3));
         assert_eq!(
             p.stats.promoted_pages.load(Ordering::Relaxed),
@@ -195,31 +178,18 @@ mod tests {
             "counters survive a policy change"
         );
         assert_eq!(
-            r.manage(i32::MAX, PolicyName::Tpp, 0, 0).unwrap_err(),
+            r.manage(i32::MAX, PolicyName::Tpp, 0).unwrap_err(),
             RegistryError::NoSuchProcess(i32::MAX)
         );
-        if my_uid == 0 {
-            // Root may manage; a non-owner may not.
-            assert!(matches!(
-                r.manage(me, PolicyName::Tpp, 0, 4242),
-                Err(RegistryError::NotOwner { .. })
-            ));
-        }
-        assert!(
-            matches!(r.unmanage(me, 4243), Err(RegistryError::NotOwner { .. })) || my_uid == 4243
-        );
-        r.unmanage(me, my_uid).unwrap();
-        assert_eq!(
-            r.unmanage(me, my_uid).unwrap_err(),
-            RegistryError::NotManaged(me)
-        );
+        r.unmanage(me).unwrap();
+        assert_eq!(r.unmanage(me).unwrap_err(), RegistryError::NotManaged(me));
 
         let mut child = std::process::Command::new("sleep")
             .arg("0")
             .spawn()
             .unwrap();
         let cpid = child.id() as i32;
-        r.manage(cpid, PolicyName::Tpp, 0, my_uid).unwrap();
+        r.manage(cpid, PolicyName::Tpp, 0).unwrap();
         child.wait().unwrap();
         assert_eq!(r.reap(), vec![cpid]);
         assert!(r.all().is_empty());

@@ -1,17 +1,18 @@
 //! The daemon's shared state: config in force, topology, mode, the registry of managed
 //! processes, heat tables, the migration engine and sampling status. One `Arc<Daemon>`
 //! is shared by the control socket, the client protocol, the tiering loop and the
-//! operations endpoints; each takes short locks only.
+//! operations endpoints; each takes short locks only. The heat tables are not here:
+//! the tiering loop owns them, and `heat` is the port to send it edits and reads.
 
-use crate::heat::HeatTable;
 use crate::kernel;
 use crate::migrate::{MigrationEngine, Mover};
+use crate::ops::liveness::Liveness;
+use crate::persist::managed::Journal;
 use crate::registry::Registry;
 use crate::topology::{Topology, TopologySource};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tierd_api::{KernelTiering, NodeInfo, ReloadReply, SamplingStatus, TiersReply};
 use tierd_config::Config;
@@ -67,7 +68,8 @@ pub struct Daemon {
     mode: RwLock<Mode>,
     pub registry: Registry,
     pub engine: Arc<MigrationEngine>,
-    pub heat: Mutex<HashMap<i32, HeatTable>>,
+    /// The heat tables, owned by the tiering loop; other threads send edits and reads.
+    pub heat: crate::heat::HeatPort,
     pub sampling: RwLock<SamplingStatus>,
     /// The kernel's tiering knobs as found at start.
     pub kernel_found: KernelTiering,
@@ -80,6 +82,13 @@ pub struct Daemon {
     /// Hint-ring totals over all protocol clients, past and present (fed by the
     /// protocol; read by the metrics endpoint).
     pub hints: HintCounters,
+    /// Heartbeats of the worker threads (the watchdog and `status.health` read them).
+    pub liveness: Liveness,
+    /// Processes managed with `tierctl manage`, written down for a restart.
+    pub journal: Journal,
+    /// The kernel's access rule for requests that name a pid, and the per-user ceilings.
+    pub access: crate::access::Access,
+    pub ceilings: crate::access::ceilings::Ceilings,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -113,7 +122,7 @@ impl Daemon {
             mode: RwLock::new(mode),
             registry: Registry::default(),
             engine,
-            heat: Mutex::new(HashMap::new()),
+            heat: crate::heat::HeatPort::default(),
             sampling: RwLock::new(SamplingStatus::default()),
             kernel_found: kernel::read(std::path::Path::new("/")),
             started: Instant::now(),
@@ -121,6 +130,10 @@ impl Daemon {
             generation: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             hints: HintCounters::default(),
+            liveness: Liveness::default(),
+            journal: Journal::default(),
+            access: crate::access::Access::default(),
+            ceilings: Default::default(),
         }))
     }
 
@@ -142,35 +155,19 @@ impl Daemon {
         self.mode.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Re-reads the topology (free memory changes constantly; nodes may be hotplugged).
+    /// Re-reads the topology into the daemon's copy (free memory changes constantly;
+    /// nodes may be hotplugged). Called once a second by the state-tree writer
+    /// (`ops::snapshot`), the copy's one refresher.
     pub fn refresh_topology(&self) -> Result<Arc<Topology>, crate::topology::TopologyError> {
         let t = Arc::new(self.topo_src.read()?);
         *self.topology.write().unwrap_or_else(|p| p.into_inner()) = t.clone();
         Ok(t)
     }
 
-    /// `tierctl tiers`: a fresh read, so free bytes are current.
+    /// `tierctl tiers`: a fresh read of the source, so free bytes are current; the
+    /// daemon's copy is left as it is.
     pub fn tiers(&self) -> Result<TiersReply, crate::topology::TopologyError> {
-        let t = self.refresh_topology()?;
-        Ok(TiersReply {
-            nodes: t
-                .nodes
-                .iter()
-                .map(|n| NodeInfo {
-                    node: n.id,
-                    tier: n.tier,
-                    memory_tier: n.kernel_tier.map(|k| format!("memory_tier{k}")),
-                    cpus: n.cpus.clone(),
-                    total_bytes: n.total_bytes,
-                    free_bytes: n.free_bytes,
-                    read_latency_ns: n.perf.read_latency_ns,
-                    read_bandwidth_mbps: n.perf.read_bandwidth_mbps,
-                    write_latency_ns: n.perf.write_latency_ns,
-                    write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
-                    distances: n.distances.clone(),
-                })
-                .collect(),
-        })
+        Ok(tiers_reply(&self.topo_src.read()?))
     }
 
     /// Applies a new config (already parsed and validated). Keeps managed processes,
@@ -191,14 +188,6 @@ impl Daemon {
             path: self.config_path.as_ref().map(|p| p.display().to_string()),
             changes,
         }
-    }
-
-    /// Runs `f` on the heat table of `pid`, creating it from `[heat]` if missing.
-    pub fn with_heat<R>(&self, pid: i32, f: impl FnOnce(&mut HeatTable) -> R) -> R {
-        let cfg = self.config();
-        let mut tables = self.heat.lock().unwrap_or_else(|p| p.into_inner());
-        let t = tables.entry(pid).or_insert_with(|| new_heat_table(&cfg));
-        f(t)
     }
 
     /// Records that client hints of `pid` were applied at `at`.
@@ -231,24 +220,25 @@ impl Daemon {
 /// `client.sample_hinting_processes`): its hints are the signal.
 pub const HINT_QUIET_MS: u64 = 10_000;
 
-/// How long a granule may go without a recorded access and still count as in the same
-/// hot streak: at least one heat half-life and three sampling periods. Sampling sees a
-/// page that is read a few times a second only now and then (DAMON checks one page per
-/// region per sample interval), so a shorter gap would break every streak.
-pub fn streak_gap_ms(cfg: &Config) -> u64 {
-    let period = cfg
-        .sampling
-        .drain_interval_ms
-        .max(cfg.sampling.damon.aggr_ms);
-    cfg.heat.half_life_ms.max(3 * period)
-}
-
-/// A heat table as `[heat]` and `[sampling]` configure it.
-pub fn new_heat_table(cfg: &Config) -> HeatTable {
-    HeatTable::new(
-        cfg.heat.granule.0,
-        cfg.heat.half_life_ms,
-        cfg.heat.history_len,
-        streak_gap_ms(cfg) as u32,
-    )
+/// The `tiers` reply for a topology.
+pub fn tiers_reply(t: &Topology) -> TiersReply {
+    TiersReply {
+        nodes: t
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                node: n.id,
+                tier: n.tier,
+                memory_tier: n.kernel_tier.map(|k| format!("memory_tier{k}")),
+                cpus: n.cpus.clone(),
+                total_bytes: n.total_bytes,
+                free_bytes: n.free_bytes,
+                read_latency_ns: n.perf.read_latency_ns,
+                read_bandwidth_mbps: n.perf.read_bandwidth_mbps,
+                write_latency_ns: n.perf.write_latency_ns,
+                write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
+                distances: n.distances.clone(),
+            })
+            .collect(),
+    }
 }

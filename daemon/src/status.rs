@@ -12,13 +12,7 @@ pub fn status(d: &Daemon) -> StatusReply {
     let knobs = kernel::read(std::path::Path::new("/"));
     let kernel_moves = kernel::moves_pages(&knobs) && topo.is_tiered();
     let now = std::time::Instant::now();
-    let heat_bytes: std::collections::HashMap<i32, u64> = d
-        .heat
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(pid, t)| (*pid, t.memory_bytes()))
-        .collect();
+    let heat = d.heat.summary();
     let managed = d
         .registry
         .all()
@@ -46,7 +40,7 @@ pub fn status(d: &Daemon) -> StatusReply {
                 demotions_per_s: dr,
                 pingpong_pages: s.pingpong_pages.load(Ordering::Relaxed),
                 kernel_tiering_active: kernel_moves,
-                heat_table_bytes: heat_bytes.get(&p.pid).copied().unwrap_or(0),
+                heat_table_bytes: heat.table_bytes.get(&p.pid).copied().unwrap_or(0),
                 sampled: d.sampled(p, now),
             }
         })
@@ -67,5 +61,6 @@ pub fn status(d: &Daemon) -> StatusReply {
         },
         kernel: knobs,
         clients: d.clients.load(Ordering::Relaxed),
+        health: d.liveness.health(),
     }
 }

@@ -1,5 +1,7 @@
-//! `memhold --mb N [--huge]`: a test process for the VM scenarios. Allocates N MiB
-//! (anonymous, optionally THP-advised), fills it with a pattern, prints
+//! `memhold --mb N [--huge] [--reserve-tb T]`: a test process for the VM scenarios.
+//! Allocates N MiB (anonymous, optionally THP-advised), optionally beside a T TiB
+//! `PROT_NONE`, `MAP_NORESERVE` reservation never touched (as GPU runtimes and
+//! allocators reserve address space), fills the N MiB with a pattern, prints
 //! `range=START-END checksum=X` and then, each time it receives SIGUSR1, re-reads the
 //! memory and prints `checksum=X` again (data must survive migration). Exits on SIGTERM.
 
@@ -32,6 +34,27 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(256);
     let huge = args.iter().any(|a| a == "--huge");
+    let reserve_tb: usize = args
+        .iter()
+        .position(|a| a == "--reserve-tb")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
+    if reserve_tb > 0 {
+        // SAFETY: an anonymous PROT_NONE reservation, never accessed; kept until exit.
+        let r = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserve_tb << 40,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        anyhow::ensure!(r != libc::MAP_FAILED, "reserving {reserve_tb} TiB failed");
+    }
     let len = mb << 20;
     // SAFETY: anonymous private mapping, no fd; checked for MAP_FAILED below.
     let p = unsafe {

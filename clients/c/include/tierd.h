@@ -94,11 +94,23 @@ int tierd_hint_prefetch(tierd_client *, uint32_t region, const uint64_t *blocks,
  * Refreshed every 100 ms, and right after a PREFETCH / PIN_FAST promotion. */
 int tierd_placement(tierd_client *, uint32_t region, uint64_t block);
 
-/* Opens (creating on first use) the shared pool `name` ([A-Za-z0-9._-], <= 64 bytes) of
- * len bytes; *fd gets a descriptor to mmap(MAP_SHARED). Every authorised process (same
- * uid, root, or a group in client.allowed_groups) gets the same memory, placed on
- * client.pool_tier. -EACCES, -EDQUOT (pools per uid), -EFBIG (client.max_pool_bytes). */
+/* Opens (creating on first use) the caller's uid's pool `name` ([A-Za-z0-9._-], <= 64
+ * bytes) of len bytes; *fd gets a read-write descriptor to mmap(MAP_SHARED). Every
+ * process of the same uid gets the same memory, placed on client.pool_tier (its pages
+ * are allocated, and charged, when a process first touches them). -EDQUOT (pools per
+ * uid), -EFBIG (client.max_pool_bytes). */
 int tierd_pool_open(tierd_client *, const char *name, size_t len, int *fd);
+
+/* tierd_pool_open with flags. Without TIERD_POOL_SHARED, `name` is in the caller's uid's
+ * own namespace (other users cannot see or squat it); with it, in the namespace shared
+ * by all users (creating one needs root or a group in client.allowed_groups; opening
+ * one, the creator's uid, root or such a group). Only the creator's uid gets a writable
+ * descriptor, and only without TIERD_POOL_READ_ONLY: others must mmap PROT_READ and
+ * cannot recycle (MADV_REMOVE) the pool. Returns 0 (read-write *fd), 1 (read-only *fd)
+ * or -errno (-EACCES, -EDQUOT, -EFBIG, -EINVAL). */
+#define TIERD_POOL_SHARED 1u
+#define TIERD_POOL_READ_ONLY 2u
+int tierd_pool_open_flags(tierd_client *, const char *name, size_t len, uint32_t flags, int *fd);
 
 /* Closes the connection; tierd forgets its regions. Pools stay mapped where mapped. */
 void tierd_close(tierd_client *);
@@ -141,6 +153,16 @@ int tierd_relocated(tierd_client *, uint32_t region, const uint64_t *blocks, siz
  * Never on memory pinned for device DMA (cudaHostAlloc / cudaHostRegister): the device
  * would keep the old pages; pinned pools use tierd_relocations. 0 or -errno. */
 int tierd_recycle(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
+
+/* Reconnection. When tierd goes away (restart, crash) the library notices on its
+ * socket, marks every region not live (tierd_stats: TIERD_REGION_CLOSED; hints accept
+ * 0 blocks) and reconnects in the background with backoff (50 ms doubling to 5 s),
+ * registering the same memory again under the region ids the caller already holds and
+ * re-pinning PIN_FAST blocks. Other calls fail while it is down. 1 connected, 0 not,
+ * or -errno. */
+int tierd_is_connected(tierd_client *);
+/* Successful reconnections so far, or -errno. */
+int64_t tierd_reconnects(tierd_client *);
 
 #ifdef __cplusplus
 }

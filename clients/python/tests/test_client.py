@@ -18,6 +18,32 @@ ROOT = Path(__file__).resolve().parents[3]
 BLOCK = 64 << 10
 
 
+def start_tierd(d: Path, log):
+    """Starts target/release/tierd with its sockets and state under `d`; returns the
+    process and the client socket once it exists."""
+    sock = str(d / "client.sock")
+    (d / "tierd.toml").write_text(
+        f'[daemon]\nsocket = "{d}/tierd.sock"\nstate_dir = "{d}/state"\n'
+        f'[client]\nsocket = "{sock}"\n[metrics]\nenabled = false\n'
+    )
+    binary = ROOT / "target" / "release" / "tierd"
+    proc = subprocess.Popen([str(binary), "--config", str(d / "tierd.toml")], stderr=log)
+    for _ in range(200):
+        if os.path.exists(sock):
+            return proc, sock
+        time.sleep(0.05)
+    raise RuntimeError("tierd did not create " + sock)
+
+
+def wait_for(cond, timeout_s=10.0):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout_s:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class ClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -26,21 +52,8 @@ class ClientTest(unittest.TestCase):
         if cls.sock:
             return
         cls.tmp = tempfile.TemporaryDirectory()
-        d = Path(cls.tmp.name)
-        cls.sock = str(d / "client.sock")
-        (d / "tierd.toml").write_text(
-            f'[daemon]\nsocket = "{d}/tierd.sock"\nstate_dir = "{d}/state"\n'
-            f'[client]\nsocket = "{cls.sock}"\n[metrics]\nenabled = false\n'
-        )
-        binary = ROOT / "target" / "release" / "tierd"
-        cls.log = open(d / "tierd.log", "w")
-        cls.proc = subprocess.Popen([str(binary), "--config", str(d / "tierd.toml")], stderr=cls.log)
-        for _ in range(200):
-            if os.path.exists(cls.sock):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("tierd did not create " + cls.sock)
+        cls.log = open(Path(cls.tmp.name) / "tierd.log", "w")
+        cls.proc, cls.sock = start_tierd(Path(cls.tmp.name), cls.log)
 
     @classmethod
     def tearDownClass(cls):
@@ -101,6 +114,37 @@ class ClientTest(unittest.TestCase):
             a[100:105] = b"hello"
             self.assertEqual(b[100:105], b"hello")
             self.assertGreaterEqual(c1.advise_node(1 << 20, tierd.TIER_SLOWEST), 0)
+
+
+@unittest.skipIf(os.environ.get("TIERD_CLIENT_SOCKET"), "kills its own tierd")
+class ReconnectTest(unittest.TestCase):
+    def test_kill_and_restart(self):
+        with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "tierd.log", "w") as log:
+            d = Path(tmp)
+            proc, sock = start_tierd(d, log)
+            try:
+                with tierd.Client(sock) as c:
+                    kv = mmap.mmap(-1, 8 * BLOCK)
+                    kv.write(b"\3" * len(kv))
+                    r = c.register_buffer(kv, BLOCK)
+                    self.assertTrue(c.connected)
+                    proc.kill()
+                    proc.wait()
+                    # The header of a killed tierd still says live; the library knows better.
+                    self.assertTrue(wait_for(lambda: not c.connected))
+                    self.assertEqual(c.stats(r)["state"], 1)  # TIERD_REGION_CLOSED
+                    self.assertEqual(c.hint(r, tierd.HINT_ACCESS, [0, 1]), 0)
+                    proc, _ = start_tierd(d, log)
+                    self.assertTrue(wait_for(lambda: c.connected), "reconnected")
+                    self.assertEqual(c.reconnects, 1)
+                    # Same region id, new ring on the new tierd.
+                    self.assertEqual(c.stats(r)["state"], 0)
+                    self.assertEqual(c.hint(r, tierd.HINT_ACCESS, [0, 1]), 2)
+                    self.assertTrue(wait_for(lambda: c.stats(r)["applied_entries"] == 1))
+                    self.assertEqual(kv[:BLOCK], b"\3" * BLOCK)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ HINT_PIN_FAST = 5
 HINT_UNPIN = 6
 TIER_FAST = 0
 TIER_SLOWEST = -1
+POOL_SHARED = 1
+POOL_READ_ONLY = 2
 
 
 class TierdError(OSError):
@@ -107,6 +109,7 @@ def load_library() -> ctypes.CDLL:
         "tierd_placement": (i, [p, u32, u64]),
         "tierd_placement_generation": (ctypes.c_int64, [p, u32]),
         "tierd_pool_open": (i, [p, ctypes.c_char_p, sz, ctypes.POINTER(i)]),
+        "tierd_pool_open_flags": (i, [p, ctypes.c_char_p, sz, u32, ctypes.POINTER(i)]),
         "tierd_close": (None, [p]),
         "tierd_unregister": (i, [p, u32]),
         "tierd_advise_node": (i, [p, sz, i, ctypes.POINTER(i)]),
@@ -115,6 +118,8 @@ def load_library() -> ctypes.CDLL:
         "tierd_relocated": (i, [p, u32, u64p, sz]),
         "tierd_recycle": (i, [p, u32, u64p, sz]),
         "tierd_stats": (i, [p, u32, ctypes.POINTER(_Stats)]),
+        "tierd_is_connected": (i, [p]),
+        "tierd_reconnects": (ctypes.c_int64, [p]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -209,10 +214,15 @@ class Client:
     def placement_generation(self, region: int) -> int:
         return _check(self._lib.tierd_placement_generation(self._handle(), region), "tierd_placement_generation")
 
-    def pool_open(self, name: str, nbytes: int) -> int:
-        """Opens the shared pool ``name``; returns a file descriptor (caller closes it)."""
+    def pool_open(self, name: str, nbytes: int, flags: int = 0) -> int:
+        """Opens the pool ``name`` (``flags``: POOL_SHARED, POOL_READ_ONLY); returns a file
+        descriptor (caller closes it), read-only unless this uid created the pool and
+        POOL_READ_ONLY was not asked."""
         fd = ctypes.c_int(-1)
-        _check(self._lib.tierd_pool_open(self._handle(), name.encode(), nbytes, ctypes.byref(fd)), "tierd_pool_open")
+        _check(
+            self._lib.tierd_pool_open_flags(self._handle(), name.encode(), nbytes, flags, ctypes.byref(fd)),
+            "tierd_pool_open_flags",
+        )
         return fd.value
 
     def pool_mmap(self, name: str, nbytes: int) -> mmap.mmap:
@@ -255,3 +265,15 @@ class Client:
         s = _Stats()
         _check(self._lib.tierd_stats(self._handle(), region, ctypes.byref(s)), "tierd_stats")
         return {name: getattr(s, name) for name, _ in _Stats._fields_ if not name.startswith("_")}
+
+    @property
+    def connected(self) -> bool:
+        """Whether tierd is reachable now. When it goes away (restart, crash) the library
+        reconnects by itself in the background and registers the same regions again
+        under the same ids; other calls raise :class:`TierdError` meanwhile."""
+        return _check(self._lib.tierd_is_connected(self._handle()), "tierd_is_connected") == 1
+
+    @property
+    def reconnects(self) -> int:
+        """Successful reconnections so far."""
+        return _check(self._lib.tierd_reconnects(self._handle()), "tierd_reconnects")

@@ -5,8 +5,16 @@
 //! ring write and an atomic load on the region's shared memory. A [`Client`] is `Sync`;
 //! each region's ring has one producer, so hints to one region from several threads
 //! take that region's (uncontended in the common case) mutex.
+//!
+//! When tierd goes away (restart, crash) the client notices on its socket, not in the
+//! regions' shared headers (a dead tierd cannot mark them): a `tierd-client` thread
+//! ([`crate::reconnect`]) waits for the hang-up, marks every region not live, and
+//! reconnects with exponential backoff ([`Reconnect`]), registering the same memory
+//! again and replaying PIN_FAST. Region ids the application holds stay valid across
+//! reconnections ([`Region::id`]); [`Client::is_connected`] says where it stands.
 
 use crate::layout::{state, HintEntry, HintKind, PLACEMENT_UNKNOWN, WANTED_NONE};
+use crate::reconnect::{self, PinSet};
 use crate::ring::Producer;
 use crate::shm::{ShmError, ShmView};
 use crate::sock;
@@ -17,8 +25,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+pub use crate::reconnect::Reconnect;
 
 /// Where tierd listens when no path is given (`client.socket` in tierd.toml).
 pub const DEFAULT_SOCKET: &str = "/run/tierd/client.sock";
@@ -94,11 +105,21 @@ pub struct RegionStats {
     pub placement_gen: u64,
 }
 
-/// A registered region: its shared memory and ring producer.
+/// A registered region: its shared memory and ring producer, on one connection. After a
+/// reconnection the [`Client`] holds a new `Region` under the same id; a handle taken
+/// from [`Client::region`] before it stays readable but is no longer live.
 pub struct Region {
+    /// The id the application knows, stable across reconnections.
     id: u32,
+    /// The id tierd gave it on the current connection (in every ring entry).
+    wire: u32,
     block_size: u64,
     base: u64,
+    /// The connection that registered it is up (tierd cannot clear `state` in the
+    /// header when it dies: the client checks its socket instead).
+    alive: AtomicBool,
+    /// Blocks pinned with PIN_FAST, pinned again after a reconnection.
+    pub(crate) pins: PinSet,
     // Field order matters: `producer` and `view` borrow `map` and are dropped first.
     producer: Mutex<Producer<'static>>,
     view: ShmView<'static>,
@@ -106,7 +127,8 @@ pub struct Region {
 }
 
 impl Region {
-    fn open(id: u32, fd: OwnedFd) -> Result<Region, ClientError> {
+    /// Maps the region tierd registered as `wire`, known to the application as `id`.
+    pub(crate) fn open(id: u32, wire: u32, fd: OwnedFd) -> Result<Region, ClientError> {
         let file = File::from(fd);
         let map =
             MmapRaw::map_raw(&file).map_err(|source| ClientError::Map { region: id, source })?;
@@ -116,7 +138,7 @@ impl Region {
         let (view, region, block_size, base) =
             unsafe { ShmView::open(map.as_mut_ptr(), map.len()) }
                 .map_err(|source| ClientError::Shm { region: id, source })?;
-        if region != id {
+        if region != wire {
             return Err(ClientError::Shm {
                 region: id,
                 source: ShmError::Inconsistent("region id differs from the reply"),
@@ -124,16 +146,34 @@ impl Region {
         }
         Ok(Region {
             id,
+            wire,
             block_size,
             base,
+            alive: AtomicBool::new(true),
+            pins: PinSet::default(),
             producer: Mutex::new(Producer::new(view)),
             view,
             _map: map,
         })
     }
 
+    /// The id the application registered it under (stable across reconnections).
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Bytes registered (`nblocks × block_size`).
+    pub(crate) fn len(&self) -> u64 {
+        self.nblocks() * self.block_size
+    }
+
+    /// The connection that registered it went away.
+    pub(crate) fn mark_dead(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
     pub fn block_size(&self) -> u64 {
         self.block_size
@@ -146,8 +186,29 @@ impl Region {
     }
 
     /// Publishes entries; returns how many blocks were accepted (the rest were dropped
-    /// and counted in the header).
+    /// and counted in the header). Nothing is accepted while the connection is down.
+    /// Entries may carry [`Region::id`]: they are sent under the connection's own id.
     pub fn push(&self, entries: &[HintEntry]) -> u64 {
+        if !self.alive() {
+            return 0;
+        }
+        let renamed: Vec<HintEntry>;
+        let entries = if entries.iter().any(|e| e.region != self.wire) {
+            renamed = entries
+                .iter()
+                .map(|e| HintEntry {
+                    region: if e.region == self.id {
+                        self.wire
+                    } else {
+                        e.region
+                    },
+                    ..*e
+                })
+                .collect();
+            &renamed[..]
+        } else {
+            entries
+        };
         let n = self
             .producer
             .lock()
@@ -187,7 +248,12 @@ impl Region {
         let h = self.view.header();
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         RegionStats {
-            state: h.state.load(Ordering::Relaxed),
+            // A dead connection's header may still say LIVE; what tierd wrote before
+            // closing it (CORRUPT) stands.
+            state: match h.state.load(Ordering::Relaxed) {
+                state::LIVE if !self.alive() => state::CLOSED,
+                s => s,
+            },
             published_entries: l(&h.tail),
             applied_entries: l(&h.applied_entries),
             applied_blocks: l(&h.applied_blocks),
@@ -205,9 +271,11 @@ impl Region {
         self.view.header()
     }
 
-    /// Whether tierd still consumes this region's hints.
+    /// Whether tierd still consumes this region's hints: the connection that registered
+    /// it is up and tierd has not closed it. The header alone cannot tell: a tierd that
+    /// was killed leaves it saying live.
     pub fn is_live(&self) -> bool {
-        self.view.header().state.load(Ordering::Acquire) == state::LIVE
+        self.alive() && self.view.header().state.load(Ordering::Acquire) == state::LIVE
     }
 }
 
@@ -250,6 +318,9 @@ pub struct Pool {
     pub node: i32,
     /// This call created it (no other process had opened it yet).
     pub created: bool,
+    /// The descriptor is read-only: map it `PROT_READ` (only the pool's creator uid
+    /// gets a writable one, and only without [`crate::wire::pool_flags::READ_ONLY`]).
+    pub read_only: bool,
 }
 
 /// Where tierd advises placing a new allocation.
@@ -261,47 +332,60 @@ pub struct Advice {
 }
 
 pub struct Client {
-    sock: Mutex<(OwnedFd, u32)>,
-    regions: RwLock<HashMap<u32, Arc<Region>>>,
+    inner: Arc<Inner>,
+    /// The `tierd-client` thread watching the socket (stopped and joined on drop).
+    watcher: Option<reconnect::Watcher>,
 }
 
-impl Client {
-    /// Connects to `path`, or `$TIERD_CLIENT_SOCKET`, or [`DEFAULT_SOCKET`].
-    pub fn connect(path: Option<&Path>) -> Result<Client, ClientError> {
-        let path: PathBuf = match path {
-            Some(p) => p.to_path_buf(),
-            None => std::env::var_os(SOCKET_ENV)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
-        };
-        let err = |errno| ClientError::Connect {
-            path: path.clone(),
-            errno,
-        };
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(err)?;
-        let addr = UnixAddr::new(&path).map_err(err)?;
-        connect(fd.as_raw_fd(), &addr).map_err(err)?;
-        Ok(Client {
-            sock: Mutex::new((fd, 0)),
-            regions: RwLock::new(HashMap::new()),
-        })
+/// What the client and its watcher thread share.
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    /// The connection; held across a whole register/unregister (call and map update)
+    /// and across a whole reconnection, so the two never interleave.
+    pub(crate) conn: Mutex<Conn>,
+    /// Regions by the id the application knows.
+    pub(crate) regions: RwLock<HashMap<u32, Arc<Region>>>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) reconnects: AtomicU64,
+}
+
+/// One connection to tierd's client socket.
+pub(crate) struct Conn {
+    pub(crate) fd: OwnedFd,
+    seq: u32,
+}
+
+/// Connects a fresh `SOCK_SEQPACKET` socket to `path`.
+pub(crate) fn dial(path: &Path) -> Result<OwnedFd, ClientError> {
+    let err = |errno| ClientError::Connect {
+        path: path.to_path_buf(),
+        errno,
+    };
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(err)?;
+    let addr = UnixAddr::new(path).map_err(err)?;
+    connect(fd.as_raw_fd(), &addr).map_err(err)?;
+    Ok(fd)
+}
+
+impl Conn {
+    pub(crate) fn new(fd: OwnedFd) -> Conn {
+        Conn { fd, seq: 0 }
     }
 
     /// One request, one reply (and the fd that came with it).
-    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>), ClientError> {
-        let mut g = self.sock.lock().unwrap_or_else(|p| p.into_inner());
-        g.1 = g.1.wrapping_add(1);
-        let seq = g.1;
-        sock::send(&g.0, &req.encode(seq), None).map_err(ClientError::Socket)?;
+    pub(crate) fn call(&mut self, req: &Request) -> Result<(Reply, Option<OwnedFd>), ClientError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        sock::send(&self.fd, &req.encode(seq), None).map_err(ClientError::Socket)?;
         let mut buf = [0u8; wire::MAX_MESSAGE];
         loop {
-            let p = sock::recv(&g.0, &mut buf)
+            let p = sock::recv(&self.fd, &mut buf)
                 .map_err(ClientError::Socket)?
                 .ok_or(ClientError::Closed)?;
             if p.truncated {
@@ -318,9 +402,13 @@ impl Client {
         }
     }
 
-    /// Registers `[base, base + len)` of this process's memory as blocks of `block_size`
-    /// bytes; returns the region id.
-    pub fn register(&self, base: u64, len: u64, block_size: u64) -> Result<u32, ClientError> {
+    /// Registers `[base, base + len)`; returns tierd's id for it and its shared memory.
+    pub(crate) fn register(
+        &mut self,
+        base: u64,
+        len: u64,
+        block_size: u64,
+    ) -> Result<(u32, OwnedFd), ClientError> {
         let (reply, fd) = self.call(&Request::Register {
             base,
             len,
@@ -329,19 +417,112 @@ impl Client {
         let Reply::Registered { region, .. } = reply else {
             return Err(ClientError::Unexpected(Box::new(reply)));
         };
-        let fd = fd.ok_or(ClientError::NoFd("register"))?;
-        let r = Arc::new(Region::open(region, fd)?);
-        self.regions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(region, r);
-        Ok(region)
+        Ok((region, fd.ok_or(ClientError::NoFd("register"))?))
+    }
+}
+
+impl Inner {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Client {
+    /// Connects to `path`, or `$TIERD_CLIENT_SOCKET`, or [`DEFAULT_SOCKET`], and
+    /// reconnects after tierd restarts ([`Reconnect::default`]).
+    pub fn connect(path: Option<&Path>) -> Result<Client, ClientError> {
+        Client::connect_with(path, Reconnect::default())
     }
 
+    /// [`Client::connect`] with a reconnection policy of the caller's choice.
+    pub fn connect_with(path: Option<&Path>, reconnect: Reconnect) -> Result<Client, ClientError> {
+        let path: PathBuf = match path {
+            Some(p) => p.to_path_buf(),
+            None => std::env::var_os(SOCKET_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        };
+        let fd = dial(&path)?;
+        let inner = Arc::new(Inner {
+            path,
+            conn: Mutex::new(Conn::new(fd)),
+            regions: RwLock::new(HashMap::new()),
+            connected: AtomicBool::new(true),
+            reconnects: AtomicU64::new(0),
+        });
+        let watcher = reconnect::Watcher::spawn(inner.clone(), reconnect)?;
+        Ok(Client {
+            inner,
+            watcher: Some(watcher),
+        })
+    }
+
+    /// Whether the connection to tierd is up. False from the moment tierd's end closes
+    /// until a reconnection has registered the regions again.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Successful reconnections so far.
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::Acquire)
+    }
+
+    /// Waits up to `timeout` for the connection to be up; returns whether it is.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        let t0 = Instant::now();
+        while !self.is_connected() {
+            if t0.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// One request, one reply (and the fd that came with it).
+    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>), ClientError> {
+        self.inner.conn().call(req)
+    }
+
+    /// Registers `[base, base + len)` of this process's memory as blocks of `block_size`
+    /// bytes; returns the region id.
+    pub fn register(&self, base: u64, len: u64, block_size: u64) -> Result<u32, ClientError> {
+        let mut conn = self.inner.conn();
+        let (wire, fd) = conn.register(base, len, block_size)?;
+        let mut regions = self
+            .inner
+            .regions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // tierd's id, unless an id of an earlier connection already uses it.
+        let id = if regions.contains_key(&wire) {
+            (1..=u32::MAX)
+                .find(|i| !regions.contains_key(i))
+                .unwrap_or(wire)
+        } else {
+            wire
+        };
+        let r = Arc::new(Region::open(id, wire, fd)?);
+        regions.insert(id, r);
+        Ok(id)
+    }
+
+    /// Unregisters a region. While the connection is down tierd has forgotten it
+    /// already: it is only dropped here.
     pub fn unregister(&self, region: u32) -> Result<(), ClientError> {
-        self.region(region)?;
-        self.call(&Request::Unregister { region })?;
-        self.regions
+        let r = self.region(region)?;
+        let mut conn = self.inner.conn();
+        if r.alive() {
+            match conn.call(&Request::Unregister { region: r.wire }) {
+                Ok(_) => {}
+                // The connection is gone, and with it the region on tierd's side.
+                Err(ClientError::Closed | ClientError::Socket(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner
+            .regions
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&region);
@@ -349,7 +530,8 @@ impl Client {
     }
 
     pub fn region(&self, region: u32) -> Result<Arc<Region>, ClientError> {
-        self.regions
+        self.inner
+            .regions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&region)
@@ -384,7 +566,8 @@ impl Client {
             return Err(ClientError::BlockRange { region, block: b });
         }
         let mut entries = Vec::with_capacity(4);
-        coalesce(region, kind, blocks, deadline_ms, &mut entries);
+        coalesce(r.wire, kind, blocks, deadline_ms, &mut entries);
+        r.pins.note(kind, &entries, r.nblocks());
         Ok(r.push(&entries))
     }
 
@@ -407,11 +590,12 @@ impl Client {
         let e = HintEntry {
             kind: kind as u16,
             _reserved: 0,
-            region,
+            region: r.wire,
             first_block: first,
             nblocks: n,
             deadline_ms,
         };
+        r.pins.note(kind, &[e], r.nblocks());
         Ok(r.push(&[e]))
     }
 
@@ -423,17 +607,25 @@ impl Client {
         }
     }
 
-    /// Opens (creating on first use) the named pool; every authorised process gets the
-    /// same memory.
+    /// Opens (creating on first use) the caller's own pool `name` (its uid's namespace),
+    /// read-write.
     pub fn pool_open(&self, name: &str, bytes: u64) -> Result<Pool, ClientError> {
+        self.pool_open_flags(name, bytes, 0)
+    }
+
+    /// Opens (creating on first use) pool `name` with [`crate::wire::pool_flags`]: `SHARED` for the
+    /// namespace shared by all users, `READ_ONLY` for a read-only descriptor.
+    pub fn pool_open_flags(&self, name: &str, bytes: u64, flags: u32) -> Result<Pool, ClientError> {
         let (reply, fd) = self.call(&Request::PoolOpen {
             name: name.to_string(),
             bytes,
+            flags,
         })?;
         let Reply::Pool {
             bytes,
             node,
             created,
+            read_only,
         } = reply
         else {
             return Err(ClientError::Unexpected(Box::new(reply)));
@@ -443,6 +635,7 @@ impl Client {
             bytes,
             node,
             created,
+            read_only,
         })
     }
 
@@ -528,6 +721,14 @@ impl Client {
             dropped += len;
         }
         Ok(dropped)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Stop the watcher first: it holds the other reference to `inner`, whose
+        // socket and regions go when the client goes.
+        drop(self.watcher.take());
     }
 }
 

@@ -238,6 +238,22 @@ pub unsafe extern "C" fn tierd_pool_open(
     len: usize,
     fd: *mut c_int,
 ) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { tierd_pool_open_flags(c, name, len, 0, fd) }
+}
+
+/// `tierd_pool_open` with `TIERD_POOL_SHARED` / `TIERD_POOL_READ_ONLY` flags. Returns 0
+/// for a read-write descriptor, 1 for a read-only one, or a negative errno.
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_pool_open_flags(
+    c: *mut TierdClient,
+    name: *const c_char,
+    len: usize,
+    flags: u32,
+    fd: *mut c_int,
+) -> c_int {
     guard(|| {
         let c = match client(c) {
             Ok(c) => c,
@@ -250,11 +266,12 @@ pub unsafe extern "C" fn tierd_pool_open(
         let Ok(name) = unsafe { CStr::from_ptr(name) }.to_str() else {
             return -libc::EINVAL;
         };
-        match c.pool_open(name, len as u64) {
+        match c.pool_open_flags(name, len as u64, flags) {
             Ok(p) => {
+                let ro = p.read_only as c_int;
                 // SAFETY: checked non-NULL; the caller now owns the descriptor.
                 unsafe { *fd = p.fd.into_raw_fd() };
-                0
+                ro
             }
             Err(e) => neg(e),
         }
@@ -450,4 +467,27 @@ pub unsafe extern "C" fn tierd_stats(
         unsafe { *out = v };
         0
     })
+}
+
+/// 1 while connected to tierd, 0 while it is away (the library reconnects by itself).
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_is_connected(c: *mut TierdClient) -> c_int {
+    guard(|| match client(c) {
+        Ok(c) => c_int::from(c.is_connected()),
+        Err(e) => e,
+    })
+}
+
+/// Successful reconnections so far.
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_reconnects(c: *mut TierdClient) -> i64 {
+    catch_unwind(AssertUnwindSafe(|| match client(c) {
+        Ok(c) => c.reconnects().min(i64::MAX as u64) as i64,
+        Err(e) => e as i64,
+    }))
+    .unwrap_or(-libc::EIO as i64)
 }

@@ -9,7 +9,8 @@
 //! - [`layout`]: the `#[repr(C)]` shared-memory header and ring entry, sizes asserted;
 //! - [`shm`] + [`ring`]: bounds-checked views of a mapping and the SPSC ring on top;
 //! - [`wire`] + [`sock`]: the socket messages and their fd-carrying packets;
-//! - [`client`]: the Rust API; [`ffi`]: the same as the C API of `tierd.h`.
+//! - [`client`]: the Rust API, [`reconnect`]: its reconnection after tierd restarts;
+//!   [`ffi`]: the same as the C API of `tierd.h`.
 //!
 //! The daemon depends on this crate for `layout`, `shm`, `ring` and `wire`, so the two
 //! sides cannot drift apart. The byte-level description is `docs/protocol.md`.
@@ -17,10 +18,11 @@
 pub mod client;
 pub mod ffi;
 pub mod layout;
+pub mod reconnect;
 pub mod ring;
 pub mod shm;
 pub mod sock;
 pub mod wire;
 
-pub use client::{Client, ClientError, Region, RegionStats};
+pub use client::{Client, ClientError, Reconnect, Region, RegionStats};
 pub use layout::HintKind;

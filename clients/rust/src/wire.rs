@@ -27,6 +27,16 @@ pub const MAX_POOL_NAME: usize = 64;
 /// Longest error message in a reply, bytes.
 pub const MAX_ERROR_MESSAGE: usize = 256;
 
+/// POOL_OPEN flags (the former reserved word: 0 is the original behaviour).
+pub mod pool_flags {
+    /// The pool lives in the namespace shared by all users, not in the caller's own
+    /// (creating one needs root or a group of `client.allowed_groups`).
+    pub const SHARED: u32 = 1;
+    /// Hand out a read-only descriptor (every opener but the pool's creator gets one).
+    pub const READ_ONLY: u32 = 2;
+    pub const ALL: u32 = SHARED | READ_ONLY;
+}
+
 mod code {
     pub const REGISTER: u16 = 1;
     pub const UNREGISTER: u16 = 2;
@@ -73,10 +83,12 @@ pub enum Request {
     Unregister {
         region: u32,
     },
-    /// Open (create on first use) the named shared pool of `bytes`.
+    /// Open (create on first use) the named pool of `bytes`; `flags` from
+    /// [`pool_flags`].
     PoolOpen {
         name: String,
         bytes: u64,
+        flags: u32,
     },
     /// Which node should a new allocation of `bytes` on `tier` use (0 fastest, -1 slowest)?
     Advise {
@@ -99,6 +111,8 @@ pub enum Reply {
         bytes: u64,
         node: i32,
         created: bool,
+        /// The descriptor is read-only (the pool's pages can be mapped for reading only).
+        read_only: bool,
     },
     Advice {
         node: i32,
@@ -230,10 +244,10 @@ impl Request {
                 p.extend_from_slice(&0u32.to_le_bytes());
                 code::UNREGISTER
             }
-            Request::PoolOpen { name, bytes } => {
+            Request::PoolOpen { name, bytes, flags } => {
                 p.extend_from_slice(&bytes.to_le_bytes());
                 p.extend_from_slice(&(name.len() as u32).to_le_bytes());
-                p.extend_from_slice(&0u32.to_le_bytes());
+                p.extend_from_slice(&flags.to_le_bytes());
                 p.extend_from_slice(name.as_bytes());
                 code::POOL_OPEN
             }
@@ -268,7 +282,10 @@ impl Request {
             code::POOL_OPEN => {
                 let bytes = r.u64()?;
                 let n = r.u32()? as usize;
-                r.zero32()?;
+                let flags = r.u32()?;
+                if flags & !pool_flags::ALL != 0 {
+                    return Err(WireError::Reserved);
+                }
                 if n > MAX_POOL_NAME {
                     return Err(WireError::PoolName);
                 }
@@ -279,6 +296,7 @@ impl Request {
                 Request::PoolOpen {
                     name: name.to_string(),
                     bytes,
+                    flags,
                 }
             }
             code::ADVISE => {
@@ -315,10 +333,14 @@ impl Reply {
                 bytes,
                 node,
                 created,
+                read_only,
             } => {
+                // Bit 0 created, bit 1 read-only: an original client, which never asks
+                // for flags, only ever gets its own read-write pools (0 or 1 here).
+                let bits = *created as u32 | (*read_only as u32) << 1;
                 p.extend_from_slice(&bytes.to_le_bytes());
                 p.extend_from_slice(&node.to_le_bytes());
-                p.extend_from_slice(&(*created as u32).to_le_bytes());
+                p.extend_from_slice(&bits.to_le_bytes());
                 code::POOL
             }
             Reply::Advice {
@@ -364,15 +386,18 @@ impl Reply {
                 shm_bytes: r.u64()?,
             },
             code::DONE => Reply::Done,
-            code::POOL => Reply::Pool {
-                bytes: r.u64()?,
-                node: r.i32()?,
-                created: match r.u32()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::Reserved),
-                },
-            },
+            code::POOL => {
+                let (bytes, node, bits) = (r.u64()?, r.i32()?, r.u32()?);
+                if bits > 3 {
+                    return Err(WireError::Reserved);
+                }
+                Reply::Pool {
+                    bytes,
+                    node,
+                    created: bits & 1 != 0,
+                    read_only: bits & 2 != 0,
+                }
+            }
             code::ADVICE => Reply::Advice {
                 node: r.i32()?,
                 tier: r.u32()?,
@@ -412,6 +437,12 @@ mod tests {
             Request::PoolOpen {
                 name: "sys-prompt.v1".into(),
                 bytes: 64 << 20,
+                flags: 0,
+            },
+            Request::PoolOpen {
+                name: "shared".into(),
+                bytes: 1 << 20,
+                flags: pool_flags::SHARED | pool_flags::READ_ONLY,
             },
             Request::Advise {
                 bytes: 1 << 30,
@@ -437,6 +468,13 @@ mod tests {
                 bytes: 4096,
                 node: 1,
                 created: true,
+                read_only: false,
+            },
+            Reply::Pool {
+                bytes: 4096,
+                node: 1,
+                created: false,
+                read_only: true,
             },
             Reply::Advice {
                 node: 0,
@@ -490,6 +528,7 @@ mod tests {
             let r = Request::PoolOpen {
                 name: name.into(),
                 bytes: 1,
+                flags: 0,
             };
             assert_eq!(
                 Request::decode(&r.encode(0)),
@@ -497,6 +536,31 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    #[test]
+    fn pool_flags_are_backward_compatible() {
+        // An original client's POOL_OPEN (reserved word 0) decodes as flags 0, and the
+        // reply to it reads as the original `created u32 (0/1)`.
+        let old = Request::PoolOpen {
+            name: "p".into(),
+            bytes: 1,
+            flags: 0,
+        }
+        .encode(3);
+        assert_eq!(&old[HEADER_LEN + 12..HEADER_LEN + 16], &[0, 0, 0, 0]);
+        let reply = Reply::Pool {
+            bytes: 1,
+            node: 0,
+            created: true,
+            read_only: false,
+        }
+        .encode(3);
+        assert_eq!(&reply[HEADER_LEN + 12..], &1u32.to_le_bytes());
+        // Unknown flag bits are refused, as the reserved word was.
+        let mut bad = old.clone();
+        bad[HEADER_LEN + 12] = 4;
+        assert_eq!(Request::decode(&bad), Err(WireError::Reserved));
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl Program {
     pub fn command(self) -> (clap::Command, &'static str) {
         match self {
             Program::Tierctl => (crate::Cli::command(), "tierctl"),
-            Program::Tierd => (tierd::cli::Args::command(), "tierd"),
+            Program::Tierd => (tierd_cli::Args::command(), "tierd"),
         }
     }
 }

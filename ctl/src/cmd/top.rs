@@ -231,7 +231,7 @@ fn frame(cur: &Sample, prev: Option<&Sample>, max_rows: usize) -> Vec<String> {
     out.push(String::new());
 
     // Rates: page counter deltas of processes present in both samples.
-    let page = tierd::migrate::page_size();
+    let page = tierd_api::page_size();
     let (mut prom, mut dem, mut secs) = (0u64, 0u64, 0.0);
     if let Some(p) = prev {
         secs = cur.at.duration_since(p.at).as_secs_f64();

@@ -1,21 +1,24 @@
 //! One function per request: checks the caller, calls into the state, shapes the reply.
+//!
+//! Every request that names a pid (`placement`, `migrate`, `manage`, `unmanage`,
+//! `heat`) first pins that process and asks [`crate::access`] whether the caller may
+//! touch it by the kernel's rule for move_pages(2); a refusal is a `permission_denied`
+//! error that names the rule. `manage` priorities and `migrate` rates of callers other
+//! than root are bounded by the per-user ceilings ([`crate::access::ceilings`]).
 
+use super::caller::Caller;
+use crate::access::process::{Process, ProcessError};
+use crate::access::AccessError;
 use crate::migrate::engine::{EngineError, Job};
-use crate::migrate::maps::MapsError;
 use crate::migrate::MoveError;
-use crate::registry::{process_identity, RegistryError};
+use crate::proc::maps::MapsError;
+use crate::proc::resident::ResidentError;
+use crate::registry::RegistryError;
 use crate::state::{Daemon, Mode};
 use crate::topology::TopologyError;
 use std::sync::atomic::Ordering;
 use tierd_api::*;
 use tierd_config::PolicyName;
-
-/// Who is asking (from SO_PEERCRED).
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
-    pub uid: u32,
-    pub pid: i32,
-}
 
 pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
     let r = match req {
@@ -28,27 +31,12 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
             policy,
             priority,
         } => manage(d, caller, pid, policy, priority),
-        Request::Unmanage { pid } => d
-            .registry
-            .unmanage(pid, caller.uid)
-            .map(|p| {
-                d.heat
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&pid);
-                Response::ok(&ManageReply {
-                    pid,
-                    policy: p.policy.as_str().into(),
-                    priority: p.priority,
-                    managed: false,
-                })
-            })
-            .map_err(reg_err),
+        Request::Unmanage { pid } => unmanage(d, caller, pid),
         Request::Heat {
             pid,
             top_bytes,
             history,
-        } => heat(d, pid, top_bytes, history),
+        } => heat(d, caller, pid, top_bytes, history),
         Request::ConfigShow => Ok(Response::ok(&ConfigReply {
             path: d.config_path.as_ref().map(|p| p.display().to_string()),
             toml: d.config().to_toml(),
@@ -77,18 +65,37 @@ fn topo_err(e: TopologyError) -> Response {
 fn reg_err(e: RegistryError) -> Response {
     let kind = match e {
         RegistryError::NoSuchProcess(_) => ErrorKind::NoSuchProcess,
-        RegistryError::NotOwner { .. } => ErrorKind::PermissionDenied,
         RegistryError::NotManaged(_) => ErrorKind::NotManaged,
     };
     err(kind, e.to_string())
 }
 
+fn proc_err(e: ProcessError) -> Response {
+    let kind = match e {
+        ProcessError::NoSuchProcess(_) | ProcessError::Exited(_) | ProcessError::Reused { .. } => {
+            ErrorKind::NoSuchProcess
+        }
+        ProcessError::Proc { .. } => ErrorKind::Internal,
+    };
+    err(kind, e.to_string())
+}
+
+fn access_err(e: AccessError) -> Response {
+    match e {
+        AccessError::Process(e) => proc_err(e),
+        e @ AccessError::Denied { .. } => err(ErrorKind::PermissionDenied, e.to_string()),
+        e @ AccessError::Check { .. } => err(ErrorKind::Internal, e.to_string()),
+    }
+}
+
 fn engine_err(e: EngineError) -> Response {
     let kind = match &e {
         EngineError::Maps(MapsError::NoSuchProcess(_))
-        | EngineError::Move(MoveError::NoSuchProcess(_)) => ErrorKind::NoSuchProcess,
+        | EngineError::Move(MoveError::NoSuchProcess(_))
+        | EngineError::Resident(ResidentError::NoSuchProcess(_)) => ErrorKind::NoSuchProcess,
         EngineError::Maps(MapsError::PermissionDenied(_))
-        | EngineError::Move(MoveError::PermissionDenied(_)) => ErrorKind::PermissionDenied,
+        | EngineError::Move(MoveError::PermissionDenied(_))
+        | EngineError::Resident(ResidentError::PermissionDenied(_)) => ErrorKind::PermissionDenied,
         EngineError::Maps(MapsError::NotMapped { .. }) => ErrorKind::NotMapped,
         EngineError::Move(MoveError::BadNode(_))
         | EngineError::Topology(TopologyError::NoSuchNode(_)) => ErrorKind::BadNode,
@@ -97,24 +104,26 @@ fn engine_err(e: EngineError) -> Response {
     err(kind, e.to_string())
 }
 
-/// Root may touch any process; others only their own.
-fn check_owner(caller: &Caller, pid: i32) -> Result<(), Response> {
-    let (uid, _) = process_identity(pid).map_err(reg_err)?;
-    if caller.uid != 0 && caller.uid != uid {
-        return Err(err(
-            ErrorKind::PermissionDenied,
-            format!(
-                "process {pid} belongs to uid {uid}; uid {} may not touch it",
-                caller.uid
-            ),
-        ));
-    }
-    Ok(())
+/// Pins `pid` and checks the kernel's access rule for the caller; the pinned process
+/// is verified again after the work done by pid.
+fn check_access(d: &Daemon, caller: &Caller, pid: i32) -> Result<Process, Response> {
+    let target = Process::open(pid).map_err(proc_err)?;
+    d.access
+        .check(caller.process(), &target)
+        .map_err(access_err)?;
+    Ok(target)
+}
+
+/// Root (effective uid 0 in tierd's user namespace) is not bound by the ceilings.
+fn caller_is_root(d: &Daemon, caller: &Caller) -> Result<bool, Response> {
+    let c = caller.creds().map_err(proc_err)?;
+    Ok(c.is_root(d.access.own_user_ns()))
 }
 
 fn placement(d: &Daemon, caller: &Caller, pid: i32, range: Option<AddrRange>) -> Reply {
-    check_owner(caller, pid)?;
+    let target = check_access(d, caller, pid)?;
     let per_node = d.engine.placement(pid, range).map_err(engine_err)?;
+    target.verify().map_err(proc_err)?;
     Ok(Response::ok(&PlacementReply {
         pid,
         nodes: per_node
@@ -125,6 +134,8 @@ fn placement(d: &Daemon, caller: &Caller, pid: i32, range: Option<AddrRange>) ->
 }
 
 fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRange>) -> Reply {
+    // Permission first: a refused caller learns nothing about the target or the node.
+    let target = check_access(d, caller, pid)?;
     if let Mode::MonitorOnly(why) = d.mode() {
         return Err(err(
             ErrorKind::Unsupported,
@@ -132,12 +143,15 @@ fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRan
         ));
     }
     d.topology().check_node(to).map_err(topo_err)?;
-    check_owner(caller, pid)?;
+    let bucket = if caller_is_root(d, caller)? {
+        None
+    } else {
+        d.ceilings
+            .bucket(caller.uid, d.config().migrate.max_rate_mbps_per_uid)
+    };
+    // Only the resident pages of the range: its cost follows resident memory.
     let ranges = match range {
-        Some(r) => Some(
-            crate::migrate::maps::migratable_ranges(pid, Some(r))
-                .map_err(|e| engine_err(e.into()))?,
-        ),
+        Some(r) => Some(d.engine.resident(pid, Some(r)).map_err(engine_err)?),
         None => None,
     };
     let job = Job {
@@ -146,7 +160,8 @@ fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRan
         to,
         min_free_bytes: 0,
     };
-    let reply = d.engine.run(&job, None).map_err(engine_err)?;
+    let reply = d.engine.run(&job, bucket.as_deref()).map_err(engine_err)?;
+    target.verify().map_err(proc_err)?;
     Ok(Response::ok(&reply))
 }
 
@@ -162,10 +177,25 @@ fn manage(
         Some(name) => PolicyName::parse(&name).map_err(|m| err(ErrorKind::BadRequest, m))?,
         None => cfg.policy.default_policy,
     };
-    let p = d
-        .registry
-        .manage(pid, policy, priority.unwrap_or(0), caller.uid)
-        .map_err(reg_err)?;
+    let priority = priority.unwrap_or(0);
+    let target = check_access(d, caller, pid)?;
+    d.ceilings
+        .priority(
+            priority,
+            caller_is_root(d, caller)?,
+            cfg.daemon.max_priority_unprivileged,
+        )
+        .map_err(|m| err(ErrorKind::PermissionDenied, m))?;
+    let p = d.registry.manage(pid, policy, priority).map_err(reg_err)?;
+    if target.verify().is_err() {
+        // The pid was reused between the check and the registry's own pidfd.
+        let _ = d.registry.unmanage(pid);
+        return Err(err(
+            ErrorKind::NoSuchProcess,
+            format!("process {pid} exited"),
+        ));
+    }
+    d.journal.managed(pid, p.policy, p.priority);
     Ok(Response::ok(&ManageReply {
         pid,
         policy: p.policy.as_str().into(),
@@ -174,15 +204,43 @@ fn manage(
     }))
 }
 
-fn heat(d: &Daemon, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
-    if d.registry.get(pid).is_none() {
+/// Unmanage a live process the caller may touch, or the stale entry of one that exited
+/// (nothing left to protect; the tiering loop would reap it anyway).
+fn unmanage(d: &Daemon, caller: &Caller, pid: i32) -> Reply {
+    let stale = d.registry.get(pid).is_some_and(|p| p.pidfd.exited());
+    if !stale {
+        match Process::open(pid) {
+            Ok(target) => d
+                .access
+                .check(caller.process(), &target)
+                .map_err(access_err)?,
+            Err(_) if d.registry.get(pid).is_some() => {}
+            Err(e) => return Err(proc_err(e)),
+        }
+    }
+    let p = d.registry.unmanage(pid).map_err(reg_err)?;
+    // The tiering loop forgets the heat table of a process no longer managed.
+    d.journal.unmanaged(pid);
+    Ok(Response::ok(&ManageReply {
+        pid,
+        policy: p.policy.as_str().into(),
+        priority: p.priority,
+        managed: false,
+    }))
+}
+
+/// How long `heat` waits for the tiering loop, which owns the heat tables.
+const HEAT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn heat(d: &Daemon, caller: &Caller, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
+    let target = check_access(d, caller, pid)?;
+    if d.registry.get(pid).is_none_or(|p| p.pidfd.exited()) {
         return Err(err(
             ErrorKind::NotManaged,
             format!("process {pid} is not managed: tierctl manage --pid {pid} first"),
         ));
     }
-    let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
-    let (regions, hist) = match tables.get(&pid) {
+    let read = d.heat.read(pid, HEAT_READ_TIMEOUT, move |t| match t {
         Some(t) => {
             let now = t.now_ms(std::time::Instant::now());
             (
@@ -195,7 +253,14 @@ fn heat(d: &Daemon, pid: i32, top_bytes: Option<u64>, history: bool) -> Reply {
             )
         }
         None => (Vec::new(), Vec::new()),
+    });
+    let Some((regions, hist)) = read else {
+        return Err(err(
+            ErrorKind::Internal,
+            "the tiering loop did not answer within 2 s; try again",
+        ));
     };
+    target.verify().map_err(proc_err)?;
     Ok(Response::ok(&HeatReply {
         pid,
         regions,

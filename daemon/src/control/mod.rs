@@ -7,9 +7,11 @@
 //! read state or call into the migration engine; a bad request gets an error reply and
 //! the connection (and the daemon) go on.
 
+mod caller;
 mod handlers;
 mod lines;
 mod server;
 
-pub use handlers::{handle, Caller};
+pub use caller::{Caller, CallerError};
+pub use handlers::handle;
 pub use server::{bind, serve};

@@ -7,12 +7,13 @@
 //! and back-off are [`crate::sockets::accept`], which also says why connections get
 //! threads rather than a poll loop.
 
-use super::handlers::{handle, Caller};
+use super::caller::Caller;
+use super::handlers::handle;
 use super::lines::{End, Limits as LineLimits, LineReader};
 use crate::sockets::limits::Evict;
 use crate::sockets::{self, accept, Access, Admission, Gate, Limits, Permit, Refusal};
 use crate::state::Daemon;
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials, SockType};
+use nix::sys::socket::SockType;
 use std::io::Write;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -64,16 +65,12 @@ struct Control {
 
 impl accept::Server for Control {
     fn admit(&mut self, conn: OwnedFd) -> Admission {
-        let creds = match getsockopt(&conn, PeerCredentials) {
+        let caller = match Caller::from_socket(&conn) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "no peer credentials; dropping control connection");
+                tracing::warn!(error = %e, "cannot identify the peer; dropping control connection");
                 return Admission::Taken;
             }
-        };
-        let caller = Caller {
-            uid: creds.uid(),
-            pid: creds.pid(),
         };
         let cfg = self.daemon.config();
         let c = &cfg.daemon;

@@ -1,97 +1,73 @@
-//! Granule heat with lazy exponential decay.
+//! A process's heat table: granule cells with lazy exponential decay, and the only
+//! operations that change them (sampled accesses, hint flags, a scan's placement, a
+//! move's outcome). Owned by the tiering loop; see `heat/mod.rs` for who calls what.
 
-use super::Histogram;
-use std::time::Instant;
-use tierd_api::{HeatRegion, HeatSnapshot};
+use super::cell::{in_streak, Cell, DecayMemo};
+use super::flags;
+use super::GranuleView;
+use tierd_api::{AddrRange, HeatSnapshot};
 
-/// One granule's state. 24 bytes; with the map's key and control byte about 33 bytes
-/// per granule: 0.05% of a 64 KiB granule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cell {
-    /// Heat at `updated_ms` (decays from there).
-    pub heat: f32,
-    pub updated_ms: u32,
-    /// Last time an access was recorded, ms since the table's epoch.
-    pub last_access_ms: u32,
-    /// Start of the current run of consecutive accessed intervals.
-    pub hot_since_ms: u32,
-    /// Last time the policy moved this granule.
-    pub last_move_ms: u32,
-    /// Node last seen on (-1 unknown).
-    pub node: i16,
-    /// Moves within the current ping-pong window.
-    pub moves: u8,
-    /// Client hint flags (see `hint` constants in the policy).
-    pub flags: u8,
+/// A range spanning more granules than this creates no cells: it updates the cells the
+/// table already has (which the placement scan creates for every resident granule).
+/// A sampled region or a hinted block that large is mostly address space the process
+/// reserved and never touched (a GPU runtime's terabytes of `PROT_NONE`), so creating a
+/// cell per granule would make tierd's memory follow reserved address space instead of
+/// resident memory. 16 MiB is above every DAMON region of a hot set (at least 200
+/// regions per process) and every KV block, which keep the immediate bookkeeping they
+/// had.
+pub const MAX_NEW_GRANULES: u64 = 256;
+
+/// Which granules of a range a hint flag applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Every granule the range touches (hints that protect memory).
+    Touching,
+    /// Only granules entirely inside the range (hints that give memory away: a cold
+    /// block never drags a hot neighbour down).
+    Covered,
 }
 
-impl Default for Cell {
-    fn default() -> Self {
-        Cell {
-            heat: 0.0,
-            updated_ms: 0,
-            last_access_ms: 0,
-            hot_since_ms: u32::MAX,
-            last_move_ms: 0,
-            node: -1,
-            moves: 0,
-            flags: 0,
-        }
+/// What a placement scan made of one granule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scanned {
+    /// The node recorded.
+    pub node: u32,
+    /// The granule changed node although tierd did not move it recently.
+    pub foreign: bool,
+}
+
+/// Runs `f` on the cells of granules `g0..=g1`: creating missing ones when the span is
+/// at most [`MAX_NEW_GRANULES`] and `create`, otherwise on existing cells only, in time
+/// proportional to the smaller of the span and the table.
+fn each_cell(
+    cells: &mut foldhash::HashMap<u64, Cell>,
+    (g0, g1): (u64, u64),
+    create: bool,
+    mut f: impl FnMut(&mut Cell),
+) {
+    if g1 < g0 {
+        return;
     }
-}
-
-/// Shortest streak `HeatTable::rate_heat` corrects for: one observation in a 250 ms
-/// streak stands for at most 6.3x its heat (1 s half-life).
-pub const MIN_CORRECTED_STREAK_MS: u32 = 250;
-
-/// The factor heat keeps after `dt_ms` with a half-life of `half_life_ms`.
-fn decay(dt_ms: f64, half_life_ms: f64) -> f64 {
-    (-dt_ms / half_life_ms * std::f64::consts::LN_2).exp()
-}
-
-/// `c` is in a hot streak at `now_ms`: accessed before, last within `gap_ms`.
-fn in_streak(c: &Cell, now_ms: u32, gap_ms: u32) -> bool {
-    c.hot_since_ms != u32::MAX && now_ms.saturating_sub(c.last_access_ms) <= gap_ms
-}
-
-/// [`decay`] remembered per whole-ms interval: the cells updated by one drain share
-/// their update time, so a table's cells need few distinct factors at any moment, and
-/// `exp` is the costliest part of a drain or a plan (tens of ns natively, about a
-/// microsecond under emulation, for tens of thousands of cells). Direct-mapped: a slot
-/// holds the last interval that hashed to it.
-#[derive(Debug)]
-struct DecayMemo {
-    half_life_ms: f64,
-    slots: Box<[(u32, f64)]>,
-}
-
-const MEMO_SLOTS: usize = 1024;
-
-impl DecayMemo {
-    fn new(half_life_ms: f64) -> DecayMemo {
-        DecayMemo {
-            half_life_ms,
-            slots: vec![(u32::MAX, 0.0); MEMO_SLOTS].into_boxed_slice(),
+    let span = g1 - g0 + 1;
+    if create && span <= MAX_NEW_GRANULES {
+        for g in g0..=g1 {
+            f(cells.entry(g).or_default());
         }
-    }
-
-    /// [`decay`] of `dt_ms`, exactly.
-    fn factor(&mut self, dt_ms: u32) -> f64 {
-        let slot = &mut self.slots[dt_ms as usize % MEMO_SLOTS];
-        if slot.0 != dt_ms {
-            *slot = (dt_ms, decay(dt_ms as f64, self.half_life_ms));
+    } else if span <= cells.len() as u64 {
+        for g in g0..=g1 {
+            if let Some(c) = cells.get_mut(&g) {
+                f(c);
+            }
         }
-        slot.1
-    }
-
-    /// `c`'s heat at `now_ms`.
-    fn decayed(&mut self, c: &Cell, now_ms: u32) -> f64 {
-        c.heat as f64 * self.factor(now_ms.saturating_sub(c.updated_ms))
+    } else {
+        for (_, c) in cells.iter_mut().filter(|(g, _)| (g0..=g1).contains(*g)) {
+            f(c);
+        }
     }
 }
 
 pub struct HeatTable {
-    epoch: Instant,
+    epoch: std::time::Instant,
     granule: u64,
     /// Two accesses further apart than this end a hot streak.
     streak_gap_ms: u32,
@@ -100,14 +76,14 @@ pub struct HeatTable {
     cells: foldhash::HashMap<u64, Cell>,
     /// Interior: heat is read through `&self` (the table sits behind a mutex).
     memo: std::cell::RefCell<DecayMemo>,
-    history: Vec<HeatSnapshot>,
-    history_len: usize,
+    pub(super) history: Vec<HeatSnapshot>,
+    pub(super) history_len: usize,
 }
 
 impl HeatTable {
     pub fn new(granule: u64, half_life_ms: u64, history_len: usize, streak_gap_ms: u32) -> Self {
         HeatTable {
-            epoch: Instant::now(),
+            epoch: std::time::Instant::now(),
             granule,
             streak_gap_ms,
             cells: foldhash::HashMap::default(),
@@ -122,32 +98,135 @@ impl HeatTable {
     }
 
     /// Milliseconds since the table was created.
-    pub fn now_ms(&self, now: Instant) -> u32 {
+    pub fn now_ms(&self, now: std::time::Instant) -> u32 {
         now.saturating_duration_since(self.epoch)
             .as_millis()
             .min(u32::MAX as u128) as u32
     }
 
-    fn decayed(&self, c: &Cell, now_ms: u32) -> f64 {
+    pub(super) fn decayed(&self, c: &Cell, now_ms: u32) -> f64 {
         self.memo.borrow_mut().decayed(c, now_ms)
     }
 
-    /// Adds `weight` of accesses to every granule overlapping `[start, end)`.
+    /// Adds `weight` of accesses to every granule overlapping `[start, end)` (see
+    /// [`MAX_NEW_GRANULES`] for ranges spanning more than 16 MiB).
     pub fn record(&mut self, start: u64, end: u64, weight: f64, now_ms: u32) {
         if end <= start || weight <= 0.0 {
             return;
         }
         let (g0, g1) = (start / self.granule, (end - 1) / self.granule);
-        let (memo, gap) = (self.memo.get_mut(), self.streak_gap_ms);
-        for g in g0..=g1 {
-            let c = self.cells.entry(g).or_default();
+        let gap = self.streak_gap_ms;
+        let memo = self.memo.get_mut();
+        each_cell(&mut self.cells, (g0, g1), true, |c| {
             c.heat = (memo.decayed(c, now_ms) + weight) as f32;
             c.updated_ms = now_ms;
             if !in_streak(c, now_ms, gap) {
                 c.hot_since_ms = now_ms;
             }
             c.last_access_ms = now_ms;
+        });
+    }
+
+    /// Sets `set` and clears `clear` on the granules of `r` that `span` selects.
+    pub fn mark(&mut self, r: AddrRange, span: Span, set: u8, clear: u8) {
+        if let Some(gs) = self.granules(r, span) {
+            each_cell(&mut self.cells, gs, true, |c| {
+                c.flags = (c.flags & !clear) | set
+            });
         }
+    }
+
+    /// Clears `clear` on the granules of `r` that `span` selects, creating no cells.
+    pub fn unmark(&mut self, r: AddrRange, span: Span, clear: u8) {
+        if let Some(gs) = self.granules(r, span) {
+            each_cell(&mut self.cells, gs, false, |c| c.flags &= !clear);
+        }
+    }
+
+    /// First and last granule number of `r` under `span`.
+    fn granules(&self, r: AddrRange, span: Span) -> Option<(u64, u64)> {
+        let g = self.granule.max(1);
+        if r.end <= r.start {
+            return None;
+        }
+        let (g0, end) = match span {
+            Span::Touching => (r.start / g, r.end.div_ceil(g)),
+            Span::Covered => (r.start.div_ceil(g), r.end / g),
+        };
+        (end > g0).then(|| (g0, end - 1))
+    }
+
+    /// Records that a placement scan whose `move_pages` query started at
+    /// `query_started_ms` found the granule holding `addr` on `node`. A move tierd made
+    /// after the query started stands (the query may have read the page before it);
+    /// a node change with no move of tierd's within `recent_move_ms` is foreign.
+    pub fn note_scanned(
+        &mut self,
+        addr: u64,
+        node: u32,
+        query_started_ms: u32,
+        now_ms: u32,
+        recent_move_ms: u32,
+    ) -> Scanned {
+        let c = self.cells.entry(addr / self.granule).or_default();
+        let node = match c.node() {
+            Some(n) if c.last_move_ms != 0 && c.last_move_ms >= query_started_ms => n,
+            _ => node,
+        };
+        let foreign = c.node().is_some_and(|n| n != node)
+            && now_ms.saturating_sub(c.last_move_ms) > recent_move_ms;
+        c.node = node as i16;
+        Scanned { node, foreign }
+    }
+
+    /// After a scan: forgets granules it did not find resident (`resident(granule
+    /// start)` is false) unless they were accessed since the scan's query started or
+    /// carry a hint that protects memory not yet touched (PIN_FAST, PREFETCH). The
+    /// table then follows resident memory.
+    pub fn retain_resident(&mut self, resident: impl Fn(u64) -> bool, query_started_ms: u32) {
+        let g = self.granule;
+        self.cells.retain(|&k, c| {
+            resident(k * g)
+                || c.accessed_since(query_started_ms)
+                || c.flags & (flags::PIN_FAST | flags::PREFETCH) != 0
+        });
+    }
+
+    /// Records the outcome of a move of the granule holding `addr` to `to`: `found` is
+    /// the node its first page is on afterwards (negative: unknown). A granule still
+    /// elsewhere is marked [`flags::STUCK`]; a promotion serves a PREFETCH. Returns
+    /// whether the granule is ping-ponging (moved more than twice within `window_ms`).
+    pub fn note_move(
+        &mut self,
+        addr: u64,
+        to: u32,
+        found: i32,
+        promoted: bool,
+        now_ms: u32,
+        window_ms: u32,
+    ) -> bool {
+        let c = self.cells.entry(addr / self.granule).or_default();
+        if promoted {
+            // A prefetch is served once the block is up; it does not pin it there.
+            c.flags &= !flags::PREFETCH;
+        }
+        if found >= 0 && found as u32 != to {
+            // Still not where it was sent: try again only after a while.
+            c.flags |= flags::STUCK;
+            c.last_move_ms = now_ms.max(1);
+        } else {
+            c.flags &= !flags::STUCK;
+        }
+        if found >= 0 && c.node != found as i16 {
+            if now_ms.saturating_sub(c.last_move_ms) > window_ms {
+                c.moves = 0;
+            }
+            c.moves = c.moves.saturating_add(1);
+            c.last_move_ms = now_ms.max(1);
+            c.node = found as i16;
+            return c.moves > 2;
+        }
+        false
     }
 
     /// Heat as an estimate of the current access rate: a granule in a hot streak
@@ -157,15 +236,15 @@ impl HeatTable {
     /// from zero). Raw heat favours data that has been hot for long over data that just
     /// became hot at the same rate: a second after a block starts being read, its heat
     /// is half that of a block read at the same rate for ten. Streaks shorter than
-    /// [`MIN_CORRECTED_STREAK_MS`] count as that long, which bounds the correction.
-    /// Granules not in a streak keep their decayed heat.
+    /// [`super::cell::MIN_CORRECTED_STREAK_MS`] count as that long, which bounds the
+    /// correction. Granules not in a streak keep their decayed heat.
     fn rate_heat(&self, c: &Cell, heat: f64, now_ms: u32) -> f64 {
         if !in_streak(c, now_ms, self.streak_gap_ms) {
             return heat;
         }
         let streak = now_ms
             .saturating_sub(c.hot_since_ms)
-            .max(MIN_CORRECTED_STREAK_MS);
+            .max(super::cell::MIN_CORRECTED_STREAK_MS);
         heat / (1.0 - self.memo.borrow_mut().factor(streak))
     }
 
@@ -183,19 +262,36 @@ impl HeatTable {
             .map(move |(&g, c)| (g * self.granule, c, self.decayed(c, now_ms)))
     }
 
-    /// Iterates `(granule start address, cell)`, without computing heat.
-    pub fn cells(&self) -> impl Iterator<Item = (u64, &Cell)> + '_ {
-        self.cells.iter().map(move |(&g, c)| (g * self.granule, c))
-    }
-
-    /// `c`'s heat at `now_ms` as a rate estimate (`rate_heat`: within a hot streak,
-    /// the decayed heat corrected for the streak's length).
-    pub fn heat_of(&self, c: &Cell, now_ms: u32) -> f64 {
-        self.rate_heat(c, self.decayed(c, now_ms), now_ms)
-    }
-
-    pub fn cell_mut(&mut self, addr: u64) -> &mut Cell {
-        self.cells.entry(addr / self.granule).or_default()
+    /// The planner's view: granules of known placement for which `keep(node, idle_ms,
+    /// flags)` holds (`idle_ms` is `u64::MAX` for a granule never accessed; `flags`
+    /// without [`flags::CLIENT`]); their heat is computed only then.
+    pub fn views<'a>(
+        &'a self,
+        now_ms: u32,
+        keep: impl Fn(u32, u64, u8) -> bool + 'a,
+    ) -> impl Iterator<Item = GranuleView> + 'a {
+        let since = move |ms: u32| now_ms.saturating_sub(ms) as u64;
+        let g = self.granule;
+        self.cells.iter().filter_map(move |(&k, c)| {
+            let node = c.node()?;
+            let hot_since = c.hot_since_ms();
+            let idle_ms = hot_since.map_or(u64::MAX, |_| since(c.last_access_ms));
+            let flags = c.flags & !flags::CLIENT;
+            if !keep(node, idle_ms, flags) {
+                return None;
+            }
+            Some(GranuleView {
+                addr: k * g,
+                bytes: g,
+                heat: self.rate_heat(c, self.decayed(c, now_ms), now_ms),
+                node,
+                hot_for_ms: hot_since.map_or(0, since),
+                idle_ms,
+                since_move_ms: c.last_move_ms().map_or(u64::MAX, since),
+                moves: c.moves,
+                flags,
+            })
+        })
     }
 
     pub fn cell(&self, addr: u64) -> Option<&Cell> {
@@ -210,103 +306,16 @@ impl HeatTable {
         self.cells.is_empty()
     }
 
-    /// Drops granules no longer mapped (the caller passes a predicate on the address).
-    pub fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
-        let g = self.granule;
-        self.cells.retain(|&k, _| keep(k * g));
-    }
-
-    /// Forgets cold, never-placed granules so the table tracks only what matters.
+    /// Forgets cold, never-placed, unhinted granules so the table tracks only what
+    /// matters.
     pub fn prune(&mut self, now_ms: u32, min_heat: f64) {
         let memo = self.memo.get_mut();
         self.cells
             .retain(|_, c| memo.decayed(c, now_ms) >= min_heat || c.node >= 0 || c.flags != 0);
     }
 
-    /// Bytes per heat class.
-    pub fn histogram(&self, now_ms: u32) -> Histogram {
-        let mut h = Histogram::new();
-        for (_, _, heat) in self.iter(now_ms) {
-            h.add(heat, self.granule);
-        }
-        h
-    }
-
-    /// Memory the table uses, bytes (cells, keys, hash control bytes, history).
-    pub fn memory_bytes(&self) -> u64 {
-        let per = std::mem::size_of::<(u64, Cell)>() + 1;
-        let hist: usize = self
-            .history
-            .iter()
-            .map(|s| s.regions.len() * std::mem::size_of::<HeatRegion>())
-            .sum();
-        (self.cells.capacity() * per + hist) as u64
-    }
-
-    /// Regions hottest first, adjacent granules with the same node and similar heat
-    /// merged; cut after `top_bytes` when given.
-    pub fn regions(&self, now_ms: u32, top_bytes: Option<u64>) -> Vec<HeatRegion> {
-        let mut by_addr: Vec<(u64, f64, i16)> = self
-            .iter(now_ms)
-            .filter(|(_, _, h)| *h > 1e-3)
-            .map(|(a, c, h)| (a, h, c.node))
-            .collect();
-        by_addr.sort_unstable_by_key(|x| x.0);
-        let mut merged: Vec<HeatRegion> = Vec::new();
-        for (a, h, n) in by_addr {
-            let node = (n >= 0).then_some(n as i32);
-            if let Some(last) = merged.last_mut() {
-                let close = (last.heat - h).abs() <= 0.05 * last.heat.max(h);
-                if last.end == a && last.node == node && close {
-                    let w = ((last.end - last.start) / self.granule) as f64;
-                    last.heat = (last.heat * w + h) / (w + 1.0);
-                    last.end = a + self.granule;
-                    continue;
-                }
-            }
-            merged.push(HeatRegion {
-                start: a,
-                end: a + self.granule,
-                heat: h,
-                node,
-            });
-        }
-        merged.sort_by(|x, y| y.heat.total_cmp(&x.heat).then(x.start.cmp(&y.start)));
-        if let Some(limit) = top_bytes {
-            let mut total = 0;
-            let mut out = Vec::new();
-            for r in merged {
-                if total >= limit {
-                    break;
-                }
-                let len = (r.end - r.start).min(limit - total);
-                total += len;
-                out.push(HeatRegion {
-                    end: r.start + len,
-                    ..r
-                });
-            }
-            return out;
-        }
-        merged
-    }
-
-    /// Stores a snapshot for the heatmap (at most 512 hottest regions).
-    pub fn snapshot(&mut self, now_ms: u32) {
-        let mut regions = self.regions(now_ms, None);
-        regions.truncate(512);
-        self.history.push(HeatSnapshot {
-            t_s: now_ms as f64 / 1000.0,
-            regions,
-        });
-        if self.history.len() > self.history_len {
-            let excess = self.history.len() - self.history_len;
-            self.history.drain(..excess);
-        }
-    }
-
-    pub fn history(&self) -> &[HeatSnapshot] {
-        &self.history
+    pub(super) fn capacity(&self) -> usize {
+        self.cells.capacity()
     }
 }
 
@@ -320,28 +329,8 @@ mod tests {
         HeatTable::new(G, 1000, 4, 300)
     }
 
-    #[test]
-    fn the_decay_memo_gives_exactly_the_computed_factor() {
-        let mut m = DecayMemo::new(1000.0);
-        // Intervals that share memo slots, in both orders, and repeats.
-        let dts = [
-            0,
-            1,
-            100,
-            1124,
-            100,
-            2148,
-            1,
-            1025,
-            999_999,
-            u32::MAX - 1,
-            0,
-        ];
-        for _ in 0..2 {
-            for &dt in &dts {
-                assert_eq!(m.factor(dt), decay(dt as f64, 1000.0), "dt {dt}");
-            }
-        }
+    fn r(start: u64, end: u64) -> AddrRange {
+        AddrRange { start, end }
     }
 
     #[test]
@@ -392,43 +381,34 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_range_heats_known_granules_and_creates_none() {
+        // A sample or hint over 16 TiB of reserved address space, two granules of which
+        // the table knows: they are heated, nothing else is created (and the call does
+        // not walk 2^28 granules).
+        let mut t = table();
+        t.note_scanned(5 * G, 0, 0, 0, 0);
+        t.note_scanned((1 << 40) + 7 * G, 1, 0, 0, 0);
+        t.record(0, 16 << 40, 2.0, 10);
+        assert_eq!(t.len(), 2);
+        assert!((t.heat_at(5 * G, 10) - 2.0).abs() < 1e-6);
+        assert!((t.heat_at((1 << 40) + 7 * G, 10) - 2.0).abs() < 1e-6);
+        t.mark(r(0, 16 << 40), Span::Touching, flags::PIN_FAST, 0);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.cell(5 * G).unwrap().flags(), flags::PIN_FAST);
+        // At the limit a range still creates its cells.
+        t.record(1 << 30, (1 << 30) + MAX_NEW_GRANULES * G, 1.0, 10);
+        assert_eq!(t.len(), 2 + MAX_NEW_GRANULES as usize);
+    }
+
+    #[test]
     fn hot_streak_breaks_after_a_gap() {
         let mut t = table();
         for ms in [0, 100, 200, 300] {
             t.record(0, G, 1.0, ms);
         }
-        assert_eq!(t.cell(0).unwrap().hot_since_ms, 0);
+        assert_eq!(t.cell(0).unwrap().hot_since_ms(), Some(0));
         t.record(0, G, 1.0, 1000); // 700 ms gap > 300
-        assert_eq!(t.cell(0).unwrap().hot_since_ms, 1000);
-    }
-
-    #[test]
-    fn regions_merge_and_rank_and_cut() {
-        let mut t = table();
-        t.record(0, 4 * G, 1.0, 0); // 4 granules of heat 1
-        t.record(10 * G, 11 * G, 5.0, 0); // one granule of heat 5
-        let r = t.regions(0, None);
-        assert_eq!(r.len(), 2);
-        assert_eq!((r[0].start, r[0].end), (10 * G, 11 * G));
-        assert_eq!((r[1].start, r[1].end), (0, 4 * G));
-        let top = t.regions(0, Some(2 * G));
-        assert_eq!(top.len(), 2);
-        assert_eq!(top[1].end - top[1].start, G);
-    }
-
-    #[test]
-    fn history_is_bounded_and_memory_is_small() {
-        let mut t = table();
-        // 640 MiB of granules.
-        t.record(0, 640 << 20, 0.5, 0);
-        for ms in 0..10 {
-            t.snapshot(ms * 1000);
-        }
-        assert_eq!(t.history().len(), 4);
-        let cells_bytes =
-            t.memory_bytes() - (t.history().len() * std::mem::size_of::<HeatRegion>()) as u64;
-        let ratio = cells_bytes as f64 / (640u64 << 20) as f64;
-        assert!(ratio < 0.001, "heat table costs {ratio} of managed memory");
+        assert_eq!(t.cell(0).unwrap().hot_since_ms(), Some(1000));
     }
 
     #[test]
@@ -436,9 +416,101 @@ mod tests {
         let mut t = table();
         t.record(0, G, 1.0, 0);
         t.record(G, 2 * G, 1.0, 0);
-        t.cell_mut(G).node = 1;
+        t.note_scanned(G, 1, 0, 0, 0);
         t.prune(100_000, 0.01);
         assert_eq!(t.len(), 1);
         assert!(t.cell(G).is_some());
+    }
+
+    #[test]
+    fn a_scan_keeps_resident_young_and_pinned_granules_only() {
+        let mut t = table();
+        t.note_scanned(0, 0, 0, 0, 0); // resident
+        t.note_scanned(G, 0, 0, 0, 0); // was resident, gone now
+        t.record(2 * G, 3 * G, 1.0, 50); // touched before the query started at 100
+        t.record(3 * G, 4 * G, 1.0, 120); // touched while the query ran
+        t.mark(r(4 * G, 5 * G), Span::Touching, flags::PIN_FAST, 0);
+        t.mark(r(5 * G, 6 * G), Span::Touching, flags::COLD, 0);
+        t.retain_resident(|a| a == 0, 100);
+        let mut kept: Vec<u64> = t.iter(200).map(|(a, _, _)| a / G).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![0, 3, 4]);
+    }
+
+    #[test]
+    fn a_move_outcome_updates_node_history_and_stuck() {
+        let mut t = table();
+        t.note_scanned(0, 1, 0, 0, 0);
+        t.mark(r(0, G), Span::Touching, flags::PREFETCH, 0);
+        // Promoted to 0 and found there.
+        assert!(!t.note_move(0, 0, 0, true, 100, 30_000));
+        let c = *t.cell(0).unwrap();
+        assert_eq!(
+            (c.node(), c.moves(), c.last_move_ms()),
+            (Some(0), 1, Some(100))
+        );
+        assert_eq!(
+            c.flags() & flags::PREFETCH,
+            0,
+            "a promotion serves the prefetch"
+        );
+        // Sent to 1 but still on 0: stuck, node unchanged.
+        t.note_move(0, 1, 0, false, 200, 30_000);
+        let c = *t.cell(0).unwrap();
+        assert_eq!(c.flags() & flags::STUCK, flags::STUCK);
+        assert_eq!(c.node(), Some(0));
+        // Two more round trips inside the window: ping-pong.
+        assert!(!t.note_move(0, 1, 1, false, 300, 30_000));
+        assert!(t.note_move(0, 0, 0, true, 400, 30_000));
+        assert_eq!(t.cell(0).unwrap().flags() & flags::STUCK, 0);
+        // Outside the window the count starts again.
+        assert!(!t.note_move(0, 1, 1, false, 100_000, 30_000));
+        assert_eq!(t.cell(0).unwrap().moves(), 1);
+    }
+
+    #[test]
+    fn a_scan_does_not_undo_a_move_made_while_it_queried() {
+        let mut t = table();
+        // Moved by the worker to node 0 at 150 ms, after the query (started at 100 ms)
+        // saw it on node 1.
+        t.note_scanned(0, 1, 0, 0, 0);
+        t.note_move(0, 0, 0, true, 150, 30_000);
+        let s = t.note_scanned(0, 1, 100, 5000, 2000);
+        assert_eq!(
+            s,
+            Scanned {
+                node: 0,
+                foreign: false
+            }
+        );
+        // Moved at 50 ms, before the query, and since moved by someone else.
+        t.note_scanned(G, 1, 0, 0, 0);
+        t.note_move(G, 0, 0, true, 50, 30_000);
+        let s = t.note_scanned(G, 1, 100, 5000, 2000);
+        assert_eq!(
+            s,
+            Scanned {
+                node: 1,
+                foreign: true
+            }
+        );
+    }
+
+    #[test]
+    fn views_decode_the_cells_for_the_planner() {
+        let mut t = table();
+        t.record(0, G, 1.0, 100);
+        t.note_scanned(0, 1, 0, 100, 0);
+        t.note_scanned(G, 0, 0, 100, 0); // placed, never accessed
+        t.record(2 * G, 3 * G, 1.0, 100); // accessed, placement unknown
+        let mut v: Vec<GranuleView> = t.views(400, |_, _, _| true).collect();
+        v.sort_by_key(|x| x.addr);
+        assert_eq!(v.len(), 2, "unplaced granules are not viewed");
+        assert_eq!((v[0].node, v[0].idle_ms, v[0].hot_for_ms), (1, 300, 300));
+        assert_eq!(v[0].since_move_ms, u64::MAX);
+        assert!(v[0].heat > 0.0);
+        assert_eq!((v[1].node, v[1].idle_ms, v[1].hot_for_ms), (0, u64::MAX, 0));
+        let on_1: Vec<GranuleView> = t.views(400, |n, _, _| n == 1).collect();
+        assert_eq!(on_1.len(), 1);
     }
 }

@@ -25,6 +25,16 @@ impl TokenBucket {
         }
     }
 
+    /// As [`TokenBucket::new`], but starting with a full burst.
+    pub fn new_full(rate_mbps: u64) -> TokenBucket {
+        let b = TokenBucket::new(rate_mbps);
+        {
+            let mut s = b.lock();
+            s.tokens = s.rate_bytes_per_s as f64 / 4.0;
+        }
+        b
+    }
+
     pub fn set_rate(&self, rate_mbps: u64) {
         let mut s = self.lock();
         s.rate_bytes_per_s = rate_mbps * 1_000_000;
@@ -56,6 +66,26 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `bytes` if they may be sent now (a take larger than the burst passes when
+    /// the bucket is full, leaving a debt); otherwise takes nothing and says false. For
+    /// callers that must not wait (the prefetch thread serves every client).
+    pub fn try_take(&self, bytes: u64, now: Instant) -> bool {
+        let mut s = self.lock();
+        if s.rate_bytes_per_s == 0 {
+            return true;
+        }
+        let rate = s.rate_bytes_per_s as f64;
+        let burst = rate / 4.0;
+        let elapsed = now.saturating_duration_since(s.last).as_secs_f64();
+        s.last = now;
+        s.tokens = (s.tokens + elapsed * rate).min(burst);
+        if s.tokens < (bytes as f64).min(burst) {
+            return false;
+        }
+        s.tokens -= bytes as f64;
+        true
+    }
+
     /// Blocks until `bytes` may be sent.
     pub fn acquire(&self, bytes: u64) {
         let wait = self.take(bytes, Instant::now());
@@ -85,6 +115,22 @@ mod tests {
         // After the debt is paid, a small take is free again.
         let w = b.take(1_000_000, t0 + Duration::from_secs(11));
         assert_eq!(w, Duration::ZERO);
+    }
+
+    #[test]
+    fn try_take_refuses_without_debt() {
+        let b = TokenBucket::new(100); // 100 MB/s, 25 MB burst
+        let t0 = Instant::now();
+        b.take(0, t0);
+        assert!(!b.try_take(1_000_000, t0), "an empty bucket refuses");
+        let t1 = t0 + Duration::from_millis(100); // 10 MB earned
+        assert!(b.try_take(8_000_000, t1));
+        assert!(!b.try_take(8_000_000, t1), "2 MB left");
+        // Larger than the burst: passes once the bucket is full, then owes.
+        let t2 = t1 + Duration::from_secs(10);
+        assert!(b.try_take(60_000_000, t2));
+        assert!(!b.try_take(1, t2 + Duration::from_millis(100)));
+        assert!(TokenBucket::new(0).try_take(u64::MAX, t0), "unlimited");
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! token-bucket wait, `move_pages`, per-page accounting by errno, pidfd liveness check.
 
 use super::bucket::TokenBucket;
-use super::maps::{migratable_ranges, MapsError};
-use super::pidfd::PidFd;
 use super::{errno, thp, MoveError, Mover};
+use crate::proc::maps::{migratable_ranges, MapsError};
+use crate::proc::pidfd::PidFd;
+use crate::proc::resident::{present_runs, ResidentError};
 use crate::topology::{TopologyError, TopologySource};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,7 @@ use tierd_api::{AddrRange, MigrateReply};
 use tierd_config::MigrateConfig;
 
 /// Status value the kernel leaves untouched for pages it did not attempt.
-const UNTOUCHED: i32 = i32::MIN;
+pub(super) const UNTOUCHED: i32 = i32::MIN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -27,13 +28,15 @@ pub enum EngineError {
     Move(#[from] MoveError),
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Resident(#[from] ResidentError),
 }
 
 /// One migration request.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub pid: i32,
-    /// Ranges to move; `None` = every migratable mapping of the process.
+    /// Ranges to move; `None` = every resident page of the process.
     pub ranges: Option<Vec<AddrRange>>,
     pub to: u32,
     /// A floor of free bytes on the destination stricter than `migrate.free_watermark`.
@@ -52,6 +55,8 @@ pub struct MigrationEngine {
     mover: Arc<dyn Mover>,
     topo: Arc<dyn TopologySource>,
     bucket: TokenBucket,
+    /// The latency-first lane's own cap (`migrate.prefetch_rate_mbps`).
+    urgent_bucket: TokenBucket,
     cfg: RwLock<MigrateConfig>,
     page: u64,
     topo_cache: Mutex<Option<(Instant, Arc<crate::topology::Topology>)>>,
@@ -73,6 +78,7 @@ impl MigrationEngine {
             mover,
             topo,
             bucket: TokenBucket::new(cfg.rate_limit_mbps),
+            urgent_bucket: TokenBucket::new(cfg.prefetch_rate_mbps),
             cfg: RwLock::new(cfg),
             page: super::page_size(),
             topo_cache: Mutex::new(None),
@@ -88,9 +94,16 @@ impl MigrationEngine {
         &self.mover
     }
 
+    /// Where `pages` of `pid` are (`move_pages` with no nodes): node or negative errno
+    /// per page. Moves nothing.
+    pub fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
+        self.mover.query(pid, pages, status)
+    }
+
     /// Applies a reloaded `[migrate]` section.
     pub fn set_config(&self, cfg: MigrateConfig) {
         self.bucket.set_rate(cfg.rate_limit_mbps);
+        self.urgent_bucket.set_rate(cfg.prefetch_rate_mbps);
         *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
     }
 
@@ -113,6 +126,36 @@ impl MigrationEngine {
         self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    pub(super) fn batch_pages(&self) -> usize {
+        self.cfg
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .batch_pages
+            .max(1)
+    }
+
+    pub(super) fn urgent_bucket(&self) -> &TokenBucket {
+        &self.urgent_bucket
+    }
+
+    /// Adds a job's moved pages and failures (pages by errno name) to the totals.
+    pub(super) fn account(&self, moved_pages: u64, failed_pages: &BTreeMap<String, u64>) {
+        self.counters
+            .moved_pages
+            .fetch_add(moved_pages, Ordering::Relaxed);
+        self.counters
+            .moved_bytes
+            .fetch_add(moved_pages * self.page, Ordering::Relaxed);
+        let mut failed = self
+            .counters
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (k, v) in failed_pages {
+            *failed.entry(k.clone()).or_default() += v;
+        }
+    }
+
     /// Runs a job to completion (or until the process exits / headroom runs out).
     /// `extra` is a further rate cap (the policy's promote or demote bucket).
     pub fn run(&self, job: &Job, extra: Option<&TokenBucket>) -> Result<MigrateReply, EngineError> {
@@ -130,7 +173,7 @@ impl MigrationEngine {
         })?;
         let ranges = match &job.ranges {
             Some(r) => r.clone(),
-            None => migratable_ranges(job.pid, None)?,
+            None => self.resident(job.pid, None)?,
         };
         let mut reply = MigrateReply::default();
         let mut units = Vec::with_capacity(cfg.batch_pages);
@@ -168,20 +211,7 @@ impl MigrationEngine {
         }
         reply.bytes = reply.moved_pages * self.page;
         reply.seconds = started.elapsed().as_secs_f64();
-        self.counters
-            .moved_pages
-            .fetch_add(reply.moved_pages, Ordering::Relaxed);
-        self.counters
-            .moved_bytes
-            .fetch_add(reply.bytes, Ordering::Relaxed);
-        let mut failed = self
-            .counters
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (k, v) in &reply.failed_pages {
-            *failed.entry(k.clone()).or_default() += v;
-        }
+        self.account(reply.moved_pages, &reply.failed_pages);
         Ok(reply)
     }
 
@@ -255,13 +285,29 @@ impl MigrationEngine {
         Ok(None)
     }
 
+    /// The resident parts of `pid`'s migratable mappings (within `range`, if given):
+    /// what a whole-process or whole-range job or query walks, so that its cost follows
+    /// resident memory and not reserved address space. A `range` that touches no
+    /// mapping is an error ([`MapsError::NotMapped`]).
+    pub fn resident(
+        &self,
+        pid: i32,
+        range: Option<AddrRange>,
+    ) -> Result<Vec<AddrRange>, EngineError> {
+        let maps = migratable_ranges(pid, range)?;
+        Ok(present_runs(pid, &maps)?
+            .into_iter()
+            .map(|r| r.range)
+            .collect())
+    }
+
     /// Resident bytes per node of `pid` (within `range`, if given).
     pub fn placement(
         &self,
         pid: i32,
         range: Option<AddrRange>,
     ) -> Result<BTreeMap<u32, u64>, EngineError> {
-        let ranges = migratable_ranges(pid, range)?;
+        let ranges = self.resident(pid, range)?;
         let mut out = BTreeMap::new();
         let mut addrs = Vec::with_capacity(8192);
         let flush =
@@ -292,52 +338,12 @@ impl MigrationEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrate::fake::FakeMover;
     use crate::topology::fake::FakeTopology;
-    use std::collections::HashMap;
 
-    /// Pages of one fake process: address → node. Addresses in `pinned` never move.
-    struct FakeMover {
-        pid: i32,
-        pages: Mutex<HashMap<u64, i32>>,
-        pinned: Vec<u64>,
-        calls: AtomicU64,
-    }
-
-    impl Mover for FakeMover {
-        fn move_pages(
-            &self,
-            pid: i32,
-            pages: &[u64],
-            nodes: &[i32],
-            status: &mut [i32],
-        ) -> Result<(), MoveError> {
-            if pid != self.pid {
-                return Err(MoveError::NoSuchProcess(pid));
-            }
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let mut map = self.pages.lock().unwrap();
-            for i in 0..pages.len() {
-                status[i] = match map.get_mut(&pages[i]) {
-                    None => -libc::ENOENT,
-                    Some(_) if self.pinned.contains(&pages[i]) => -libc::EBUSY,
-                    Some(n) => {
-                        *n = nodes[i];
-                        nodes[i]
-                    }
-                };
-            }
-            Ok(())
-        }
-        fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-            if pid != self.pid {
-                return Err(MoveError::NoSuchProcess(pid));
-            }
-            let map = self.pages.lock().unwrap();
-            for i in 0..pages.len() {
-                status[i] = map.get(&pages[i]).copied().unwrap_or(-libc::ENOENT);
-            }
-            Ok(())
-        }
+    /// The fake's one process: this test process, a live pid so the pidfd opens.
+    fn live_pid() -> i32 {
+        std::process::id() as i32
     }
 
     fn engine(
@@ -345,14 +351,15 @@ mod tests {
         pinned: Vec<u64>,
         batch: usize,
     ) -> (MigrationEngine, Arc<FakeMover>, Arc<FakeTopology>) {
-        let pid = std::process::id() as i32; // a live pid so the pidfd opens
-        let pages = (0..npages).map(|i| (0x10000 + i * 4096, 0)).collect();
-        let mover = Arc::new(FakeMover {
-            pid,
-            pages: Mutex::new(pages),
-            pinned,
-            calls: AtomicU64::new(0),
-        });
+        let pid = live_pid();
+        let pages = (0..npages).map(|i| 0x10000 + i * 4096);
+        // One process whose pages are on node 0; others are ENOENT.
+        let mover = Arc::new(
+            FakeMover::new()
+                .owner(pid)
+                .with_pages(pid, pages, 0)
+                .with_pinned(pinned),
+        );
         let topo = Arc::new(FakeTopology::new(&[
             (0, &[0], 1 << 30, 0),
             (1, &[], 4 << 30, 1),
@@ -384,7 +391,7 @@ mod tests {
     #[test]
     fn moves_in_batches_and_counts_failures_by_errno() {
         let (e, mover, _) = engine(100, vec![0x10000 + 5 * 4096], 16);
-        let pid = mover.pid;
+        let pid = live_pid();
         // Ask for two pages past the end: those are ENOENT.
         let r = e.run(&job(pid, 102, 1), None).unwrap();
         assert_eq!(r.requested_pages, 102);
@@ -392,7 +399,7 @@ mod tests {
         assert_eq!(r.failed_pages.get("EBUSY"), Some(&1));
         assert_eq!(r.failed_pages.get("ENOENT"), Some(&2));
         assert_eq!(r.bytes, 99 * 4096);
-        assert_eq!(mover.calls.load(Ordering::Relaxed), 7); // ceil(102 / 16)
+        assert_eq!(mover.calls(), 7); // ceil(102 / 16)
         let placed = e.placement(pid, None).ok();
         // placement() reads the real /proc maps of this test process, so only check
         // the fake's view through query().
@@ -410,11 +417,11 @@ mod tests {
 
     #[test]
     fn headroom_stops_before_filling_the_destination() {
-        let (e, mover, topo) = engine(1000, vec![], 100);
+        let (e, _, topo) = engine(1000, vec![], 100);
         // Destination 1 has 4 GiB; leave it only the 2% watermark + 50 pages free.
         let floor = (4u64 << 30) * 2 / 100;
         topo.free.lock().unwrap().insert(1, floor + 50 * 4096);
-        let r = e.run(&job(mover.pid, 1000, 1), None).unwrap();
+        let r = e.run(&job(live_pid(), 1000, 1), None).unwrap();
         assert_eq!(
             r.moved_pages, 0,
             "a 100-page batch does not fit above the watermark"
@@ -428,9 +435,9 @@ mod tests {
 
     #[test]
     fn bad_node_and_dead_process_are_errors() {
-        let (e, mover, _) = engine(10, vec![], 16);
+        let (e, _, _) = engine(10, vec![], 16);
         assert!(matches!(
-            e.run(&job(mover.pid, 10, 9), None),
+            e.run(&job(live_pid(), 10, 9), None),
             Err(EngineError::Topology(TopologyError::NoSuchNode(9)))
         ));
         assert!(matches!(

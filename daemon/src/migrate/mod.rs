@@ -4,28 +4,25 @@
 //! process); [`syscall::MovePages`] is the real one, tests use a fake. [`engine`] turns
 //! "move these ranges of pid P to node N" into batches, with a destination-headroom check
 //! before each batch, a shared MB/s token bucket, THP awareness (one address per huge
-//! page) and a pidfd so a process that exits mid-job ends the job cleanly.
+//! page) and a pidfd so a process that exits mid-job ends the job cleanly; [`urgent`] is
+//! its latency-first lane for client prefetches. Every page tierd moves goes through
+//! the engine, so its budgets and accounting see every move.
 
 pub mod bucket;
 pub mod engine;
 pub mod errno;
-pub mod maps;
-pub mod pidfd;
+#[cfg(test)]
+pub mod fake;
 pub mod syscall;
 pub mod thp;
+pub mod urgent;
 
 pub use engine::{Job, MigrationEngine};
+pub use urgent::{UrgentJob, UrgentOutcome};
 
-/// Page size of the running kernel.
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as u64
-    } else {
-        4096
-    }
-}
+/// Page size of the running kernel: the one definition, shared with tierctl, is the
+/// protocol's page unit.
+pub use tierd_api::page_size;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum MoveError {

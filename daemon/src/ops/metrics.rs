@@ -38,6 +38,11 @@ pub struct Inputs {
     pub config_generation: u64,
     pub hint_dropped_entries: u64,
     pub hint_dropped_blocks: u64,
+    /// Requests naming a pid refused by the kernel's access rule.
+    pub access_denied: u64,
+    pub priority_refused: u64,
+    pub pin_refused_blocks: u64,
+    pub prefetch_throttled_blocks: u64,
 }
 
 impl Inputs {
@@ -61,6 +66,18 @@ impl Inputs {
             config_generation: d.generation.load(Ordering::Relaxed),
             hint_dropped_entries: d.hints.dropped_entries.load(Ordering::Relaxed),
             hint_dropped_blocks: d.hints.dropped_blocks.load(Ordering::Relaxed),
+            access_denied: d.access.denied.load(Ordering::Relaxed),
+            priority_refused: d.ceilings.counters.priority_refused.load(Ordering::Relaxed),
+            pin_refused_blocks: d
+                .ceilings
+                .counters
+                .pin_refused_blocks
+                .load(Ordering::Relaxed),
+            prefetch_throttled_blocks: d
+                .ceilings
+                .counters
+                .prefetch_throttled_blocks
+                .load(Ordering::Relaxed),
         }
     }
 }
@@ -335,6 +352,32 @@ pub fn encode_inputs(i: &Inputs) -> String {
         "hint_ring_dropped_blocks",
         "Hinted blocks clients dropped because their ring was full",
         i.hint_dropped_blocks,
+    );
+
+    // Permissions and per-user ceilings (docs/security.md).
+    counter(
+        &mut reg,
+        "access_denied",
+        "Control requests refused by the kernel's access rule (ptrace_may_access, READ_REALCREDS)",
+        i.access_denied,
+    );
+    counter(
+        &mut reg,
+        "priority_refused",
+        "manage requests refused for a priority above daemon.max_priority_unprivileged",
+        i.priority_refused,
+    );
+    counter(
+        &mut reg,
+        "pin_fast_refused_blocks",
+        "Blocks of PIN_FAST hints ignored for client.max_pin_fast_bytes_per_uid",
+        i.pin_refused_blocks,
+    );
+    counter(
+        &mut reg,
+        "prefetch_throttled_blocks",
+        "Blocks of PREFETCH / PIN_FAST promotions skipped for migrate.max_rate_mbps_per_uid",
+        i.prefetch_throttled_blocks,
     );
 
     if let Some(nb) = s.kernel.numa_balancing {

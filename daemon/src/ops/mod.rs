@@ -1,17 +1,22 @@
 //! Operations endpoints: Prometheus metrics ([`metrics`] over [`http`]), the
-//! `/run/tierd` state tree ([`tree`]) and systemd notification ([`notify`]).
+//! `/run/tierd` state tree ([`tree`]), systemd notification ([`notify`]), the worker
+//! threads' heartbeats ([`liveness`]) and the panic hook ([`panic`]).
 //!
 //! main calls [`start`] once the control socket, the tiering loop and the client
 //! protocol are up, and [`stop`] on the way out. [`start`] binds the metrics endpoint,
 //! starts the `tierd-ops` thread and sends `READY=1`. That thread ticks every second
 //! (faster if the systemd watchdog wants it): it rewrites the state tree, updates
-//! `STATUS=` when the summary changed and pings the watchdog. Because the same thread
-//! takes the registry, heat and topology locks to build the tree, a deadlocked daemon
-//! stops pinging and systemd restarts it.
+//! `STATUS=` when the summary changed, prunes the managed-process journal and pings
+//! the watchdog, but only while every worker thread beats ([`liveness`]): a stalled
+//! tiering loop or migration worker stops the pings and systemd restarts tierd. The
+//! same thread takes the registry, heat and topology locks to build the tree, so a
+//! deadlock on those stops the pings too.
 
 pub mod http;
+pub mod liveness;
 pub mod metrics;
 pub mod notify;
+pub mod panic;
 pub mod tree;
 
 use crate::state::Daemon;
@@ -60,8 +65,9 @@ pub fn stop(daemon: &Daemon) {
 /// The state tree's view of the daemon: the same data `status` and `tiers` reply.
 pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
     let s = crate::status::status(d);
-    let nodes = match d.tiers() {
-        Ok(t) => t.nodes,
+    // The one refresh of the daemon's topology copy, once a second.
+    let nodes = match d.refresh_topology() {
+        Ok(t) => crate::state::tiers_reply(&t).nodes,
         Err(e) => {
             tracing::warn!(error = %e, "state tree: cannot read the topology");
             Vec::new()
@@ -84,9 +90,13 @@ fn run(d: &Daemon, metrics_addr: Option<String>) {
     let tick = watchdog.map_or(TREE_PERIOD, |w| w.min(TREE_PERIOD));
     let mut last_tree = Instant::now();
     let mut last_status = String::new();
+    let mut was_ok = true;
     let mut root = d.config().daemon.state_dir.clone();
     while !d.shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(tick);
+        if d.shutdown.load(Ordering::Relaxed) {
+            break; // the worker threads are ending: not a stall
+        }
         if last_tree.elapsed() >= TREE_PERIOD {
             last_tree = Instant::now();
             let now_root = d.config().daemon.state_dir.clone();
@@ -105,9 +115,33 @@ fn run(d: &Daemon, metrics_addr: Option<String>) {
                 notify::status(&line);
                 last_status = line;
             }
+            // Processes that exited or a client unmanaged leave the journal.
+            d.journal.retain(|pid| d.registry.get(pid).is_some());
         }
-        if watchdog.is_some() {
+        let health = d.liveness.health();
+        if health.ok != was_ok {
+            was_ok = health.ok;
+            log_health(&health);
+        }
+        if watchdog.is_some() && health.ok {
             notify::watchdog();
         }
+    }
+}
+
+/// Logs a change of [`liveness`] health: which thread stalled (the watchdog is no longer
+/// fed), or that all beat again.
+fn log_health(h: &tierd_api::Health) {
+    if h.ok {
+        tracing::info!("every worker thread beats again; watchdog fed");
+        return;
+    }
+    for t in h.threads.iter().filter(|t| t.stalled) {
+        tracing::error!(
+            thread = %t.name,
+            silent_ms = t.silent_ms,
+            ended = t.ended,
+            "worker thread stalled: WATCHDOG=1 withheld (systemd restarts tierd after WatchdogSec)"
+        );
     }
 }

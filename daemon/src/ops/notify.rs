@@ -1,7 +1,8 @@
 //! systemd notification (`sd_notify(3)` via the `sd-notify` crate): `READY=1` once the
 //! control socket and the other endpoints are up, `STATUS=` with a one-line summary,
 //! `RELOADING=1`/`READY=1` around a config reload, `WATCHDOG=1` at half of
-//! `WATCHDOG_USEC` and `STOPPING=1` on the way out.
+//! `WATCHDOG_USEC` while the worker threads beat ([`super::liveness`]) and
+//! `STOPPING=1` on the way out.
 //!
 //! Every function is a no-op without `NOTIFY_SOCKET`, so the daemon behaves the same
 //! when run by hand. The environment is left set: later messages need it. Callers:
@@ -53,15 +54,28 @@ pub fn watchdog_period() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }
 
-/// The one-line `STATUS=`: mode, tiers, managed processes, clients.
+/// The one-line `STATUS=`: mode, tiers, managed processes, clients, and the stalled
+/// worker threads if any.
 pub fn summary(d: &Daemon) -> String {
     let topo = d.topology();
-    format!(
+    let stalled: Vec<String> = d
+        .liveness
+        .health()
+        .threads
+        .into_iter()
+        .filter(|t| t.stalled)
+        .map(|t| t.name)
+        .collect();
+    let mut line = format!(
         "{}: {} tier(s), {} node(s), {} managed, {} client(s)",
         d.mode().name(),
         topo.tier_count(),
         topo.nodes.len(),
         d.registry.all().len(),
         d.clients.load(std::sync::atomic::Ordering::Relaxed)
-    )
+    );
+    if !stalled.is_empty() {
+        line.push_str(&format!("; STALLED: {}", stalled.join(", ")));
+    }
+    line
 }

@@ -26,25 +26,7 @@ pub use plan::plan;
 
 use tierd_config::PolicyName;
 
-/// One granule of a managed process as the policy sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GranuleView {
-    pub addr: u64,
-    pub bytes: u64,
-    pub heat: f64,
-    /// Node it is on; granules of unknown placement are not passed in.
-    pub node: u32,
-    /// Length of the current hot streak, ms (0 when not in a streak).
-    pub hot_for_ms: u64,
-    /// Time since the last recorded access, ms (`u64::MAX`: never).
-    pub idle_ms: u64,
-    /// Time since tierd last moved it, ms (`u64::MAX`: never).
-    pub since_move_ms: u64,
-    /// Moves within the ping-pong window.
-    pub moves: u8,
-    /// `crate::heat::flags` bits.
-    pub flags: u8,
-}
+pub use crate::heat::GranuleView;
 
 /// One managed process.
 #[derive(Debug, Clone)]

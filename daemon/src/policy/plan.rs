@@ -1,4 +1,9 @@
 //! Capacity planning: for each upper-tier node, which granules come up, which go down.
+//!
+//! [`plan`] visits the upper-tier nodes fastest tier first and runs the same phases on
+//! each (the methods of [`NodePlan`], in the order `plan` lists them). What crosses
+//! nodes (the granules already planned this tick, the tick's byte budgets, the moves so
+//! far) is kept in a [`Ledger`].
 
 use super::classify::{
     demote_rank, demote_unconditionally, idle, promote_score, recent, wants_fast,
@@ -17,6 +22,7 @@ type FitKey = (Reverse<i32>, bool, bool, Reverse<i64>, usize);
 type VictimKey = (i32, bool, i64, usize);
 type PromoteKey = (Reverse<i32>, Reverse<i64>, u64, usize);
 
+#[derive(Clone, Copy)]
 struct Cand<'a> {
     pid: i32,
     policy: PolicyName,
@@ -26,22 +32,90 @@ struct Cand<'a> {
 
 /// Decides this tick's moves. `nodes` lists every node with memory.
 pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
-    let mut out = Plan::default();
-    let mut moved: HashSet<(i32, u64)> = HashSet::new();
-    let mut promote_budget = k.promote_budget_bytes;
-    let mut demote_budget = k.demote_budget_bytes;
-    let tier_of = |id: u32| {
-        nodes
-            .iter()
-            .find(|n| n.id == id)
-            .map_or(u32::MAX, |n| n.tier)
+    let mut ledger = Ledger {
+        out: Plan::default(),
+        promotions: Vec::new(),
+        moved: HashSet::new(),
+        promote_budget: k.promote_budget_bytes,
+        demote_budget: k.demote_budget_bytes,
     };
-    let mut promotions = Vec::new();
-
     let mut uppers: Vec<&NodeState> = nodes.iter().filter(|n| n.demote_to.is_some()).collect();
     uppers.sort_by_key(|n| (n.tier, n.id));
     for up in uppers {
         let Some(down) = up.demote_to else { continue };
+        let mut node = NodePlan::gather(procs, nodes, up, down, k);
+        node.fit(&mut ledger);
+        node.rank_victims();
+        node.demote_regardless_of_pressure(&mut ledger);
+        node.restore_headroom(&mut ledger);
+        node.promote(&mut ledger);
+        // Promotions may have eaten into the headroom: restore it now, not next tick.
+        node.restore_headroom(&mut ledger);
+        node.demote_idle(&mut ledger);
+    }
+    ledger.finish()
+}
+
+/// What this tick has decided so far, over all upper nodes: a granule moves at most
+/// once per tick, and the byte budgets are the tick's, not a node's.
+struct Ledger {
+    /// Demotions so far, in the order they were decided, and each node's threshold.
+    out: Plan,
+    promotions: Vec<Move>,
+    /// (pid, addr) of every granule with a move planned this tick.
+    moved: HashSet<(i32, u64)>,
+    promote_budget: u64,
+    demote_budget: u64,
+}
+
+impl Ledger {
+    /// Demotions first (they make the room promotions use), then promotions.
+    fn finish(mut self) -> Plan {
+        self.out.moves.extend(self.promotions);
+        self.out
+    }
+}
+
+/// One upper-tier node's share of the plan: its residents, the promotion candidates on
+/// the nodes below that promote into it, and its free memory as the phases spend and
+/// make room.
+struct NodePlan<'a> {
+    up: &'a NodeState,
+    /// Where its demotions go.
+    down: u32,
+    k: &'a Knobs,
+    residents: Vec<Cand<'a>>,
+    /// Promotion candidates with their [`promote_score`].
+    lower: Vec<(Cand<'a>, f64)>,
+    /// Candidates by index, residents first, then `lower`: in the fitting set.
+    fits: Vec<bool>,
+    /// Residents that give up their place when room is needed, in order (indices into
+    /// `residents`); `next_victim` is the first not yet taken.
+    victims: Vec<usize>,
+    next_victim: usize,
+    /// Free bytes on `up` once the moves planned so far are made.
+    free: u64,
+    /// The demotion and promotion watermarks in bytes.
+    dwm: u64,
+    pwm: u64,
+}
+
+impl<'a> NodePlan<'a> {
+    /// The node's residents, and the granules on the nodes that promote into it which
+    /// their policy would promote.
+    fn gather(
+        procs: &'a [ProcInput],
+        nodes: &'a [NodeState],
+        up: &'a NodeState,
+        down: u32,
+        k: &'a Knobs,
+    ) -> NodePlan<'a> {
+        let tier_of = |id: u32| {
+            nodes
+                .iter()
+                .find(|n| n.id == id)
+                .map_or(u32::MAX, |n| n.tier)
+        };
         let all = || {
             procs.iter().flat_map(|p| {
                 p.granules.iter().map(move |g| Cand {
@@ -57,37 +131,53 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
                 .iter()
                 .any(|n| n.id == node && n.promote_to == Some(up.id))
         };
-        let residents: Vec<Cand> = all().filter(|c| c.g.node == up.id).collect();
-        let lower: Vec<(Cand, f64)> = all()
+        let residents = all().filter(|c| c.g.node == up.id).collect();
+        let lower = all()
             .filter(|c| feeds_up(c.g.node))
             .filter_map(|c| promote_score(c.policy, c.g, tier_of(c.g.node), k).map(|s| (c, s)))
             .collect();
+        NodePlan {
+            up,
+            down,
+            k,
+            residents,
+            lower,
+            fits: Vec::new(),
+            victims: Vec::new(),
+            next_victim: 0,
+            free: up.free_bytes,
+            dwm: k.demote_watermark.of(up.total_bytes),
+            pwm: k.promote_watermark.of(up.total_bytes),
+        }
+    }
 
-        // What fits: managed residents plus free space above the demotion watermark,
-        // filled by priority, then client hints, then recency (accessed within
-        // `recent_ms`), then heat (Chameleon-style classes). Recency before heat: heat
-        // is an average with a half-life of a second, so data that stopped being used
-        // (a finished request's KV, a hot set that moved on) keeps a high heat for
-        // seconds; ranked by heat alone, data that just became hot would wait that long
-        // for room.
-        let dwm = k.demote_watermark.of(up.total_bytes);
-        let pwm = k.promote_watermark.of(up.total_bytes);
-        let resident_bytes: u64 = residents.iter().map(|c| c.g.bytes).sum();
-        let capacity = (resident_bytes + up.free_bytes).saturating_sub(dwm);
-        // Candidates by index: residents first, then those below. Residents rank with
-        // the hysteresis bonus: a candidate must be clearly hotter to displace one (no
-        // churn between equally warm granules).
-        let nres = residents.len();
-        let cand = |i: usize| -> &Cand {
-            if i < nres {
-                &residents[i]
-            } else {
-                &lower[i - nres].0
-            }
-        };
-        let mut ranked: Vec<FitKey> = (0..nres + lower.len())
+    /// Candidate `i`: residents first, then those below.
+    fn cand(&self, i: usize) -> &Cand<'a> {
+        let nres = self.residents.len();
+        if i < nres {
+            &self.residents[i]
+        } else {
+            &self.lower[i - nres].0
+        }
+    }
+
+    /// What fits: managed residents plus free space above the demotion watermark,
+    /// filled by priority, then client hints, then recency (accessed within
+    /// `recent_ms`), then heat (Chameleon-style classes). Recency before heat: heat
+    /// is an average with a half-life of a second, so data that stopped being used
+    /// (a finished request's KV, a hot set that moved on) keeps a high heat for
+    /// seconds; ranked by heat alone, data that just became hot would wait that long
+    /// for room. Records the heat where the node fills as its threshold.
+    fn fit(&mut self, ledger: &mut Ledger) {
+        let k = self.k;
+        let resident_bytes: u64 = self.residents.iter().map(|c| c.g.bytes).sum();
+        let capacity = (resident_bytes + self.up.free_bytes).saturating_sub(self.dwm);
+        // Residents rank with the hysteresis bonus: a candidate must be clearly hotter
+        // to displace one (no churn between equally warm granules).
+        let nres = self.residents.len();
+        let mut ranked: Vec<FitKey> = (0..nres + self.lower.len())
             .map(|i| {
-                let c = cand(i);
+                let c = self.cand(i);
                 let heat = if i < nres {
                     c.g.heat * k.hysteresis
                 } else {
@@ -108,7 +198,7 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
         let mut threshold = 0.0;
         // Dead contents never fit: they are victims, demoted first when room is needed.
         for &(.., i) in &ranked {
-            let c = cand(i);
+            let c = self.cand(i);
             if c.g.flags & flags::FREE != 0 {
                 continue;
             }
@@ -119,128 +209,168 @@ pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
             used += c.g.bytes;
             fits[i] = true;
         }
-        out.thresholds.push((up.id, threshold));
+        self.fits = fits;
+        ledger.out.thresholds.push((self.up.id, threshold));
+    }
 
-        // Victims: residents outside the fitting set, lowest priority first, then those
-        // not accessed recently, then coldest first.
-        let mut victims: Vec<(VictimKey, &Cand)> = residents
+    /// Victims: residents outside the fitting set (and those demoted regardless of
+    /// pressure), lowest priority first, then those not accessed recently, then
+    /// coldest first.
+    fn rank_victims(&mut self) {
+        let (k, tier) = (self.k, self.up.tier);
+        let mut keys: Vec<VictimKey> = self
+            .residents
             .iter()
             .enumerate()
-            .filter(|(i, c)| !fits[*i] || demote_unconditionally(c.policy, c.g, up.tier, k))
+            .filter(|(i, c)| !self.fits[*i] || demote_unconditionally(c.policy, c.g, tier, k))
             .filter_map(|(i, c)| {
                 demote_rank(c.policy, c.g, k)
-                    .map(|r| ((c.priority, recent(c.g, k), total_order(r), i), c))
+                    .map(|r| (c.priority, recent(c.g, k), total_order(r), i))
             })
             .collect();
-        victims.sort_unstable_by_key(|v| v.0);
-        let mut victims = victims.into_iter().map(|(_, c)| c).peekable();
+        keys.sort_unstable();
+        self.victims = keys.into_iter().map(|(.., i)| i).collect();
+    }
 
-        let mut free = up.free_bytes;
-        let mut ctx = Demoter {
-            up: up.id,
-            down,
-            moved: &mut moved,
-            budget: &mut demote_budget,
-        };
-        // Hinted-cold and (per policy) aged data goes regardless of pressure.
-        for c in residents
-            .iter()
-            .filter(|c| demote_unconditionally(c.policy, c.g, up.tier, k))
-        {
-            ctx.demote(c, &mut free, &mut out);
+    /// Hinted-cold and (per policy) aged data goes regardless of pressure.
+    fn demote_regardless_of_pressure(&mut self, ledger: &mut Ledger) {
+        for i in 0..self.residents.len() {
+            let c = &self.residents[i];
+            if demote_unconditionally(c.policy, c.g, self.up.tier, self.k) {
+                self.demote(i, ledger);
+            }
         }
-        // TPP proactive demotion: restore the headroom before anything else.
-        while free < dwm {
-            let Some(c) = victims.next() else { break };
-            ctx.demote(c, &mut free, &mut out);
-        }
+    }
 
-        // Hot data below that does not fit: the node is contended.
-        let contended = lower
+    /// TPP proactive demotion: victims go while free memory is below the demotion
+    /// watermark, so promotions and new allocations find room on the node.
+    fn restore_headroom(&mut self, ledger: &mut Ledger) {
+        while self.free < self.dwm {
+            let Some(&i) = self.victims.get(self.next_victim) else {
+                break;
+            };
+            self.next_victim += 1;
+            self.demote(i, ledger);
+        }
+    }
+
+    /// Promotions, best first; evict a colder victim (with hysteresis) when full.
+    /// Hottest first at the resolution of a factor of two (sampled heat is no finer),
+    /// then the most recently become hot first: on a node that migration bandwidth
+    /// cannot keep up with, a page promoted early in its hot life serves more
+    /// accesses from the fast tier than one promoted late (TPP places new
+    /// allocations on the fast tier for the same reason: new data is hot data).
+    fn promote(&mut self, ledger: &mut Ledger) {
+        let nres = self.residents.len();
+        let mut order: Vec<PromoteKey> = self
+            .lower
             .iter()
             .enumerate()
-            .any(|(i, (c, _))| !fits[nres + i] && !wants_fast(c.g));
-        // Promotions, best first; evict a colder victim (with hysteresis) when full.
-        // Hottest first at the resolution of a factor of two (sampled heat is no finer),
-        // then the most recently become hot first: on a node that migration bandwidth
-        // cannot keep up with, a page promoted early in its hot life serves more
-        // accesses from the fast tier than one promoted late (TPP places new
-        // allocations on the fast tier for the same reason: new data is hot data).
-        let mut lower: Vec<(PromoteKey, &Cand)> = lower
-            .iter()
-            .enumerate()
-            .filter(|(i, (c, _))| fits[nres + i] || wants_fast(c.g))
+            .filter(|(i, (c, _))| self.fits[nres + i] || wants_fast(c.g))
             .map(|(i, (c, score))| {
-                let key = (
+                (
                     Reverse(c.priority),
                     Reverse(total_order(heat_class(*score))),
                     c.g.hot_for_ms,
                     i,
-                );
-                (key, c)
+                )
             })
             .collect();
-        lower.sort_unstable_by_key(|l| l.0);
-        for &(_, c) in &lower {
-            if promote_budget < c.g.bytes || ctx.moved.contains(&(c.pid, c.g.addr)) {
+        order.sort_unstable();
+        for (.., j) in order {
+            let c = self.lower[j].0;
+            if ledger.promote_budget < c.g.bytes || ledger.moved.contains(&(c.pid, c.g.addr)) {
                 continue;
             }
-            while free < pwm + c.g.bytes {
-                let Some(v) = victims.peek() else { break };
+            while self.free < self.pwm + c.g.bytes {
+                let Some(&v) = self.victims.get(self.next_victim) else {
+                    break;
+                };
                 // Victims are outside the fitting set, which already applied the
                 // hysteresis; only priority can still protect them.
-                if v.priority > c.priority {
+                if self.residents[v].priority > c.priority {
                     break;
                 }
-                let v = victims.next().expect("peeked");
-                ctx.demote(v, &mut free, &mut out);
+                self.next_victim += 1;
+                self.demote(v, ledger);
             }
-            if free < pwm + c.g.bytes {
+            if self.free < self.pwm + c.g.bytes {
                 break;
             }
-            ctx.moved.insert((c.pid, c.g.addr));
-            free -= c.g.bytes;
-            promote_budget -= c.g.bytes;
-            promotions.push(Move {
+            ledger.moved.insert((c.pid, c.g.addr));
+            self.free -= c.g.bytes;
+            ledger.promote_budget -= c.g.bytes;
+            ledger.promotions.push(Move {
                 pid: c.pid,
                 addr: c.g.addr,
                 bytes: c.g.bytes,
                 from: c.g.node,
-                to: up.id,
+                to: self.up.id,
                 dir: Direction::Promote,
             });
         }
-        // Promotions may have eaten into the headroom: restore it now, not next tick.
-        while free < dwm {
-            let Some(v) = victims.next() else { break };
-            ctx.demote(v, &mut free, &mut out);
+    }
+
+    /// Headroom ahead of need: data idle for `cold_age_ms` goes while free memory is
+    /// below the idle watermark, so the next burst of promotions does not wait for
+    /// demotions. Not in ticks with promotions into this node (the worker runs
+    /// demotions first, and these must not delay promotions wanted now), and not on
+    /// a contended node, where hot data below does not fit: the room would only go
+    /// to data that loses it again at the next burst (migration bandwidth is spent
+    /// while it is otherwise unused).
+    fn demote_idle(&mut self, ledger: &mut Ledger) {
+        let k = self.k;
+        let iwm = k.idle_demote_watermark.of(self.up.total_bytes);
+        if self.free >= iwm
+            || self.contended()
+            || ledger.promotions.iter().any(|m| m.to == self.up.id)
+        {
+            return;
         }
-        // Headroom ahead of need: data idle for `cold_age_ms` goes while free memory is
-        // below the idle watermark, so the next burst of promotions does not wait for
-        // demotions. Not in ticks with promotions into this node (the worker runs
-        // demotions first, and these must not delay promotions wanted now), and not on
-        // a contended node, where hot data below does not fit: the room would only go
-        // to data that loses it again at the next burst (migration bandwidth is spent
-        // while it is otherwise unused).
-        let iwm = k.idle_demote_watermark.of(up.total_bytes);
-        if free < iwm && !contended && promotions.iter().all(|m: &Move| m.to != up.id) {
-            let mut idle_residents: Vec<(&Cand, f64)> = residents
-                .iter()
-                .filter(|c| idle(c.policy, c.g, k))
-                .filter_map(|c| demote_rank(c.policy, c.g, k).map(|r| (c, r)))
-                .collect();
-            idle_residents
-                .sort_by(|a, b| a.0.priority.cmp(&b.0.priority).then(a.1.total_cmp(&b.1)));
-            for (c, _) in idle_residents {
-                if free >= iwm {
-                    break;
-                }
-                ctx.demote(c, &mut free, &mut out);
+        let mut idle_residents: Vec<(usize, f64)> = self
+            .residents
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| idle(c.policy, c.g, k))
+            .filter_map(|(i, c)| demote_rank(c.policy, c.g, k).map(|r| (i, r)))
+            .collect();
+        let priority = |i: usize| self.residents[i].priority;
+        idle_residents.sort_by(|a, b| priority(a.0).cmp(&priority(b.0)).then(a.1.total_cmp(&b.1)));
+        for (i, _) in idle_residents {
+            if self.free >= iwm {
+                break;
             }
+            self.demote(i, ledger);
         }
     }
-    out.moves.extend(promotions);
-    out
+
+    /// Hot data below that does not fit: the node is contended.
+    fn contended(&self) -> bool {
+        let nres = self.residents.len();
+        self.lower
+            .iter()
+            .enumerate()
+            .any(|(i, (c, _))| !self.fits[nres + i] && !wants_fast(c.g))
+    }
+
+    /// Plans resident `i`'s demotion, within the tick's byte budget and unless it is
+    /// already moving this tick.
+    fn demote(&mut self, i: usize, ledger: &mut Ledger) {
+        let c = &self.residents[i];
+        if ledger.demote_budget < c.g.bytes || !ledger.moved.insert((c.pid, c.g.addr)) {
+            return;
+        }
+        ledger.demote_budget -= c.g.bytes;
+        self.free += c.g.bytes;
+        ledger.out.moves.push(Move {
+            pid: c.pid,
+            addr: c.g.addr,
+            bytes: c.g.bytes,
+            from: self.up.id,
+            to: self.down,
+            dir: Direction::Demote,
+        });
+    }
 }
 
 /// `x` as an integer in the order of [`f64::total_cmp`].
@@ -255,32 +385,5 @@ fn heat_class(score: f64) -> f64 {
         score.log2().floor()
     } else {
         score
-    }
-}
-
-/// Records demotions out of one upper node, within the tick's byte budget.
-struct Demoter<'m> {
-    up: u32,
-    down: u32,
-    moved: &'m mut HashSet<(i32, u64)>,
-    budget: &'m mut u64,
-}
-
-impl Demoter<'_> {
-    fn demote(&mut self, c: &Cand, free: &mut u64, out: &mut Plan) -> bool {
-        if *self.budget < c.g.bytes || !self.moved.insert((c.pid, c.g.addr)) {
-            return false;
-        }
-        *self.budget -= c.g.bytes;
-        *free += c.g.bytes;
-        out.moves.push(Move {
-            pid: c.pid,
-            addr: c.g.addr,
-            bytes: c.g.bytes,
-            from: self.up,
-            to: self.down,
-            dir: Direction::Demote,
-        });
-        true
     }
 }

@@ -1,5 +1,6 @@
-//! What a hint does to a heat table. Pure logic, unit-tested here; called by the poller
-//! with the heat-table lock held, once per validated ring entry.
+//! What a hint does to a heat table. Pure logic, unit-tested here; run on the tiering
+//! loop's thread (the tables' owner) in the edits the hint poller sends, once per
+//! validated ring entry.
 //!
 //! Hints are per block, flags per heat granule (`heat.granule`). A block smaller than a
 //! granule shares it with its neighbours, so hints that *protect* memory (ACCESS,
@@ -7,7 +8,7 @@
 //! away* (COLD, FREE, RELOCATED) mark only granules they cover entirely: one cold block
 //! never drags a hot neighbour down.
 
-use crate::heat::{flags, HeatTable};
+use crate::heat::{flags, HeatTable, Span};
 use tierd_api::AddrRange;
 use tierd_client::HintKind;
 
@@ -15,59 +16,36 @@ use tierd_client::HintKind;
 pub const HINT_FLAGS: u8 =
     flags::PIN_FAST | flags::COLD | flags::FREE | flags::CLIENT | flags::PREFETCH;
 
-/// Granule start addresses touching `r`.
-fn touching(r: AddrRange, g: u64) -> impl Iterator<Item = u64> {
-    let first = r.start / g * g;
-    (first..r.end).step_by(g as usize)
-}
-
-/// Granule start addresses entirely inside `r`.
-fn covered(r: AddrRange, g: u64) -> impl Iterator<Item = u64> {
-    let first = r.start.div_ceil(g) * g;
-    let end = r.end / g * g;
-    (first..end.max(first)).step_by(g as usize)
-}
-
-fn update(t: &mut HeatTable, addrs: impl Iterator<Item = u64>, set: u8, clear: u8) {
-    for a in addrs {
-        let c = t.cell_mut(a);
-        c.flags = (c.flags & !clear) | set;
-    }
-}
-
 /// Applies one hint for the address range `r` of a region.
 pub fn apply(t: &mut HeatTable, kind: HintKind, r: AddrRange, now_ms: u32) {
     if r.end <= r.start {
         return;
     }
-    let g = t.granule().max(1);
+    let protect = |t: &mut HeatTable, set: u8| {
+        t.mark(
+            r,
+            Span::Touching,
+            set | flags::CLIENT,
+            flags::COLD | flags::FREE,
+        )
+    };
     match kind {
         HintKind::Access => {
             t.record(r.start, r.end, 1.0, now_ms);
-            update(t, touching(r, g), flags::CLIENT, flags::COLD | flags::FREE);
+            protect(t, 0);
         }
-        HintKind::Prefetch => update(
-            t,
-            touching(r, g),
-            flags::PREFETCH | flags::CLIENT,
-            flags::COLD | flags::FREE,
-        ),
-        HintKind::PinFast => update(
-            t,
-            touching(r, g),
-            flags::PIN_FAST | flags::CLIENT,
-            flags::COLD | flags::FREE,
-        ),
-        HintKind::Unpin => update(t, touching(r, g), 0, flags::PIN_FAST),
-        HintKind::Cold => update(
-            t,
-            covered(r, g),
+        HintKind::Prefetch => protect(t, flags::PREFETCH),
+        HintKind::PinFast => protect(t, flags::PIN_FAST),
+        HintKind::Unpin => t.unmark(r, Span::Touching, flags::PIN_FAST),
+        HintKind::Cold => t.mark(
+            r,
+            Span::Covered,
             flags::COLD | flags::CLIENT,
             flags::PREFETCH,
         ),
-        HintKind::Free | HintKind::Relocated => update(
-            t,
-            covered(r, g),
+        HintKind::Free | HintKind::Relocated => t.mark(
+            r,
+            Span::Covered,
             flags::FREE | flags::CLIENT,
             flags::PREFETCH | flags::PIN_FAST | flags::COLD,
         ),
@@ -100,9 +78,9 @@ pub fn access_many(
                 end: x * g,
             };
             t.record(span.start, span.end, depth as f64, now_ms);
-            update(
-                t,
-                touching(span, g),
+            t.mark(
+                span,
+                Span::Touching,
                 flags::CLIENT,
                 flags::COLD | flags::FREE,
             );
@@ -114,27 +92,13 @@ pub fn access_many(
 
 /// Forgets every hint on `r` (the region was unregistered).
 pub fn clear(t: &mut HeatTable, r: AddrRange) {
-    let g = t.granule().max(1);
-    for a in touching(r, g) {
-        if let Some(c) = t.cell(a) {
-            if c.flags & HINT_FLAGS != 0 {
-                t.cell_mut(a).flags &= !HINT_FLAGS;
-            }
-        }
-    }
+    t.unmark(r, Span::Touching, HINT_FLAGS);
 }
 
 /// Clears PREFETCH on granules entirely inside `r` once they are on the fast tier: a
 /// prefetch is served when the block is up, it does not pin it there.
 pub fn prefetch_served(t: &mut HeatTable, r: AddrRange) {
-    let g = t.granule().max(1);
-    for a in covered(r, g) {
-        if let Some(c) = t.cell(a) {
-            if c.flags & flags::PREFETCH != 0 {
-                t.cell_mut(a).flags &= !flags::PREFETCH;
-            }
-        }
-    }
+    t.unmark(r, Span::Covered, flags::PREFETCH);
 }
 
 #[cfg(test)]
@@ -152,7 +116,7 @@ mod tests {
     }
 
     fn f(t: &HeatTable, a: u64) -> u8 {
-        t.cell(a).map_or(0, |c| c.flags)
+        t.cell(a).map_or(0, |c| c.flags())
     }
 
     #[test]
@@ -184,7 +148,7 @@ mod tests {
         for (addr, c, h) in a.iter(5) {
             let other = b.cell(addr).unwrap();
             assert!((h - b.heat_at(addr, 5)).abs() < 1e-4, "granule {addr:#x}");
-            assert_eq!(c.flags, other.flags);
+            assert_eq!(c.flags(), other.flags());
         }
         assert!(
             (b.heat_at(0, 5) - 3.0).abs() < 1e-4,

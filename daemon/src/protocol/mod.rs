@@ -20,6 +20,7 @@
 //! own registered ranges. The peer is identified by `SO_PEERCRED` + pidfd only.
 
 pub mod apply;
+pub mod holders;
 pub mod placement;
 pub mod poller;
 pub mod pools;
@@ -27,6 +28,8 @@ pub mod region;
 pub mod server;
 pub mod session;
 
+#[cfg(test)]
+mod permission_tests;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +47,13 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(1);
 /// How often every region's placement table is re-read from the kernel.
 pub const REFRESH_PERIOD: Duration = Duration::from_millis(100);
 
+/// What one uid has registered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UidRegions {
+    pub regions: u32,
+    pub bytes: u64,
+}
+
 /// State shared by the protocol's threads.
 pub struct Hub {
     pub daemon: Arc<Daemon>,
@@ -51,8 +61,11 @@ pub struct Hub {
     next_region: AtomicU32,
     next_conn: AtomicU64,
     pub pools: Mutex<pools::Pools>,
-    /// Regions per uid, for `client.max_regions_per_uid`.
-    region_count: Mutex<HashMap<u32, u32>>,
+    /// The peer of every open connection, for the refresher's identity check.
+    peers: RwLock<HashMap<u64, Arc<session::PeerWatch>>>,
+    /// Regions and registered bytes per uid, for `client.max_regions_per_uid` and
+    /// `client.max_registered_bytes_per_uid`.
+    region_count: Mutex<HashMap<u32, UidRegions>>,
     prefetch_tx: crossbeam_channel::Sender<placement::Prefetch>,
     /// Free bytes of the fast nodes, re-read by the placement refresher every
     /// [`REFRESH_PERIOD`] and lowered by every prefetch: the prefetch path's headroom
@@ -71,6 +84,7 @@ impl Hub {
             next_region: AtomicU32::new(1),
             next_conn: AtomicU64::new(1),
             pools: Mutex::new(pools::Pools::default()),
+            peers: RwLock::new(HashMap::new()),
             region_count: Mutex::new(HashMap::new()),
             prefetch_tx,
             fast_free: Mutex::new(HashMap::new()),
@@ -98,13 +112,63 @@ impl Hub {
     /// Drops a client whose ring is corrupt: marks its regions, shuts its socket down so
     /// its connection thread cleans up. Other clients are not touched.
     pub fn drop_client(&self, conn: u64, why: &dyn std::fmt::Display) {
+        self.end_client(conn, tierd_client::layout::state::CORRUPT, why);
+    }
+
+    fn watch_peer(&self, conn: u64, w: Arc<session::PeerWatch>) {
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conn, w);
+    }
+
+    fn unwatch_peer(&self, conn: u64) {
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conn);
+    }
+
+    /// Whether the peer of `conn` is still running (cheap: one poll of its pidfd).
+    pub fn peer_alive(&self, conn: u64) -> bool {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&conn)
+            .is_some_and(|w| w.alive())
+    }
+
+    /// Ends the connections with regions whose peer died or changed credentials (their
+    /// regions close, their sockets are shut down). Called by the placement refresher.
+    pub fn end_departed_peers(&self) {
+        let conns: std::collections::BTreeSet<u64> =
+            self.regions().iter().map(|r| r.owner.conn).collect();
+        for conn in conns {
+            let w = self
+                .peers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&conn)
+                .cloned();
+            let why = match w {
+                Some(w) => w.changed(),
+                None => Some("connection closed".into()),
+            };
+            if let Some(why) = why {
+                self.end_client(conn, tierd_client::layout::state::CLOSED, &why);
+            }
+        }
+    }
+
+    /// Marks the regions of `conn` with `state` and shuts its socket down.
+    fn end_client(&self, conn: u64, state: u32, why: &dyn std::fmt::Display) {
         let mut sock = None;
         for r in self.regions().into_iter().filter(|r| r.owner.conn == conn) {
-            r.close(tierd_client::layout::state::CORRUPT);
+            r.close(state);
             sock = Some(r.conn_sock.clone());
         }
         if let Some(s) = sock {
-            tracing::warn!(conn, reason = %why, "dropping protocol client");
+            tracing::warn!(conn, reason = %why, "ending protocol client");
             let _ = nix::sys::socket::shutdown(
                 std::os::fd::AsRawFd::as_raw_fd(&*s),
                 nix::sys::socket::Shutdown::Both,

@@ -4,15 +4,21 @@
 //! nodes' free memory for the prefetch path's headroom check).
 //!
 //! A block's placement is the node of its first page (`move_pages` query), or the
-//! negative errno the kernel gave for it. Promotion moves the blocks' pages with the
-//! migration engine's [`crate::migrate::Mover`] (headroom check against
+//! negative errno the kernel gave for it. Promotion moves the blocks' pages through the
+//! migration engine's latency-first lane (headroom check against
 //! `policy.promote_watermark`) to the fast node with the most free memory, in tiering
-//! mode only; see [`move_blocks`] for why not a full engine job. Blocks the kernel would
+//! mode only. Blocks the kernel would
 //! not move although there was room (long-term pinned, e.g. `cudaHostRegister`) get a
 //! relocation request in the region's wanted table: the client copies them itself.
+//!
+//! Promotions of a uid other than root spend its `migrate.max_rate_mbps_per_uid`
+//! budget ([`crate::access::ceilings`]); one the budget cannot pay now is skipped (the
+//! hint flags stay for the policy). Every refresh first ends the connections whose
+//! registering process died or changed credentials ([`Hub::end_departed_peers`]).
 
 use super::region::ShmRegion;
 use super::{apply, Hub, REFRESH_PERIOD};
+use crate::migrate::{UrgentJob, UrgentOutcome};
 use crate::state::{Daemon, Mode};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -34,7 +40,7 @@ pub fn query_blocks(d: &Daemon, r: &ShmRegion, blocks: &[u64]) -> Vec<i32> {
     let addrs: Vec<u64> = blocks.iter().map(|&b| r.block_addr(b)).collect();
     let mut status = vec![-libc::EAGAIN; addrs.len()];
     for (a, s) in addrs.chunks(4096).zip(status.chunks_mut(4096)) {
-        if let Err(e) = d.engine.mover().query(r.owner.pid, a, s) {
+        if let Err(e) = d.engine.query(r.owner.pid, a, s) {
             tracing::debug!(pid = r.owner.pid, region = r.id, error = %e, "placement query failed");
             s.fill(-libc::ESRCH);
         }
@@ -106,11 +112,24 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
             .max_by_key(|(_, free)| *free)
             .map(|(n, free)| (n.id, n.total_bytes, free))
     };
-    let target = fast.filter(|_| d.mode() == Mode::Tiering);
+    let cfg = d.config();
+    let bytes = blocks.len() as u64 * r.block_size;
+    let target = fast
+        .filter(|_| d.mode() == Mode::Tiering)
+        // Only the live registering process's pages, by pid: its pidfd says it still is.
+        .filter(|_| hub.peer_alive(r.owner.conn))
+        .filter(|_| {
+            d.ceilings.try_prefetch(
+                r.owner.uid,
+                cfg.migrate.max_rate_mbps_per_uid,
+                bytes,
+                blocks.len() as u64,
+            )
+        });
     let checked = Instant::now();
     let (nodes, headroom) = match target {
         Some((to, total, free)) => {
-            let floor = d.config().policy.promote_watermark.of(total);
+            let floor = cfg.policy.promote_watermark.of(total);
             let out = move_blocks(d, r, &blocks, to, free, floor);
             if !out.1 {
                 let moved = blocks.len() as u64 * r.block_size;
@@ -157,9 +176,9 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
         .fetch_add(missed as u64, Ordering::Relaxed);
     if !up.is_empty() {
         let served = ranges(r, &up);
-        d.with_heat(r.owner.pid, |t| {
-            for a in &served {
-                apply::prefetch_served(t, *a);
+        d.heat.edit(r.owner.pid, move |t| {
+            for a in served {
+                apply::prefetch_served(t, a);
             }
         });
     }
@@ -176,19 +195,10 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
     );
 }
 
-/// Moves every page of `blocks` to node `to` if, of its `free` bytes, `floor` stay free
-/// after them.
-/// Returns the node (or negative errno) of each block's first page afterwards, and
-/// whether the move was skipped for lack of headroom.
-///
-/// Not `MigrationEngine::run`: a job there re-reads the whole topology and the maps
-/// first, which costs tens of ms under TCG; a prefetch must land within its deadline
-/// (target p99 10 ms). It keeps the engine's rules that matter for a few blocks: the
-/// destination headroom check (against `policy.promote_watermark`, as the policy's
-/// promotions), batches of `migrate.batch_pages`, and the engine's moved-page counters.
-/// The MB/s bucket is not applied: prefetches are few, small and bounded by the queue.
-/// `free` comes from the refresher's cache (at most [`REFRESH_PERIOD`] old, lowered by
-/// each prefetch), so the check costs no sysfs read on the latency path.
+/// Moves every page of `blocks` to node `to` through the migration engine's
+/// latency-first lane ([`crate::migrate::urgent`]) if, of its `free` bytes, `floor`
+/// stay free after them. Returns the node (or negative errno) of each block's first
+/// page afterwards, and whether the move was skipped for lack of headroom.
 fn move_blocks(
     d: &Daemon,
     r: &ShmRegion,
@@ -199,29 +209,22 @@ fn move_blocks(
 ) -> (Vec<i32>, bool) {
     let page = d.engine.page_size();
     let per = (r.block_size / page).max(1) as usize;
-    let bytes = blocks.len() as u64 * r.block_size;
-    if free < floor.saturating_add(bytes) {
-        return (query_blocks(d, r, blocks), true);
-    }
-    let addrs: Vec<u64> = blocks
+    let pages: Vec<u64> = blocks
         .iter()
         .flat_map(|&b| (0..per as u64).map(move |i| (b, i)))
         .map(|(b, i)| r.block_addr(b) + i * page)
         .collect();
-    let nodes = vec![to as i32; addrs.len()];
-    let mut status = vec![-libc::EAGAIN; addrs.len()];
-    let batch = d.config().migrate.batch_pages.max(1);
-    for ((a, n), s) in addrs
-        .chunks(batch)
-        .zip(nodes.chunks(batch))
-        .zip(status.chunks_mut(batch))
-    {
-        if let Err(e) = d.engine.mover().move_pages(r.owner.pid, a, n, s) {
-            tracing::debug!(pid = r.owner.pid, region = r.id, error = %e, "prefetch move failed");
-            s.fill(-libc::ESRCH);
-        }
-    }
-    let moved = status.iter().filter(|&&s| s == to as i32).count() as u64;
+    let job = UrgentJob {
+        pid: r.owner.pid,
+        pages: &pages,
+        to,
+        free_bytes: free,
+        floor_bytes: floor,
+    };
+    let status = match d.engine.run_urgent(&job) {
+        UrgentOutcome::NoHeadroom => return (query_blocks(d, r, blocks), true),
+        UrgentOutcome::Moved(status) => status,
+    };
     let mut first: Vec<i32> = status.iter().copied().step_by(per).collect();
     // A page the kernel refused (EBUSY: pinned, ...) reports an errno, not its node:
     // read where those blocks are.
@@ -236,14 +239,6 @@ fn move_blocks(
             first[i] = n;
         }
     }
-    d.engine
-        .counters
-        .moved_pages
-        .fetch_add(moved, Ordering::Relaxed);
-    d.engine
-        .counters
-        .moved_bytes
-        .fetch_add(moved * page, Ordering::Relaxed);
     (first, false)
 }
 
@@ -258,6 +253,7 @@ pub fn run_refresh(hub: Arc<Hub>) {
             .filter_map(|n| d.topo_src.free_bytes(n.id).ok().map(|f| (n.id, f)))
             .collect();
         *hub.fast_free.lock().unwrap_or_else(|p| p.into_inner()) = free;
+        hub.end_departed_peers();
         for r in hub.regions() {
             refresh(&hub.daemon, &r);
         }

@@ -2,12 +2,15 @@
 //! entry and applies it to the owner's heat table.
 //!
 //! Cadence: a pass over all rings, then a [`POLL_PERIOD`] sleep unless some ring had
-//! more than [`BUDGET`] entries waiting (then the next pass starts at once). A pass takes
-//! the heat lock once per region with entries. Corrupt ring indices drop that client
+//! more than [`BUDGET`] entries waiting (then the next pass starts at once). A pass sends
+//! one edit per region with entries to the heat tables' owner (the tiering loop,
+//! through `Daemon::heat`), which applies them in order. Corrupt ring indices drop that client
 //! ([`Hub::drop_client`]); a bad entry is counted in `rejected_entries` and skipped.
 //! PREFETCH and PIN_FAST ranges are also queued for immediate promotion
 //! ([`super::placement`]); when that queue is full the flags alone remain and the
-//! policy promotes them on its next decision.
+//! policy promotes them on its next decision. A PIN_FAST entry that would take a uid
+//! other than root past `client.max_pin_fast_bytes_per_uid` is ignored and counted
+//! ([`crate::access::ceilings`]).
 
 use super::placement::Prefetch;
 use super::region::ShmRegion;
@@ -57,17 +60,32 @@ pub fn run(hub: Arc<Hub>) {
 
 /// Applies a batch of entries from region `r`'s ring, in order; runs of ACCESS entries
 /// are merged ([`apply::access_many`]). PREFETCH / PIN_FAST ranges are queued for
-/// promotion *before* the heat lock is taken: the tiering loop may hold that lock for a
-/// whole placement scan, which must not delay a prefetch.
+/// promotion *before* the heat edit is sent: the tiering loop applies edits between its
+/// steps (a plan, a placement scan), which must not delay a prefetch.
 pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     let received = Instant::now();
     let mut hints = Vec::with_capacity(entries.len());
     let mut rejected = 0u64;
+    let ceilings = &hub.daemon.ceilings;
+    let pin_limit = hub.daemon.config().client.max_pin_fast_bytes_per_uid.0;
     for e in entries {
-        match validate(e, r.id, r.nblocks) {
-            Ok(h) => hints.push(h),
-            Err(_) => rejected += 1,
+        let Ok(h) = validate(e, r.id, r.nblocks) else {
+            rejected += 1;
+            continue;
+        };
+        let (first, n) = (h.first_block, h.nblocks);
+        match h.kind {
+            HintKind::PinFast
+                if !ceilings.pin(r.id, r.owner.uid, r.block_size, first, n, pin_limit) =>
+            {
+                continue;
+            }
+            HintKind::Unpin | HintKind::Free | HintKind::Relocated => {
+                ceilings.unpin(r.id, first, n)
+            }
+            _ => {}
         }
+        hints.push(h);
     }
     let mut relocated = false;
     for h in &hints {
@@ -94,19 +112,21 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     if relocated {
         r.bump_wanted();
     }
-    let mut access: Vec<AddrRange> = Vec::new();
-    let mut events = Vec::new();
-    hub.daemon.with_heat(r.owner.pid, |t| {
+    let ranges: Vec<(HintKind, AddrRange)> = hints
+        .iter()
+        .map(|h| (h.kind, r.blocks(h.first_block, h.nblocks)))
+        .collect();
+    hub.daemon.heat.edit(r.owner.pid, move |t| {
         let now = t.now_ms(received);
-        for h in &hints {
-            let range = r.blocks(h.first_block, h.nblocks);
-            if h.kind == HintKind::Access {
+        let (mut access, mut events) = (Vec::new(), Vec::new());
+        for (kind, range) in ranges {
+            if kind == HintKind::Access {
                 access.push(range);
                 continue;
             }
             apply::access_many(t, &access, now, &mut events);
             access.clear();
-            apply::apply(t, h.kind, range, now);
+            apply::apply(t, kind, range, now);
         }
         apply::access_many(t, &access, now, &mut events);
     });

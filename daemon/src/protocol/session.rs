@@ -1,18 +1,25 @@
 //! One client connection: who the peer is, what it registered and opened, and the
 //! handlers of its control messages (called on the connection's thread).
 //!
-//! Security rests on one rule: the process acted on is always the peer of the socket
-//! (`SO_PEERCRED` pid, pinned by a pidfd opened at accept), never a pid from a message.
-//! REGISTER checks that the whole range is mapped in *that* process's address space,
-//! so a client can only ever have its own memory read (placement) or moved (prefetch).
+//! Security rests on one rule: the process acted on is always the peer of the socket,
+//! never a pid from a message. The peer is pinned when the connection is accepted
+//! (`SO_PEERPIDFD`, or a pidfd of the `SO_PEERCRED` pid whose start time predates the
+//! accept: [`crate::access::process`]) together with its credentials then; every
+//! request first checks that the peer is still that process with those credentials (a
+//! peer that exec'd a set-uid program is no longer the process that connected), and
+//! everything read by pid (`/proc/PID/maps`) is read after that check and verified
+//! again after the read. REGISTER checks that the whole range is mapped in the peer's
+//! address space, so a client can only ever have its own memory read (placement) or
+//! moved (prefetch). The placement refresher ends a connection whose peer died or
+//! changed credentials ([`PeerWatch`]), even while a child still holds the socket.
 
-use super::pools::Peer;
+use super::pools::{OpenRequest, Peer};
 use super::region::{Owner, ShmRegion};
 use super::{apply, Hub};
-use crate::migrate::maps::{migratable_ranges, MapsError};
-use crate::migrate::pidfd::PidFd;
+use crate::access::process::{boot_ticks, Creds, Process, ProcessError};
+use crate::proc::maps::{migratable_ranges, MapsError};
 use nix::sys::socket::UnixCredentials;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tierd_api::AddrRange;
@@ -35,15 +42,48 @@ pub fn refuse(errno: i32, message: impl Into<String>) -> Refusal {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("peer process {0} is gone")]
-    NoProcess(i32),
+    #[error("peer process {pid}: {source}")]
+    Peer { pid: i32, source: ProcessError },
+}
+
+/// The peer of a connection as it was when it connected.
+#[derive(Debug)]
+pub struct PeerWatch {
+    process: Process,
+    creds: Creds,
+}
+
+impl PeerWatch {
+    /// Pins the peer of a just-accepted socket and records its credentials.
+    pub fn of_socket(sock: &OwnedFd, pid: i32) -> Result<PeerWatch, ProcessError> {
+        let process = Process::of_peer(sock.as_fd(), pid, boot_ticks())?;
+        let creds = process.creds()?;
+        Ok(PeerWatch { process, creds })
+    }
+
+    /// Why the peer is no longer the process that connected, if it is not.
+    pub fn changed(&self) -> Option<String> {
+        let pid = self.process.pid();
+        match self.process.creds() {
+            Ok(c) if c == self.creds => None,
+            Ok(_) => Some(format!(
+                "process {pid} changed its credentials since it connected"
+            )),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Still running (no /proc read; for the hot paths).
+    pub fn alive(&self) -> bool {
+        self.process.alive()
+    }
 }
 
 pub struct Session {
     hub: Arc<Hub>,
     conn: u64,
     peer: Peer,
-    pidfd: PidFd,
+    watch: Arc<PeerWatch>,
     sock: Arc<OwnedFd>,
     regions: Vec<u32>,
     /// This session made the process managed, so it unmanages it at the end.
@@ -59,13 +99,21 @@ impl Session {
         sock: Arc<OwnedFd>,
     ) -> Result<Session, SessionError> {
         let pid = creds.pid();
-        let pidfd = PidFd::open(pid).map_err(|_| SessionError::NoProcess(pid))?;
+        let watch = PeerWatch::of_socket(&sock, pid)
+            .map_err(|source| SessionError::Peer { pid, source })?;
         let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
+        let watch = Arc::new(watch);
+        hub.watch_peer(conn, watch.clone());
         Ok(Session {
-            peer: Peer::new(pid, creds.uid(), creds.gid()),
+            peer: Peer {
+                pid,
+                uid: creds.uid(),
+                gid: creds.gid(),
+                groups: watch.creds.groups.clone(),
+            },
             hub,
             conn,
-            pidfd,
+            watch,
             sock,
             regions: Vec::new(),
             managed_by_us: false,
@@ -73,11 +121,8 @@ impl Session {
     }
 
     pub fn handle(&mut self, req: Request) -> (Reply, Option<OwnedFd>) {
-        let r = if self.pidfd.exited() {
-            Err(refuse(
-                libc::ESRCH,
-                format!("process {} exited", self.peer.pid),
-            ))
+        let r = if let Some(why) = self.watch.changed() {
+            Err(refuse(libc::ESRCH, why))
         } else {
             match req {
                 Request::Register {
@@ -86,7 +131,11 @@ impl Session {
                     block_size,
                 } => self.register(base, len, block_size),
                 Request::Unregister { region } => self.unregister(region),
-                Request::PoolOpen { name, bytes } => self.pool_open(&name, bytes),
+                Request::PoolOpen { name, bytes, flags } => self.pool_open(&OpenRequest {
+                    name: &name,
+                    bytes,
+                    flags,
+                }),
                 Request::Advise { bytes, tier } => self.advise(bytes, tier),
             }
         };
@@ -142,9 +191,12 @@ impl Session {
                 format!("{range} is not entirely mapped in process {pid} (the caller)"),
             ));
         }
-        if self.pidfd.exited() {
+        // The maps were read by pid: they were the peer's only if it still runs.
+        if !self.watch.alive() {
             return Err(refuse(libc::ESRCH, format!("process {pid} exited")));
         }
+        let machine_bytes: u64 = d.topology().nodes.iter().map(|n| n.total_bytes).sum();
+        let max_bytes = cfg.client.max_registered_bytes_per_uid.of(machine_bytes);
         {
             let mut counts = self
                 .hub
@@ -152,29 +204,45 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let n = counts.entry(uid).or_default();
-            if *n >= cfg.client.max_regions_per_uid {
+            if n.regions >= cfg.client.max_regions_per_uid {
                 return Err(refuse(
                     libc::EDQUOT,
                     format!(
-                        "uid {uid} has {n} regions (client.max_regions_per_uid = {})",
-                        cfg.client.max_regions_per_uid
+                        "uid {uid} has {} regions (client.max_regions_per_uid = {})",
+                        n.regions, cfg.client.max_regions_per_uid
                     ),
                 ));
             }
-            *n += 1;
+            if n.bytes.saturating_add(len) > max_bytes {
+                return Err(refuse(
+                    libc::EDQUOT,
+                    format!(
+                        "uid {uid} has {} bytes registered; {len} more would pass \
+                         client.max_registered_bytes_per_uid ({max_bytes} bytes)",
+                        n.bytes
+                    ),
+                ));
+            }
+            n.regions += 1;
+            n.bytes += len;
         }
         let undo_count = |hub: &Hub| {
             let mut counts = hub.region_count.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = counts.get_mut(&uid) {
-                *n = n.saturating_sub(1);
+                n.regions = n.regions.saturating_sub(1);
+                n.bytes = n.bytes.saturating_sub(len);
             }
         };
         if d.registry.get(pid).is_none() {
-            if let Err(e) = d.registry.manage(pid, cfg.policy.default_policy, 0, uid) {
+            if let Err(e) = d.registry.manage(pid, cfg.policy.default_policy, 0) {
                 undo_count(&self.hub);
-                return Err(refuse(libc::EPERM, e.to_string()));
+                return Err(refuse(libc::ESRCH, e.to_string()));
             }
             self.managed_by_us = true;
+            if !self.watch.alive() {
+                undo_count(&self.hub);
+                return Err(refuse(libc::ESRCH, format!("process {pid} exited")));
+            }
         }
         let geo = Geometry::new(cfg.client.ring_entries, nblocks, page)
             .map_err(|e| refuse(libc::EINVAL, e.to_string()));
@@ -240,6 +308,7 @@ impl Session {
             .remove(&id);
         let Some(r) = r else { return };
         r.close(state::CLOSED);
+        self.hub.daemon.ceilings.forget_region(id);
         {
             let mut counts = self
                 .hub
@@ -247,34 +316,36 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(n) = counts.get_mut(&r.owner.uid) {
-                *n = n.saturating_sub(1);
+                n.regions = n.regions.saturating_sub(1);
+                n.bytes = n.bytes.saturating_sub(r.nblocks * r.block_size);
             }
         }
-        let mut tables = self
-            .hub
+        let all = r.blocks(0, r.nblocks);
+        self.hub
             .daemon
             .heat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = tables.get_mut(&r.owner.pid) {
-            apply::clear(t, r.blocks(0, r.nblocks));
-        }
+            .edit(r.owner.pid, move |t| apply::clear(t, all));
     }
 
-    fn pool_open(&mut self, name: &str, bytes: u64) -> Handled {
+    fn pool_open(&mut self, req: &OpenRequest<'_>) -> Handled {
         let d = &self.hub.daemon;
         let cfg = d.config();
         let topo = d.topology();
-        let mut pools = self.hub.pools.lock().unwrap_or_else(|p| p.into_inner());
-        let (reply, fd) = pools.open(
-            name,
-            bytes,
-            &self.peer,
-            self.conn,
-            &cfg.client,
-            &topo,
-            d.engine.mover().as_ref(),
-        )?;
+        let open = || {
+            self.hub
+                .pools
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .open(req, &self.peer, self.conn, &cfg.client, &topo)
+        };
+        let (reply, fd) = match open() {
+            // Some of the uid's pools may have no holder left: look, then try again.
+            Err(e) if e.errno == libc::EDQUOT => {
+                super::pools::sweep(&self.hub.pools);
+                open()?
+            }
+            r => r?,
+        };
         Ok((reply, Some(fd)))
     }
 
@@ -336,16 +407,14 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .release(self.conn);
+        super::pools::sweep(&self.hub.pools);
+        self.hub.unwatch_peer(self.conn);
         let pid = self.peer.pid;
         let others = self.hub.regions().iter().any(|r| r.owner.pid == pid);
         if self.managed_by_us && !others {
             let d = &self.hub.daemon;
-            if d.registry.unmanage(pid, 0).is_ok() {
-                d.heat
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&pid);
-            }
+            // The tiering loop forgets the heat table of a process no longer managed.
+            let _ = d.registry.unmanage(pid);
         }
     }
 }

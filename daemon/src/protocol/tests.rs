@@ -4,75 +4,39 @@
 
 use super::Server;
 use crate::heat::flags;
-use crate::migrate::{MoveError, Mover};
+use crate::migrate::fake::FakeMover;
 use crate::state::Daemon;
 use crate::topology::fake::FakeTopology;
 use memmap2::MmapMut;
-use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tierd_client::layout::state;
 use tierd_client::{Client, ClientError, HintKind};
 use tierd_config::Config;
 
-const BLOCK: u64 = 64 << 10;
+pub(super) const BLOCK: u64 = 64 << 10;
 
-/// Every page of every process is present; on node 1 unless moved. Pages in `pinned`
-/// refuse to move (EBUSY), like long-term pinned memory.
-#[derive(Default)]
-struct FakeMover {
-    nodes: Mutex<HashMap<(i32, u64), i32>>,
-    pinned: Mutex<HashSet<u64>>,
-}
-
-impl Mover for FakeMover {
-    fn move_pages(
-        &self,
-        pid: i32,
-        pages: &[u64],
-        nodes: &[i32],
-        status: &mut [i32],
-    ) -> Result<(), MoveError> {
-        let mut map = self.nodes.lock().unwrap();
-        let pinned = self.pinned.lock().unwrap();
-        for i in 0..pages.len() {
-            status[i] = if pinned.contains(&pages[i]) {
-                -libc::EBUSY
-            } else {
-                map.insert((pid, pages[i]), nodes[i]);
-                nodes[i]
-            };
-        }
-        Ok(())
-    }
-
-    fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-        let map = self.nodes.lock().unwrap();
-        for i in 0..pages.len() {
-            status[i] = map.get(&(pid, pages[i])).copied().unwrap_or(1);
-        }
-        Ok(())
-    }
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    daemon: Arc<Daemon>,
-    server: Server,
+pub(super) struct Fixture {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) path: PathBuf,
+    pub(super) daemon: Arc<Daemon>,
+    pub(super) server: Server,
     mover: Arc<FakeMover>,
+    /// Stops the heat tables' owner thread (the tiering loop's stand-in).
+    heat_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
         self.daemon.shutdown.store(true, Ordering::SeqCst);
+        self.heat_stop.store(true, Ordering::SeqCst);
     }
 }
 
-fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
+pub(super) fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client.sock");
     let mut cfg = Config::default();
@@ -84,8 +48,13 @@ fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         (0, &[0], 1 << 30, 0),
         (1, &[], 4 << 30, 1),
     ]));
-    let mover = Arc::new(FakeMover::default());
+    // Every page of every process is present, on the slow node unless moved.
+    let mover = Arc::new(FakeMover::new().default_node(1));
     let daemon = Daemon::new(cfg, None, topo, mover.clone()).unwrap();
+    let heat_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let owner = daemon.heat.take_owner().unwrap();
+    let (c, s) = (daemon.config(), heat_stop.clone());
+    std::thread::spawn(move || owner.serve(c, s));
     let server = Server::start(&daemon, &path, 0o600).unwrap();
     Fixture {
         _dir: dir,
@@ -93,10 +62,11 @@ fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
         daemon,
         server,
         mover,
+        heat_stop,
     }
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
         assert!(
@@ -109,7 +79,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// `blocks` blocks of touched anonymous memory, block-aligned (so blocks and heat
 /// granules line up): the mapping and the base address.
-fn anon(blocks: u64) -> (MmapMut, u64) {
+pub(super) fn anon(blocks: u64) -> (MmapMut, u64) {
     let mut m = MmapMut::map_anon(((blocks + 1) * BLOCK) as usize).unwrap();
     m.fill(1);
     let base = (m.as_ptr() as u64).div_ceil(BLOCK) * BLOCK;
@@ -117,12 +87,20 @@ fn anon(blocks: u64) -> (MmapMut, u64) {
 }
 
 fn flags_at(d: &Daemon, addr: u64) -> u8 {
+    heat_of(d, move |t| {
+        t.and_then(|t| t.cell(addr)).map_or(0, |c| c.flags())
+    })
+}
+
+/// Reads this process's heat table on its owner's thread.
+fn heat_of<R: Send + 'static>(
+    d: &Daemon,
+    f: impl FnOnce(Option<&crate::heat::HeatTable>) -> R + Send + 'static,
+) -> R {
     let pid = std::process::id() as i32;
-    let tables = d.heat.lock().unwrap();
-    tables
-        .get(&pid)
-        .and_then(|t| t.cell(addr))
-        .map_or(0, |c| c.flags)
+    d.heat
+        .read(pid, Duration::from_secs(10), f)
+        .expect("the heat owner answers")
 }
 
 #[test]
@@ -149,11 +127,11 @@ fn register_hint_and_read_placement_back() {
         flags::COLD | flags::CLIENT
     );
     assert_ne!(flags_at(&f.daemon, base + 40 * BLOCK) & flags::PIN_FAST, 0);
-    {
-        let tables = f.daemon.heat.lock().unwrap();
-        let t = &tables[&(std::process::id() as i32)];
-        assert!(t.heat_at(base, t.now_ms(Instant::now())) > 0.5);
-    }
+    let heat = heat_of(&f.daemon, move |t| {
+        let t = t.expect("a heat table");
+        t.heat_at(base, t.now_ms(Instant::now()))
+    });
+    assert!(heat > 0.5, "{heat}");
 
     // PREFETCH promotes at once: read back as the fast node.
     let t0 = Instant::now();
@@ -195,9 +173,8 @@ fn only_own_mapped_memory_can_be_registered() {
     // Until the child has exec'd, its maps are a copy of ours: retry for a while.
     let mut foreign = None;
     for _ in 0..200 {
-        let theirs = crate::migrate::maps::migratable_ranges(child.id() as i32, None).unwrap();
-        let ours =
-            crate::migrate::maps::migratable_ranges(std::process::id() as i32, None).unwrap();
+        let theirs = crate::proc::maps::migratable_ranges(child.id() as i32, None).unwrap();
+        let ours = crate::proc::maps::migratable_ranges(std::process::id() as i32, None).unwrap();
         foreign = theirs
             .into_iter()
             .find(|t| !ours.iter().any(|o| o.start < t.end && t.start < o.end));
@@ -245,6 +222,64 @@ fn per_uid_region_limit() {
     assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EDQUOT));
     c.unregister(second).unwrap();
     c.register(base + 2 * BLOCK, BLOCK, BLOCK).unwrap();
+}
+
+#[test]
+fn per_uid_registered_bytes_limit() {
+    let f =
+        fixture(|c| c.client.max_registered_bytes_per_uid = tierd_config::Amount::Bytes(3 * BLOCK));
+    let (_mem, base) = anon(4);
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let first = c.register(base, 2 * BLOCK, BLOCK).unwrap();
+    let err = c.register(base + 2 * BLOCK, 2 * BLOCK, BLOCK).unwrap_err();
+    assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EDQUOT));
+    c.register(base + 2 * BLOCK, BLOCK, BLOCK).unwrap();
+    c.unregister(first).unwrap();
+    c.register(base, 2 * BLOCK, BLOCK).unwrap();
+}
+
+/// A client registers 16 TiB of reserved, never-touched address space (as a GPU
+/// runtime's reservation) in 16 GiB blocks and hints all of it: tierd's heat table
+/// gains no cell per granule of it (2^28 of them), and a second client of another
+/// daemon with the default limit is refused such a region outright.
+#[test]
+fn a_huge_registered_reservation_costs_no_bookkeeping() {
+    const RESERVED: u64 = 16 << 40;
+    const HUGE_BLOCK: u64 = 16 << 30;
+    let f =
+        fixture(|c| c.client.max_registered_bytes_per_uid = tierd_config::Amount::Bytes(RESERVED));
+    // SAFETY: a fresh PROT_NONE reservation nothing else refers to; unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            (RESERVED + HUGE_BLOCK) as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let base = (p as u64).div_ceil(HUGE_BLOCK) * HUGE_BLOCK;
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let region = c.register(base, RESERVED, HUGE_BLOCK).unwrap();
+    let r = c.region(region).unwrap();
+    let blocks: Vec<u64> = (0..r.nblocks()).collect();
+    assert_eq!(c.hint(region, HintKind::Access, &blocks).unwrap(), 1024);
+    assert_eq!(c.hint(region, HintKind::PinFast, &blocks).unwrap(), 1024);
+    assert_eq!(c.hint(region, HintKind::Cold, &blocks).unwrap(), 1024);
+    wait_until("hints applied", || r.stats().applied_entries >= 3);
+    let cells = heat_of(&f.daemon, |t| t.map_or(0, |t| t.len()));
+    assert!(cells < 1024, "{cells} heat cells for 16 TiB never touched");
+    c.unregister(region).unwrap();
+    drop(c);
+
+    let g = fixture(|_| {});
+    let c = Client::connect(Some(&g.path)).unwrap();
+    let err = c.register(base, RESERVED, HUGE_BLOCK).unwrap_err();
+    assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EDQUOT));
+    // SAFETY: unmapping exactly the reservation made above.
+    unsafe { libc::munmap(p, (RESERVED + HUGE_BLOCK) as usize) };
 }
 
 /// Raw packets, as a buggy or hostile client would send them.
@@ -362,7 +397,7 @@ fn corrupt_ring_drops_only_that_client() {
 /// Runs `f` in a forked child; returns the child's pid. The child exits 0 if `f`
 /// returns true, 1 otherwise (or on panic), without running any destructor or test
 /// harness code.
-fn fork_child(f: impl FnOnce() -> bool) -> nix::unistd::Pid {
+pub(super) fn fork_child(f: impl FnOnce() -> bool) -> nix::unistd::Pid {
     // SAFETY: the child only calls into the client library (malloc, sockets, mmap:
     // glibc keeps malloc usable after fork) and then _exit()s.
     match unsafe { nix::unistd::fork() }.unwrap() {
@@ -375,7 +410,7 @@ fn fork_child(f: impl FnOnce() -> bool) -> nix::unistd::Pid {
     }
 }
 
-fn exit_code(pid: nix::unistd::Pid) -> i32 {
+pub(super) fn exit_code(pid: nix::unistd::Pid) -> i32 {
     match nix::sys::wait::waitpid(pid, None).unwrap() {
         nix::sys::wait::WaitStatus::Exited(_, c) => c,
         other => panic!("child: {other:?}"),
@@ -420,6 +455,8 @@ fn pool_opened_by_two_processes_is_the_same_memory() {
     let err = c.pool_open("prefix-a", 2 << 20).unwrap_err();
     assert!(matches!(err, ClientError::Refused { errno, .. } if errno == libc::EINVAL));
     drop(c);
+    // In this in-process test the pool's holder is tierd's own process, which the holder
+    // scan skips: the pool goes with its connection (permission_tests has the real case).
     wait_until("pool released with its last holder", || {
         let c = Client::connect(Some(&f.path)).unwrap();
         c.pool_open("prefix-b", 4096).is_ok()
@@ -476,11 +513,8 @@ fn unmovable_blocks_become_relocation_requests() {
     let f = fixture(|_| {});
     let (_mem, base) = anon(8);
     // Block 5 is pinned: move_pages returns EBUSY for its pages.
-    {
-        let mut p = f.mover.pinned.lock().unwrap();
-        for off in (0..BLOCK).step_by(4096) {
-            p.insert(base + 5 * BLOCK + off);
-        }
+    for off in (0..BLOCK).step_by(4096) {
+        f.mover.pin(base + 5 * BLOCK + off);
     }
     let c = Client::connect(Some(&f.path)).unwrap();
     let region = c.register(base, 8 * BLOCK, BLOCK).unwrap();

@@ -32,6 +32,13 @@ pub fn release_kernel_resources() {
     damon::sysfs::release_all();
 }
 
+/// Stops the kdamonds a previous tierd left running (recorded in `kdamonds_file`,
+/// `<state_dir>/persist/kdamonds.json`) and records this tierd's there from now on.
+/// Called by `main` at start, under the instance lock, before the samplers open.
+pub fn recover_kernel_resources(kdamonds_file: &std::path::Path) -> damon::ledger::Recovery {
+    damon::ledger::global().recover(kdamonds_file)
+}
+
 /// Accesses seen in `[start, end)` of process `pid` since the last drain.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AccessSample {

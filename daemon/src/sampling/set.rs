@@ -77,6 +77,20 @@ impl SamplingSet {
         Self::with_slots(cfg, slots)
     }
 
+    /// A set of given samplers (tests drive the tiering loop with fakes).
+    #[cfg(test)]
+    pub fn of(cfg: &SamplingConfig, samplers: Vec<Box<dyn Sampler>>) -> SamplingSet {
+        let slots = samplers
+            .into_iter()
+            .map(|sampler| Slot::On {
+                sampler,
+                tracked: BTreeSet::new(),
+                last_error: None,
+            })
+            .collect();
+        Self::with_slots(cfg, slots)
+    }
+
     fn with_slots(cfg: &SamplingConfig, slots: Vec<Slot>) -> SamplingSet {
         let d = &cfg.damon;
         SamplingSet {

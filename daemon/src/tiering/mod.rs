@@ -14,9 +14,11 @@
 
 mod costs;
 mod scan;
+#[cfg(test)]
+mod tests;
 mod worker;
 
-use crate::heat::{flags, HeatTable};
+use crate::heat::{HeatOwner, HeatTable};
 use crate::policy::{self, GranuleView, Knobs, NodeState, ProcInput};
 use crate::sampling::{AccessSample, SamplingSet};
 use crate::state::{Daemon, Mode};
@@ -26,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tierd_config::Config;
 
 /// How often each managed process's placement is re-read while tierd moves pages.
 const SCAN_PERIOD: Duration = Duration::from_millis(1000);
@@ -40,7 +43,7 @@ const MIN_REPLAN: Duration = Duration::from_millis(50);
 const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
 pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
-    let (tx, rx) = crossbeam_channel::bounded::<worker::Batch>(1);
+    let (tx, rx) = crossbeam_channel::bounded::<worker::PlanJob>(1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let throughput = Arc::new(AtomicU64::new(0));
     let (d, t) = (daemon.clone(), throughput.clone());
@@ -48,17 +51,24 @@ pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
         .name("tierd-migrate".into())
         .spawn(move || worker::run(d, rx, t, done_tx))
         .context("spawning the migration worker")?;
+    let heat = daemon
+        .heat
+        .take_owner()
+        .context("the heat tables already have an owner")?;
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("tierd-tiering".into())
-        .spawn(move || Loop::new(d, tx, done_rx, throughput).run())
+        .spawn(move || Loop::new(d, heat, tx, done_rx, throughput).run())
         .context("spawning the tiering loop")?;
     Ok(())
 }
 
 struct Loop {
     d: Arc<Daemon>,
-    tx: crossbeam_channel::Sender<worker::Batch>,
+    /// The heat tables: this loop owns them; other threads send edits (hints, move
+    /// outcomes) and reads through `Daemon::heat`.
+    heat: HeatOwner,
+    tx: crossbeam_channel::Sender<worker::PlanJob>,
     /// The worker finished a plan.
     done: crossbeam_channel::Receiver<()>,
     /// Measured migration rate, bytes/s (0 until the first plan ran).
@@ -75,7 +85,8 @@ struct Loop {
 impl Loop {
     fn new(
         d: Arc<Daemon>,
-        tx: crossbeam_channel::Sender<worker::Batch>,
+        heat: HeatOwner,
+        tx: crossbeam_channel::Sender<worker::PlanJob>,
         done: crossbeam_channel::Receiver<()>,
         throughput: Arc<AtomicU64>,
     ) -> Loop {
@@ -84,6 +95,7 @@ impl Loop {
         Loop {
             sampling: SamplingSet::new(&cfg.sampling),
             d,
+            heat,
             tx,
             done,
             throughput,
@@ -98,20 +110,17 @@ impl Loop {
 
     fn run(mut self) {
         let mut next_drain = Instant::now();
+        let heartbeat = self.d.liveness.register("tierd-tiering");
         while !self.d.shutdown.load(Ordering::Relaxed) {
+            heartbeat.beat();
             let cfg = self.d.config();
             let period = Duration::from_millis(cfg.sampling.drain_interval_ms);
-            // Sleep until the next drain, or until the worker finishes a plan.
-            let wait = next_drain.saturating_duration_since(Instant::now());
-            let replan = match self.done.recv_timeout(wait) {
-                Ok(()) => true,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    // No worker (it panicked): keep the cadence with a plain sleep.
-                    std::thread::sleep(wait);
-                    false
-                }
-            };
+            // Sleep until the next drain, or until the worker finishes a plan, running
+            // the heat tables' edits and reads as they come.
+            let replan = self.wait(next_drain, &cfg);
+            // Everything sent before now (a step's outcome before its plan's end) is
+            // in the tables before they are read.
+            self.heat.apply_pending(&cfg);
             if !replan {
                 next_drain += period;
                 // Behind by more than a period (a slow drain): restart the cadence.
@@ -144,24 +153,42 @@ impl Loop {
         }
     }
 
+    /// Waits until `deadline` or until the worker finishes a plan (true), running heat
+    /// commands as they arrive.
+    fn wait(&mut self, deadline: Instant, cfg: &Config) -> bool {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(self.done) -> r => match r {
+                    Ok(()) => return true,
+                    // No worker (it ended; a panic would have aborted tierd): keep
+                    // the cadence with a plain sleep.
+                    Err(_) => {
+                        std::thread::sleep(left);
+                        return false;
+                    }
+                },
+                recv(self.heat.queue()) -> cmd => {
+                    if let Ok(cmd) = cmd {
+                        self.heat.apply(cmd, cfg);
+                    }
+                }
+                default(left) => return false,
+            }
+        }
+    }
+
     /// Reap, sync targets, drain samplers into heat tables, adapt the rate.
     fn sample(&mut self) {
         let d = &self.d;
         for pid in d.registry.reap() {
-            d.heat
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&pid);
             self.last_scan.remove(&pid);
             tracing::info!(pid, "managed process exited");
         }
         let procs = d.registry.all();
         let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
-        {
-            // Forget tables of unmanaged processes.
-            let mut tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
-            tables.retain(|pid, _| pids.contains(pid));
-        }
+        // Forget tables of processes no longer managed.
+        self.heat.retain(|pid| pids.contains(&pid));
         self.last_scan.retain(|pid, _| pids.contains(pid));
         // Processes that send hints are left to their hints (Daemon::sampled).
         let now = Instant::now();
@@ -180,25 +207,23 @@ impl Loop {
         let mut managed_bytes = 0u64;
         {
             let cfg = d.config();
-            let mut tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
             for pid in &pids {
-                tables
-                    .entry(*pid)
-                    .or_insert_with(|| crate::state::new_heat_table(&cfg));
+                self.heat.table(*pid, &cfg);
             }
             for s in &self.samples {
-                if let Some(t) = tables.get_mut(&s.pid) {
+                if let Some(t) = self.heat.get_mut(s.pid) {
                     let now = t.now_ms(Instant::now());
                     t.record(s.start, s.end, s.weight, now);
                 }
             }
-            for t in tables.values_mut() {
+            for (_, t) in self.heat.tables_mut() {
                 managed_bytes += t.len() as u64 * t.granule();
                 if snapshot {
                     let now = t.now_ms(Instant::now());
                     t.snapshot(now);
                 }
             }
+            self.heat.publish(&d.heat);
         }
         self.costs.record += t.elapsed();
         if snapshot {
@@ -227,15 +252,16 @@ impl Loop {
                 continue;
             }
             self.last_scan.insert(p.pid, Instant::now());
-            // The query runs without the heat lock (it is the slow part); the worker
-            // may move pages meanwhile, which `scan::apply` allows for.
-            let (granule, started) =
-                d.with_heat(p.pid, |t| (t.granule(), t.now_ms(Instant::now())));
+            // The worker may move pages while the query runs, which `scan::apply`
+            // allows for; its outcomes reach the table before the scan's result does.
+            let cfg = d.config();
+            let t = self.heat.table(p.pid, &cfg);
+            let (granule, started) = (t.granule(), t.now_ms(Instant::now()));
             let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started).map(|q| {
-                d.with_heat(p.pid, |t| {
-                    let now = t.now_ms(Instant::now());
-                    scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)
-                })
+                self.heat.apply_pending(&cfg);
+                let t = self.heat.table(p.pid, &cfg);
+                let now = t.now_ms(Instant::now());
+                scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)
             });
             match res {
                 Ok(r) => {
@@ -288,15 +314,14 @@ impl Loop {
             .map(|n| n.id)
             .collect();
         let k = Knobs {
-            recent_ms: crate::state::streak_gap_ms(&cfg),
+            recent_ms: crate::heat::streak_gap_ms(&cfg),
             ..Knobs::from_config(&cfg.policy, cfg.policy.interval_ms)
         };
         let inputs: Vec<ProcInput> = {
-            let tables = d.heat.lock().unwrap_or_else(|e| e.into_inner());
             procs
                 .iter()
                 .filter_map(|p| {
-                    tables.get(&p.pid).map(|t| ProcInput {
+                    self.heat.get(p.pid).map(|t| ProcInput {
                         pid: p.pid,
                         policy: p.policy,
                         priority: p.priority,
@@ -340,13 +365,13 @@ impl Loop {
             .iter()
             .map(|n| (n.id, cfg.policy.promote_watermark.of(n.total_bytes)))
             .collect();
-        let batch = worker::Batch {
+        let job = worker::PlanJob {
             moves: plan.moves,
             promote_floor,
             pingpong_window_ms: cfg.policy.pingpong_window_ms as u32,
         };
         // A plan sent while the worker runs one supersedes it at the worker's next step.
-        if self.tx.try_send(batch).is_err() {
+        if self.tx.try_send(job).is_err() {
             tracing::debug!("the migration worker is gone: plan dropped");
         }
     }
@@ -355,36 +380,5 @@ impl Loop {
 /// The policy's view of a heat table: granules of known placement for which
 /// `keep(node, idle_ms, flags)` holds (their heat is computed only then).
 fn views(t: &HeatTable, keep: impl Fn(u32, u64, u8) -> bool) -> Vec<GranuleView> {
-    let now = t.now_ms(Instant::now());
-    let g = t.granule();
-    let since = |ms: u32| now.saturating_sub(ms) as u64;
-    t.cells()
-        .filter_map(|(addr, c)| {
-            let accessed = c.hot_since_ms != u32::MAX;
-            let idle_ms = if accessed {
-                since(c.last_access_ms)
-            } else {
-                u64::MAX
-            };
-            let flags = c.flags & !flags::CLIENT;
-            if c.node < 0 || !keep(c.node as u32, idle_ms, flags) {
-                return None;
-            }
-            Some(GranuleView {
-                addr,
-                bytes: g,
-                heat: t.heat_of(c, now),
-                node: c.node as u32,
-                hot_for_ms: if accessed { since(c.hot_since_ms) } else { 0 },
-                idle_ms,
-                since_move_ms: if c.last_move_ms == 0 {
-                    u64::MAX
-                } else {
-                    since(c.last_move_ms)
-                },
-                moves: c.moves,
-                flags,
-            })
-        })
-        .collect()
+    t.views(t.now_ms(Instant::now()), keep).collect()
 }

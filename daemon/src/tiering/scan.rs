@@ -8,8 +8,9 @@
 //! process's pages.
 
 use crate::heat::HeatTable;
-use crate::migrate::maps::migratable_ranges;
 use crate::migrate::Mover;
+use crate::proc::maps::migratable_ranges;
+use crate::proc::resident::present_runs;
 use crate::topology::Topology;
 
 /// What a scan found.
@@ -32,19 +33,21 @@ pub struct Placement {
     status: Vec<i32>,
 }
 
-/// Queries the node of the first page of every granule (`g` bytes) of `pid`'s mappings.
+/// Queries the node of the first resident page of every granule (`g` bytes) that holds
+/// resident pages of `pid`. Granules with nothing resident are not queried: the cost is
+/// that of resident memory, whatever address space the process reserves
+/// ([`crate::proc::resident`]).
 pub fn query(pid: i32, g: u64, mover: &dyn Mover, started_ms: u32) -> Result<Placement, String> {
-    let ranges = migratable_ranges(pid, None).map_err(|e| e.to_string())?;
-    let mut addrs = Vec::new();
-    for r in &ranges {
-        let mut a = r.start.div_ceil(g) * g;
-        // A granule that starts before the range still counts: use the range start.
-        if r.start % g != 0 {
-            addrs.push(r.start);
-        }
-        while a < r.end {
-            addrs.push(a);
-            a += g;
+    let maps = migratable_ranges(pid, None).map_err(|e| e.to_string())?;
+    let runs = present_runs(pid, &maps).map_err(|e| e.to_string())?;
+    let mut addrs: Vec<u64> = Vec::new();
+    for r in &runs {
+        let mut a = r.range.start;
+        while a < r.range.end {
+            if addrs.last().is_none_or(|&l| l / g != a / g) {
+                addrs.push(a);
+            }
+            a = (a / g + 1) * g;
         }
     }
     let mut status = vec![0i32; addrs.len()];
@@ -76,36 +79,22 @@ pub fn apply(
         return ScanResult::default();
     }
     let mut res = ScanResult::default();
-    let mut mapped: foldhash::HashSet<u64> = foldhash::HashSet::default();
-    mapped.reserve(p.addrs.len());
+    let mut resident: foldhash::HashSet<u64> = foldhash::HashSet::default();
+    resident.reserve(p.addrs.len());
     for (&a, &s) in p.addrs.iter().zip(&p.status) {
         // Two mappings can share a granule (a VMA boundary inside it): the first one
         // seen speaks for the granule, or its node would flip between them.
-        if !mapped.insert(a / g) {
-            continue;
+        if s < 0 || !resident.insert(a / g) {
+            continue; // not movable (or its other half already counted)
         }
-        if s < 0 {
-            continue; // not present (never touched) or not movable
-        }
-        let c = table.cell_mut(a);
-        let node = if c.node >= 0 && c.last_move_ms != 0 && c.last_move_ms >= p.started_ms {
-            c.node as u32 // moved by tierd after the query read it
-        } else {
-            s as u32
-        };
-        if c.node >= 0
-            && c.node as u32 != node
-            && now_ms.saturating_sub(c.last_move_ms) > recent_move_ms
-        {
-            res.foreign_moves += 1;
-        }
-        c.node = node as i16;
-        match topo.tier_of(node) {
+        let seen = table.note_scanned(a, s as u32, p.started_ms, now_ms, recent_move_ms);
+        res.foreign_moves += seen.foreign as u64;
+        match topo.tier_of(seen.node) {
             Some(0) => res.fast_bytes += g,
             _ => res.slow_bytes += g,
         }
     }
-    table.retain(|a| mapped.contains(&(a / g)));
+    table.retain_resident(|a| resident.contains(&(a / g)), p.started_ms);
     res
 }
 
@@ -140,25 +129,29 @@ mod tests {
         // Granule 0: moved by the worker to node 0 at 150 ms, after the query (started
         // at 100 ms) saw it on node 1. Granule 1: moved at 50 ms, before the query,
         // and since moved by someone else to node 1. Granule 2: new to the table.
-        t.cell_mut(0).node = 0;
-        t.cell_mut(0).last_move_ms = 150;
-        t.cell_mut(G).node = 0;
-        t.cell_mut(G).last_move_ms = 50;
+        // Granule 3: was resident, is not any more.
+        t.note_move(0, 0, 0, true, 150, 30_000);
+        t.note_move(G, 0, 0, true, 50, 30_000);
+        t.note_scanned(3 * G, 0, 0, 0, 0);
         let p = Placement {
             granule: G,
             started_ms: 100,
-            addrs: vec![0, G, 2 * G, 3 * G],
-            status: vec![1, 1, 1, -libc::ENOENT],
+            addrs: vec![0, G, 2 * G],
+            status: vec![1, 1, 1],
         };
         let r = apply(&p, &mut t, &topo(), 5000, 2000);
-        assert_eq!(t.cell(0).unwrap().node, 0, "the worker's move stands");
         assert_eq!(
-            t.cell(G).unwrap().node,
-            1,
+            t.cell(0).unwrap().node(),
+            Some(0),
+            "the worker's move stands"
+        );
+        assert_eq!(
+            t.cell(G).unwrap().node(),
+            Some(1),
             "the query is newer than that move"
         );
-        assert_eq!(t.cell(2 * G).unwrap().node, 1);
-        assert!(t.cell(3 * G).is_none(), "not present: not tracked");
+        assert_eq!(t.cell(2 * G).unwrap().node(), Some(1));
+        assert!(t.cell(3 * G).is_none(), "not resident: not tracked");
         assert_eq!(r.foreign_moves, 1);
         assert_eq!((r.fast_bytes, r.slow_bytes), (G, 2 * G));
     }
@@ -166,7 +159,7 @@ mod tests {
     #[test]
     fn a_scan_made_with_another_granule_changes_nothing() {
         let mut t = HeatTable::new(G, 1000, 4, 300);
-        t.cell_mut(0).node = 0;
+        t.note_scanned(0, 0, 0, 0, 0);
         let p = Placement {
             granule: 2 * G,
             started_ms: 0,
@@ -174,6 +167,6 @@ mod tests {
             status: vec![1],
         };
         assert_eq!(apply(&p, &mut t, &topo(), 10, 2000), Default::default());
-        assert_eq!(t.cell(0).unwrap().node, 0);
+        assert_eq!(t.cell(0).unwrap().node(), Some(0));
     }
 }

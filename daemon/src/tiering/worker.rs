@@ -8,7 +8,6 @@
 //! `policy.interval_ms` while a plan runs; a newer plan waiting in the channel
 //! supersedes the running one at its next step (see [`Lanes::superseded`]).
 
-use crate::heat::flags;
 use crate::migrate::engine::Job;
 use crate::policy::{Direction, Move};
 use crate::state::Daemon;
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
 
 /// One plan for the worker.
-pub struct Batch {
+pub struct PlanJob {
     pub moves: Vec<Move>,
     /// Free bytes to keep on the destination of promotions (promote watermark).
     pub promote_floor: BTreeMap<u32, u64>,
@@ -31,12 +30,13 @@ pub struct Batch {
 /// worker runs out of plans.
 pub fn run(
     d: Arc<Daemon>,
-    rx: crossbeam_channel::Receiver<Batch>,
+    rx: crossbeam_channel::Receiver<PlanJob>,
     throughput: Arc<AtomicU64>,
     done: crossbeam_channel::Sender<()>,
 ) {
-    while let Ok(batch) = rx.recv() {
-        let (bytes, secs) = execute(&d, batch, &rx);
+    let heartbeat = d.liveness.register("tierd-migrate");
+    while let Some(job) = heartbeat.recv(&rx) {
+        let (bytes, secs) = execute(&d, job, &rx);
         if bytes > 0 {
             let now = bytes as f64 / secs;
             let old = throughput.load(Ordering::Relaxed) as f64;
@@ -48,7 +48,7 @@ pub fn run(
             throughput.store(ema as u64, Ordering::Relaxed);
         }
         if rx.is_empty() {
-            // Wake the loop to plan the next batch (a wake-up already pending will do).
+            // Wake the loop to plan the next job (a wake-up already pending will do).
             let _ = done.try_send(());
         }
     }
@@ -87,21 +87,21 @@ trait Lanes: Sync {
 }
 
 /// The worker's [`Lanes`]: the migration engine, the nodes' free memory, the channel.
-struct Engine<'a> {
+struct WorkerLanes<'a> {
     d: &'a Daemon,
-    batch: &'a Batch,
-    rx: &'a crossbeam_channel::Receiver<Batch>,
+    job: &'a PlanJob,
+    rx: &'a crossbeam_channel::Receiver<PlanJob>,
 }
 
-impl Lanes for Engine<'_> {
+impl Lanes for WorkerLanes<'_> {
     fn step(&self, step: &[&Move], promote: bool) -> Pages {
         let mut pages = Pages::new();
-        run_step(self.d, self.batch, step, promote, &mut pages);
+        run_step(self.d, self.job, step, promote, &mut pages);
         pages
     }
 
     fn room(&self, to: u32) -> bool {
-        let floor = self.batch.promote_floor.get(&to).copied().unwrap_or(0);
+        let floor = self.job.promote_floor.get(&to).copied().unwrap_or(0);
         self.d
             .topo_src
             .free_bytes(to)
@@ -115,21 +115,17 @@ impl Lanes for Engine<'_> {
 
 /// Executes one plan, or its head until a newer plan supersedes it; returns (bytes
 /// moved, seconds taken).
-fn execute(d: &Daemon, batch: Batch, rx: &crossbeam_channel::Receiver<Batch>) -> (u64, f64) {
+fn execute(d: &Daemon, job: PlanJob, rx: &crossbeam_channel::Receiver<PlanJob>) -> (u64, f64) {
     let started = Instant::now();
-    let lanes = Engine {
-        d,
-        batch: &batch,
-        rx,
-    };
-    let (pages, superseded) = run_lanes(&lanes, &batch.moves);
+    let lanes = WorkerLanes { d, job: &job, rx };
+    let (pages, superseded) = run_lanes(&lanes, &job.moves);
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     let mut moved = [0u64; 2]; // [demoted, promoted] pages
     for (&(_, dir), &n) in &pages {
         moved[dir as usize] += n;
     }
     tracing::debug!(
-        moves = batch.moves.len(),
+        moves = job.moves.len(),
         promoted_pages = moved[1],
         demoted_pages = moved[0],
         superseded,
@@ -347,7 +343,7 @@ fn step_len(queue: &[&Move]) -> usize {
 
 /// Runs one step: one migration job per (process, destination); `pages` counts what
 /// moved per (process, 1 = promotion / 0 = demotion).
-fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mut Pages) {
+fn run_step(d: &Daemon, plan: &PlanJob, step: &[&Move], promote: bool, pages: &mut Pages) {
     let mut groups: BTreeMap<(i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
     for m in step {
         groups
@@ -362,7 +358,7 @@ fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mu
             ranges: Some(merge(addrs)),
             to,
             min_free_bytes: if promote {
-                batch.promote_floor.get(&to).copied().unwrap_or(0)
+                plan.promote_floor.get(&to).copied().unwrap_or(0)
             } else {
                 0
             },
@@ -373,7 +369,7 @@ fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mu
                 if let Some(why) = &r.stopped {
                     tracing::debug!(pid, to, reason = %why, "migration stopped early");
                 }
-                record_outcome(d, pid, &granules, to, batch.pingpong_window_ms, promote);
+                record_outcome(d, pid, &granules, to, plan.pingpong_window_ms, promote);
             }
             Err(e) => tracing::debug!(pid, to, error = %e, "migration failed"),
         }
@@ -381,50 +377,29 @@ fn run_step(d: &Daemon, batch: &Batch, step: &[&Move], promote: bool, pages: &mu
 }
 
 /// Reads back where the granules are now and updates their history; a granule still
-/// elsewhere than `to` is marked [`flags::STUCK`] (the policy leaves it alone a while).
+/// elsewhere than `to` is marked [`crate::heat::flags::STUCK`] (the policy leaves it alone a while).
 fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u32, promoted: bool) {
     let mut status = vec![0i32; granules.len()];
     if d.engine.mover().query(pid, granules, &mut status).is_err() {
         return;
     }
     let page = d.engine.page_size();
-    let mut pingpong = 0u64;
-    d.with_heat(pid, |t| {
-        let now = t.now_ms(Instant::now());
-        let g = t.granule();
+    let proc = d.registry.get(pid);
+    let (granules, at) = (granules.to_vec(), Instant::now());
+    d.heat.edit(pid, move |t| {
+        let now = t.now_ms(at);
+        let mut pingpong = 0u64;
         for (&a, &s) in granules.iter().zip(&status) {
-            let c = t.cell_mut(a);
-            if promoted {
-                // A prefetch is served once the block is up; it does not pin it there.
-                c.flags &= !flags::PREFETCH;
-            }
-            if s >= 0 && s as u32 != to {
-                // Still not where it was sent: try again only after a while.
-                c.flags |= flags::STUCK;
-                c.last_move_ms = now.max(1);
-            } else {
-                c.flags &= !flags::STUCK;
-            }
-            if s >= 0 && c.node != s as i16 {
-                if now.saturating_sub(c.last_move_ms) > window_ms {
-                    c.moves = 0;
-                }
-                c.moves = c.moves.saturating_add(1);
-                c.last_move_ms = now.max(1);
-                c.node = s as i16;
-                if c.moves > 2 {
-                    pingpong += g / page;
-                }
+            if t.note_move(a, to, s, promoted, now, window_ms) {
+                pingpong += t.granule() / page;
             }
         }
-    });
-    if pingpong > 0 {
-        if let Some(p) = d.registry.get(pid) {
+        if let Some(p) = proc.filter(|_| pingpong > 0) {
             p.stats
                 .pingpong_pages
                 .fetch_add(pingpong, Ordering::Relaxed);
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! every `sampling.drain_interval_ms`.
 
 mod aggregate;
+pub mod ledger;
 pub mod sysfs;
 
 use super::abi::{DamonKey, DamonVal};

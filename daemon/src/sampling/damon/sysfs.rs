@@ -6,19 +6,19 @@
 //! rules shape this: writing `nr_kdamonds` fails with EBUSY while any kdamond runs,
 //! and it recreates every kdamond directory (a peer's *unstarted* configuration is
 //! lost). So tierd adds its directory once, at its first target, and on exit stops
-//! its kdamond and removes the directory only when it is the sole one.
+//! its kdamond and removes the directory only when it is the sole one. Every directory
+//! it starts is written in the [`Ledger`] first, so a tierd that dies with its kdamond
+//! running leaves a record the next start stops it by; that start reuses the stopped
+//! directory rather than appending one (which EBUSY would refuse while a peer runs).
 //! Called from [`super::DamonSampler`] when the target set or the rate changes.
 
+use super::ledger::{self, Ledger};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 pub const ADMIN: &str = "/sys/kernel/mm/damon/admin/kdamonds";
 
 /// How often DAMON re-reads the targets' mappings.
 const UPDATE_US: u64 = 1_000_000;
-
-/// `state` files of the kdamonds this process started, for [`release_all`].
-static OWNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 #[derive(Debug, thiserror::Error)]
 pub enum DamonError {
@@ -108,20 +108,33 @@ fn read_num(path: &Path) -> Result<u64, DamonError> {
 pub struct SysfsKdamond {
     admin: PathBuf,
     dir: Option<PathBuf>,
+    ledger: Ledger,
 }
 
 impl SysfsKdamond {
     pub fn new(admin: &Path) -> SysfsKdamond {
+        SysfsKdamond::with_ledger(admin, ledger::global())
+    }
+
+    /// A kdamond recorded in `ledger` (tests use their own).
+    pub fn with_ledger(admin: &Path, ledger: Ledger) -> SysfsKdamond {
         SysfsKdamond {
             admin: admin.to_path_buf(),
             dir: None,
+            ledger,
         }
     }
 
-    /// Appends one kdamond directory and returns it.
+    /// Reuses the directory a previous tierd left (stopped by [`Ledger::recover`]), or
+    /// appends one kdamond directory, and returns it.
     fn allocate(&mut self) -> Result<PathBuf, DamonError> {
         if let Some(d) = &self.dir {
             return Ok(d.clone());
+        }
+        if let Some(dir) = self.ledger.take_adoptable() {
+            tracing::info!(kdamond = %dir.display(), "DAMON: reusing the kdamond a previous tierd left");
+            self.dir = Some(dir.clone());
+            return Ok(dir);
         }
         let nr_path = self.admin.join("nr_kdamonds");
         let nr = read_num(&nr_path)?;
@@ -139,9 +152,6 @@ impl SysfsKdamond {
         }
         let dir = self.admin.join(nr.to_string());
         tracing::info!(kdamond = %dir.display(), "DAMON: added tierd's kdamond");
-        if let Ok(mut owned) = OWNED.lock() {
-            owned.push(dir.join("state"));
-        }
         self.dir = Some(dir.clone());
         Ok(dir)
     }
@@ -175,8 +185,10 @@ impl KdamondCtl for SysfsKdamond {
             self.stop()?;
         }
         Self::configure(&dir, pids, attrs)?;
+        self.ledger.starting(&dir);
         write(&dir.join("state"), "on")?;
         let pid = read_num(&dir.join("pid"))?;
+        self.ledger.started(&dir, pid as u32);
         follow_affinity(pid as i32);
         Ok(pid as u32)
     }
@@ -215,11 +227,9 @@ impl KdamondCtl for SysfsKdamond {
 impl Drop for SysfsKdamond {
     fn drop(&mut self) {
         let Some(dir) = self.dir.take() else { return };
-        if let Err(e) = self.stop_dir(&dir) {
-            tracing::warn!(error = %e, "DAMON: cannot stop tierd's kdamond");
-        }
-        if let Ok(mut owned) = OWNED.lock() {
-            owned.retain(|p| !p.starts_with(&dir));
+        match self.stop_dir(&dir) {
+            Ok(()) => self.ledger.released(&dir),
+            Err(e) => tracing::warn!(error = %e, "DAMON: cannot stop tierd's kdamond"),
         }
         // Shrinking nr_kdamonds recreates every directory: only do it when ours is
         // the sole one, so no peer configuration is lost.
@@ -244,21 +254,23 @@ impl SysfsKdamond {
     }
 }
 
-/// Stops every kdamond this process started. Called by `main` at shutdown, since
-/// the sampling thread may not get to drop its [`SysfsKdamond`] before exit.
+/// Stops every kdamond this process started and forgets the ones that stopped.
+/// Called by `main` at shutdown, since the sampling thread may not get to drop its
+/// [`SysfsKdamond`] before exit.
 pub fn release_all() {
-    let owned = match OWNED.lock() {
-        Ok(o) => o.clone(),
-        Err(e) => e.into_inner().clone(),
-    };
-    for state in owned {
-        if read(&state).is_ok_and(|s| s == "on") {
-            match write(&state, "off") {
-                Ok(()) => {
-                    tracing::info!(kdamond = %state.display(), "DAMON: stopped tierd's kdamond")
-                }
-                Err(e) => tracing::warn!(error = %e, "DAMON: cannot stop tierd's kdamond"),
-            }
+    let ledger = ledger::global();
+    for dir in ledger.dirs() {
+        let state = dir.join("state");
+        let res = if read(&state).is_ok_and(|s| s == "on") {
+            write(&state, "off").map(
+                |()| tracing::info!(kdamond = %dir.display(), "DAMON: stopped tierd's kdamond"),
+            )
+        } else {
+            Ok(())
+        };
+        match res {
+            Ok(()) => ledger.released(&dir),
+            Err(e) => tracing::warn!(error = %e, "DAMON: cannot stop tierd's kdamond"),
         }
     }
 }
@@ -286,16 +298,18 @@ mod tests {
         t
     }
 
+    const ATTRS: Attrs = Attrs {
+        sample_us: 5000,
+        aggr_us: 100_000,
+        min_regions: 10,
+        max_regions: 1000,
+    };
+
     #[test]
     fn appends_its_own_kdamond_and_writes_targets() {
         let t = admin(1);
-        let mut k = SysfsKdamond::new(t.path());
-        let a = Attrs {
-            sample_us: 5000,
-            aggr_us: 100_000,
-            min_regions: 10,
-            max_regions: 1000,
-        };
+        let mut k = SysfsKdamond::with_ledger(t.path(), Ledger::default());
+        let a = ATTRS;
         assert_eq!(k.apply(&[100, 200], &a).unwrap(), 4242);
         let d = t.path().join("1");
         let r = |p: &str| std::fs::read_to_string(d.join(p)).unwrap();
@@ -317,5 +331,78 @@ mod tests {
             std::fs::read_to_string(t.path().join("nr_kdamonds")).unwrap(),
             "2"
         );
+    }
+
+    fn nr_kdamonds(t: &tempfile::TempDir) -> String {
+        std::fs::read_to_string(t.path().join("nr_kdamonds")).unwrap()
+    }
+
+    #[test]
+    fn a_killed_tierds_kdamond_is_stopped_and_reused_by_the_next() {
+        let t = admin(1);
+        // A peer's kdamond 0 runs (not tierd's: never recorded).
+        std::fs::create_dir_all(t.path().join("0")).unwrap();
+        std::fs::write(t.path().join("0/state"), "on\n").unwrap();
+        std::fs::write(t.path().join("0/pid"), "777\n").unwrap();
+        let file = t.path().join("state/persist/kdamonds.json");
+
+        // The first tierd starts its kdamond (1) and is killed: nothing is dropped.
+        let first = Ledger::default();
+        assert_eq!(first.recover(&file), ledger::Recovery::default());
+        let mut k = SysfsKdamond::with_ledger(t.path(), first);
+        assert_eq!(k.apply(&[100], &ATTRS).unwrap(), 4242);
+        assert!(file.exists(), "recorded while it runs");
+        std::mem::forget(k);
+        let d = t.path().join("1");
+        assert_eq!(std::fs::read_to_string(d.join("state")).unwrap(), "on");
+        assert_eq!(nr_kdamonds(&t), "2");
+
+        // The next start stops it, and only it.
+        let next = Ledger::default();
+        let r = next.recover(&file);
+        assert_eq!(r.stopped, vec![d.clone()]);
+        assert_eq!(std::fs::read_to_string(d.join("state")).unwrap(), "off");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("0/state")).unwrap(),
+            "on\n"
+        );
+        // Its own kdamond reuses the stopped directory: nr_kdamonds is not written (the
+        // kernel would refuse with EBUSY while the peer's kdamond runs).
+        let mut k = SysfsKdamond::with_ledger(t.path(), next.clone());
+        k.apply(&[200], &ATTRS).unwrap();
+        assert_eq!(nr_kdamonds(&t), "2");
+        assert_eq!(std::fs::read_to_string(d.join("state")).unwrap(), "on");
+        assert_eq!(
+            std::fs::read_to_string(d.join("contexts/0/targets/0/pid_target")).unwrap(),
+            "200"
+        );
+        assert_eq!(next.dirs(), vec![d.clone()]);
+        // A clean exit stops it and leaves no record.
+        drop(k);
+        assert_eq!(std::fs::read_to_string(d.join("state")).unwrap(), "off");
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_recorded_kdamond_with_another_kthread_is_left_alone() {
+        let t = admin(1);
+        let file = t.path().join("kdamonds.json");
+        let d = t.path().join("1");
+        std::fs::write(d.join("state"), "on\n").unwrap();
+        // Recorded with kthread 1111, but the running one is 4242: another tool's now.
+        let entry = r#"{"version":1,"kdamonds":[{"dir":"DIR","kthread":1111}]}"#
+            .replace("DIR", &d.display().to_string());
+        std::fs::write(&file, entry).unwrap();
+        let l = Ledger::default();
+        let r = l.recover(&file);
+        assert!(r.stopped.is_empty());
+        assert_eq!(r.left, vec![d.clone()]);
+        assert_eq!(std::fs::read_to_string(d.join("state")).unwrap(), "on\n");
+        assert_eq!(l.take_adoptable(), None);
+        // Recorded without a kthread (tierd died while turning it on): ours.
+        let entry = r#"{"version":1,"kdamonds":[{"dir":"DIR","kthread":null}]}"#
+            .replace("DIR", &d.display().to_string());
+        std::fs::write(&file, entry).unwrap();
+        assert_eq!(Ledger::default().recover(&file).stopped, vec![d]);
     }
 }

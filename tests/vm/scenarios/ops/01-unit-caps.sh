@@ -26,6 +26,7 @@ caps=$(sed -n 's/^CapabilityBoundingSet=//p' $unit)
 bset=$(echo "$caps" | tr ' ' '\n' | awk 'NF { sub(/^CAP_/, ""); printf "%s+%s", s, tolower($0); s = "," }')
 capnum() {
 	case $1 in
+	CAP_SETGID) echo 6 ;; CAP_SETUID) echo 7 ;;
 	CAP_SYS_PTRACE) echo 19 ;; CAP_SYS_ADMIN) echo 21 ;; CAP_SYS_NICE) echo 23 ;;
 	CAP_PERFMON) echo 38 ;; CAP_BPF) echo 39 ;; *) fail "no number for $1" ;;
 	esac

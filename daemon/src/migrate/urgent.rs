@@ -1,0 +1,131 @@
+//! The latency-first lane: a client's PREFETCH or PIN_FAST promotion of a few blocks,
+//! which must land within its deadline (target p99 10 ms).
+//!
+//! Called by the protocol's `tierd-prefetch` thread. A background job
+//! ([`MigrationEngine::run`]) re-reads the topology and the process's maps first, which
+//! costs tens of ms under emulation; this lane takes the destination's free memory from
+//! the caller's cache instead, and has its own MB/s bucket (`migrate.prefetch_rate_mbps`)
+//! so a prefetch never queues behind background migrations. It keeps the engine's other
+//! rules: the headroom check, batches of `migrate.batch_pages`, and the same accounting
+//! (moved pages and bytes, failures by errno) as every other move.
+
+use super::engine::{MigrationEngine, UNTOUCHED};
+use super::{errno, MoveError};
+
+/// Pages of one process to move to one node at once.
+#[derive(Debug, Clone, Copy)]
+pub struct UrgentJob<'a> {
+    pub pid: i32,
+    /// Page addresses.
+    pub pages: &'a [u64],
+    pub to: u32,
+    /// The destination's free bytes (the caller's cache).
+    pub free_bytes: u64,
+    /// Free bytes the destination must keep after the move.
+    pub floor_bytes: u64,
+}
+
+/// What became of an urgent job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrgentOutcome {
+    /// Not attempted: the destination would fall below its floor.
+    NoHeadroom,
+    /// Per page: the node it is on now, or a negative errno (`-ESRCH`: the process
+    /// went away).
+    Moved(Vec<i32>),
+}
+
+impl MigrationEngine {
+    /// Moves `job.pages` to `job.to` now (see the module doc).
+    pub fn run_urgent(&self, job: &UrgentJob) -> UrgentOutcome {
+        let page = self.page_size();
+        let bytes = job.pages.len() as u64 * page;
+        if job.free_bytes < job.floor_bytes.saturating_add(bytes) {
+            return UrgentOutcome::NoHeadroom;
+        }
+        self.urgent_bucket().acquire(bytes);
+        let nodes = vec![job.to as i32; job.pages.len()];
+        let mut status = vec![UNTOUCHED; job.pages.len()];
+        let batch = self.batch_pages();
+        for ((a, n), s) in job
+            .pages
+            .chunks(batch)
+            .zip(nodes.chunks(batch))
+            .zip(status.chunks_mut(batch))
+        {
+            match self.mover().move_pages(job.pid, a, n, s) {
+                Ok(()) => {}
+                Err(MoveError::NoSuchProcess(_)) => s.fill(-libc::ESRCH),
+                Err(e) => {
+                    tracing::debug!(pid = job.pid, error = %e, "urgent move failed");
+                    s.fill(-libc::ESRCH);
+                }
+            }
+        }
+        let moved = status.iter().filter(|&&s| s == job.to as i32).count() as u64;
+        let mut failed = std::collections::BTreeMap::new();
+        for &s in status.iter().filter(|&&s| s != job.to as i32) {
+            let key = match s {
+                UNTOUCHED => "NOT_MIGRATED".to_string(),
+                s if s < 0 => errno::name(s),
+                _ => "NOT_MIGRATED".to_string(),
+            };
+            *failed.entry(key).or_default() += 1;
+        }
+        self.account(moved, &failed);
+        for s in status.iter_mut().filter(|s| **s == UNTOUCHED) {
+            *s = -libc::EAGAIN;
+        }
+        UrgentOutcome::Moved(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::fake::FakeMover;
+    use crate::topology::fake::FakeTopology;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use tierd_config::MigrateConfig;
+
+    #[test]
+    fn urgent_moves_are_checked_for_room_and_counted_like_any_other() {
+        // Pages 0..8 of one process on node 1; page 3 pinned (EBUSY).
+        let pages: Vec<u64> = (0..8).map(|i| i * 4096).collect();
+        let mover = Arc::new(
+            FakeMover::new()
+                .with_pages(1, pages.iter().copied(), 1)
+                .with_pinned([3 * 4096]),
+        );
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0], 1 << 30, 0),
+            (1, &[], 1 << 30, 1),
+        ]));
+        let cfg = MigrateConfig {
+            batch_pages: 3,
+            ..MigrateConfig::default()
+        };
+        let e = MigrationEngine::new(mover.clone(), topo, cfg);
+        let page = e.page_size();
+        let job = |free| UrgentJob {
+            pid: 1,
+            pages: &pages,
+            to: 0,
+            free_bytes: free,
+            floor_bytes: 4096,
+        };
+        assert_eq!(e.run_urgent(&job(8 * page)), UrgentOutcome::NoHeadroom);
+        assert!(
+            pages.iter().all(|&a| mover.node_of(1, a) == Some(1)),
+            "nothing moved"
+        );
+        let UrgentOutcome::Moved(status) = e.run_urgent(&job(1 << 20)) else {
+            panic!("not moved");
+        };
+        assert_eq!(status, vec![0, 0, 0, -libc::EBUSY, 0, 0, 0, 0]);
+        assert_eq!(e.counters.moved_pages.load(Ordering::Relaxed), 7);
+        assert_eq!(e.counters.moved_bytes.load(Ordering::Relaxed), 7 * page);
+        assert_eq!(e.counters.failed.lock().unwrap().get("EBUSY"), Some(&1));
+    }
+}

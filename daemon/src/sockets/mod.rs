@@ -95,16 +95,16 @@ pub fn spawn(
 /// per CPU, pidfds of managed processes, region and pool memfds (a generous bound).
 const FDS_BESIDES_CONNECTIONS: u64 = 1024;
 
-/// At start: raises the soft `RLIMIT_NOFILE` to what the connection limits can use (a
-/// control connection holds one descriptor, a client connection two: its socket and
-/// the peer's pidfd), as far as the hard limit allows, and warns when that is not
+/// At start: raises the soft `RLIMIT_NOFILE` to what the connection limits can use
+/// (every connection holds two descriptors: its socket and the peer's pidfd), as far as
+/// the hard limit allows, and warns when that is not
 /// enough. systemd's default soft limit is 1024 (for select(2), which tierd does not
 /// use) with a much higher hard limit; the unit sets `LimitNOFILE` anyway. Past the
 /// limit connections are still refused cleanly ("out of file descriptors"), but the
 /// limits would not be the ones in the config.
 pub fn check_fd_budget(cfg: &tierd_config::Config) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let need = u64::from(cfg.daemon.max_connections)
+    let need = 2 * u64::from(cfg.daemon.max_connections)
         + 2 * u64::from(cfg.client.max_connections)
         + FDS_BESIDES_CONNECTIONS;
     let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {

@@ -665,11 +665,11 @@ fn a_slow_writer_is_cut_without_blocking_others() {
         error.message
     );
     assert!(
-        cut >= Duration::from_millis(900) && cut < Duration::from_secs(3),
+        cut >= Duration::from_millis(900) && cut < Duration::from_secs(10),
         "cut after {cut:?}"
     );
     assert!(
-        others[others.len() - 1] < Duration::from_millis(500),
+        others[others.len() - 1] < Duration::from_millis(900),
         "{others:?}"
     );
 

@@ -11,7 +11,8 @@
 //! reused). Called by the control socket (its caller and every pid a request names) and
 //! the client protocol (its peer), on their connection threads.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use crate::proc::pidfd::PidFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// `SO_PEERPIDFD` (include/uapi/asm-generic/socket.h; Linux 6.5).
@@ -110,25 +111,14 @@ impl Creds {
 /// One process, pinned.
 #[derive(Debug)]
 pub struct Process {
-    pid: i32,
-    fd: OwnedFd,
+    pidfd: PidFd,
 }
 
 impl Process {
     /// Pins the process that holds `pid` now.
     pub fn open(pid: i32) -> Result<Process, ProcessError> {
-        if pid <= 0 {
-            return Err(ProcessError::NoSuchProcess(pid));
-        }
-        // SAFETY: pidfd_open takes (pid_t, unsigned int flags) and returns a new fd or -1.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
-        if rc < 0 {
-            return Err(ProcessError::NoSuchProcess(pid));
-        }
-        // SAFETY: rc is a freshly created fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(rc as i32) };
-        Ok(Process { pid, fd })
+        let pidfd = PidFd::open(pid).map_err(|_| ProcessError::NoSuchProcess(pid))?;
+        Ok(Process { pidfd })
     }
 
     /// Pins the peer of a connected Unix socket. `pid` is its `SO_PEERCRED` pid and
@@ -154,7 +144,9 @@ impl Process {
         if rc == 0 && pidfd >= 0 {
             // SAFETY: the kernel installed a new pidfd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-            let p = Process { pid, fd };
+            let p = Process {
+                pidfd: PidFd::from_owned(pid, fd),
+            };
             return if p.alive() {
                 Ok(p)
             } else {
@@ -170,23 +162,16 @@ impl Process {
     }
 
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.pidfd.pid()
     }
 
     pub fn pidfd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.pidfd.as_fd()
     }
 
     /// False once the process has exited (its pidfd polls readable).
     pub fn alive(&self) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
-        !(rc > 0 && (pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR)) != 0)
+        !self.pidfd.exited()
     }
 
     /// `Err(Exited)` once the process has exited: call after reading anything by pid.
@@ -194,14 +179,14 @@ impl Process {
         if self.alive() {
             Ok(())
         } else {
-            Err(ProcessError::Exited(self.pid))
+            Err(ProcessError::Exited(self.pid()))
         }
     }
 
     fn read(&self, rel: &str) -> Result<String, ProcessError> {
-        let path = PathBuf::from(format!("/proc/{}/{rel}", self.pid));
+        let path = PathBuf::from(format!("/proc/{}/{rel}", self.pid()));
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ProcessError::Exited(self.pid),
+            std::io::ErrorKind::NotFound => ProcessError::Exited(self.pid()),
             _ => ProcessError::Proc {
                 path: path.clone(),
                 msg: e.to_string(),
@@ -215,7 +200,7 @@ impl Process {
     pub fn start_ticks(&self) -> Result<u64, ProcessError> {
         let stat = self.read("stat")?;
         parse_start_ticks(&stat).ok_or_else(|| ProcessError::Proc {
-            path: format!("/proc/{}/stat", self.pid).into(),
+            path: format!("/proc/{}/stat", self.pid()).into(),
             msg: "no start time".into(),
         })
     }
@@ -224,10 +209,10 @@ impl Process {
     pub fn creds(&self) -> Result<Creds, ProcessError> {
         let text = self.read("status")?;
         let mut c = Creds::parse_status(&text).map_err(|msg| ProcessError::Proc {
-            path: format!("/proc/{}/status", self.pid).into(),
+            path: format!("/proc/{}/status", self.pid()).into(),
             msg,
         })?;
-        c.user_ns = user_ns_of(&format!("/proc/{}/ns/user", self.pid)).unwrap_or(0);
+        c.user_ns = user_ns_of(&format!("/proc/{}/ns/user", self.pid())).unwrap_or(0);
         self.verify()?;
         Ok(c)
     }
@@ -265,6 +250,7 @@ pub fn boot_ticks() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     const STATUS: &str = "Name:\tsleep\nUmask:\t0022\nState:\tS (sleeping)\n\
         Uid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\nFDSize:\t64\n\

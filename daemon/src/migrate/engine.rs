@@ -17,6 +17,15 @@ use std::time::Instant;
 use tierd_api::{AddrRange, MigrateReply};
 use tierd_config::MigrateConfig;
 
+/// How a page that did not reach its node is counted: the errno the kernel gave it,
+/// or `NOT_MIGRATED` (left untouched, or left on another node).
+pub(super) fn failure_key(status: i32) -> String {
+    match status {
+        s if s < 0 && s != UNTOUCHED => errno::name(s),
+        _ => "NOT_MIGRATED".to_string(),
+    }
+}
+
 /// Status value the kernel leaves untouched for pages it did not attempt.
 pub(super) const UNTOUCHED: i32 = i32::MIN;
 
@@ -284,9 +293,7 @@ impl MigrationEngine {
             } else {
                 let key = match st {
                     UNTOUCHED if full.is_some() => "ENOMEM".to_string(),
-                    UNTOUCHED => "NOT_MIGRATED".to_string(),
-                    s if s < 0 => errno::name(s),
-                    _ => "NOT_MIGRATED".to_string(),
+                    st => failure_key(st),
                 };
                 *reply.failed_pages.entry(key).or_default() += u.pages;
             }

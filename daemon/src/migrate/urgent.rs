@@ -9,8 +9,8 @@
 //! rules: the headroom check, batches of `migrate.batch_pages`, and the same accounting
 //! (moved pages and bytes, failures by errno) as every other move.
 
-use super::engine::{MigrationEngine, UNTOUCHED};
-use super::{errno, MoveError};
+use super::engine::{failure_key, MigrationEngine, UNTOUCHED};
+use super::MoveError;
 
 /// Pages of one process to move to one node at once.
 #[derive(Debug, Clone, Copy)]
@@ -65,12 +65,7 @@ impl MigrationEngine {
         let moved = status.iter().filter(|&&s| s == job.to as i32).count() as u64;
         let mut failed = std::collections::BTreeMap::new();
         for &s in status.iter().filter(|&&s| s != job.to as i32) {
-            let key = match s {
-                UNTOUCHED => "NOT_MIGRATED".to_string(),
-                s if s < 0 => errno::name(s),
-                _ => "NOT_MIGRATED".to_string(),
-            };
-            *failed.entry(key).or_default() += 1;
+            *failed.entry(failure_key(s)).or_default() += 1;
         }
         self.account(moved, &failed);
         for s in status.iter_mut().filter(|s| **s == UNTOUCHED) {

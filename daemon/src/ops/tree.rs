@@ -138,22 +138,20 @@ impl StateTree {
     }
 }
 
-/// Writes `value` + newline to `path` atomically (temp file + rename), unless the file
-/// already holds exactly that.
+/// Writes `value` + newline to `path` atomically ([`crate::persist::write_atomic`]),
+/// unless the file already holds exactly that.
 fn put(path: &Path, value: &str) -> Result<(), TreeError> {
     let text = format!("{value}\n");
     if fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(());
     }
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, text).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+    crate::persist::write_atomic(path, text.as_bytes()).map_err(|e| match e {
+        crate::persist::PersistError::Io { path, source } => TreeError::Io { path, source },
+        other => TreeError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(other.to_string()),
+        },
+    })
 }
 
 fn remove_file(path: &Path) -> Result<(), TreeError> {

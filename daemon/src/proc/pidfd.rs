@@ -26,8 +26,17 @@ impl PidFd {
         Ok(PidFd { pid, fd })
     }
 
+    /// Takes a pidfd the kernel handed over another way (`SO_PEERPIDFD`).
+    pub fn from_owned(pid: i32, fd: OwnedFd) -> PidFd {
+        PidFd { pid, fd }
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
     }
 
     /// True once the process has exited (the pidfd polls readable).
@@ -39,7 +48,7 @@ impl PidFd {
         };
         // SAFETY: one valid pollfd, zero timeout.
         let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
-        rc > 0 && (pfd.revents & (libc::POLLIN | libc::POLLHUP)) != 0
+        rc > 0 && (pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR)) != 0
     }
 }
 

@@ -9,23 +9,18 @@
 //! On a one-node host tierd runs in monitor-only mode, which still scans placement
 //! when a process becomes managed and every 5 s after.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tierd_api::{PlacementReply, Request, Response, StatusReply};
+use tierd_api::{PlacementReply, Request, StatusReply};
+
+#[path = "common/control.rs"]
+mod control;
+use control::{ok, Killed};
 
 const RESERVED: usize = 16 << 40;
 const TOUCHED: usize = 64 << 20;
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A forked child holding the reservation and the touched memory until killed; its
 /// pid. After fork only raw syscalls and plain stores run in the child.
@@ -78,24 +73,6 @@ fn holder() -> libc::pid_t {
     pid
 }
 
-fn call(socket: &std::path::Path, req: &Request) -> Response {
-    let mut s = UnixStream::connect(socket).expect("connect control socket");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut line = serde_json::to_vec(req).unwrap();
-    line.push(b'\n');
-    s.write_all(&line).unwrap();
-    let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply {reply:?}: {e}"))
-}
-
-fn ok<T: serde::de::DeserializeOwned>(socket: &std::path::Path, req: &Request) -> T {
-    match call(socket, req) {
-        Response::Ok { result, .. } => serde_json::from_value(result).unwrap(),
-        Response::Err { error, .. } => panic!("{req:?} refused: {error:?}"),
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let mut s = String::new();
     std::fs::File::open(format!("/proc/{pid}/status"))
@@ -123,7 +100,7 @@ fn a_16_tib_reservation_costs_tierd_what_its_resident_pages_cost() {
     .unwrap();
     let socket = d.join("tierd.sock");
     let log = std::fs::File::create(d.join("tierd.log")).unwrap();
-    let tierd = Kill(
+    let tierd = Killed(
         Command::new(env!("CARGO_BIN_EXE_tierd"))
             .arg("--config")
             .arg(&cfg)

@@ -22,26 +22,23 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tierd_api::{ErrorKind, Request, Response, StatusReply};
 use tierd_client::wire;
+
+#[path = "common/control.rs"]
+mod control;
+use control::Killed;
 
 /// The sockets' group and the first test uid: unused ids, no passwd entries needed.
 const GID: u32 = 40_000;
 const UID0: u32 = 41_000;
 
 struct Daemon {
-    child: Child,
+    child: Killed,
     dir: tempfile::TempDir,
     log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Daemon {
@@ -88,7 +85,7 @@ impl Daemon {
             });
         }
         let t = Daemon {
-            child: cmd.spawn().unwrap(),
+            child: Killed(cmd.spawn().unwrap()),
             dir,
             log,
         };
@@ -130,7 +127,7 @@ impl Daemon {
     }
 
     fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child.0.id() as i32
     }
 
     fn log_text(&self) -> String {
@@ -742,15 +739,26 @@ fn a_slow_writer_is_cut_without_blocking_others() {
 #[test]
 fn out_of_descriptors_refuses_without_spinning() {
     let t = Daemon::start("", "", 65_536);
-    // Lower tierd's open-file limit to what it holds at rest plus a few (other threads
-    // open files now and then: take the least of a few looks).
-    let open = (0..10)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            t.open_fds() as u64
-        })
-        .min()
-        .unwrap();
+    // Lower tierd's open-file limit to what it holds at rest plus a few. At rest: once
+    // its start-up is over (the sampling backends load their BPF objects and DAMON
+    // after the sockets answer, and keep those descriptors), i.e. the count has not
+    // changed for a second; other threads open files now and then, so the least of
+    // the last looks.
+    let mut looks: Vec<u64> = Vec::new();
+    let t0 = Instant::now();
+    while looks.len() < 10
+        || looks[looks.len() - 10..]
+            .iter()
+            .any(|&n| n != looks[looks.len() - 1])
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "tierd's descriptors never settle"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        looks.push(t.open_fds() as u64);
+    }
+    let open = *looks[looks.len() - 10..].iter().min().unwrap();
     let lim = libc::rlimit {
         rlim_cur: open + 8,
         rlim_max: nofile_limit(t.pid()).rlim_max,

@@ -6,48 +6,36 @@
 //! `tierctl --json` prints), SIGHUP reload of a changed value, a broken config refused
 //! with the old one kept and the managed process kept, and a clean stop.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tierd_api::{ConfigReply, Request, Response, StatusReply, TiersReply};
 
+#[path = "common/control.rs"]
+mod control;
+use control::{call, ok, Killed};
+
 struct Daemon {
-    child: Child,
+    child: Killed,
     socket: PathBuf,
     state: PathBuf,
     log: PathBuf,
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Daemon {
     fn call(&self, req: &Request) -> Response {
-        let mut s = UnixStream::connect(&self.socket).expect("connect control socket");
-        let mut line = serde_json::to_vec(req).unwrap();
-        line.push(b'\n');
-        s.write_all(&line).unwrap();
-        let mut reply = String::new();
-        BufReader::new(s).read_line(&mut reply).unwrap();
-        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply {reply:?}: {e}"))
+        call(&self.socket, req)
     }
 
     fn ok<T: serde::de::DeserializeOwned>(&self, req: &Request) -> T {
-        match self.call(req) {
-            Response::Ok { result, .. } => serde_json::from_value(result).unwrap(),
-            Response::Err { error, .. } => panic!("{req:?} refused: {error:?}"),
-        }
+        ok(&self.socket, req)
     }
 
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        let rc = unsafe { libc::kill(self.child.0.id() as i32, sig) };
         assert_eq!(rc, 0, "kill({sig})");
     }
 
@@ -153,7 +141,7 @@ fn notify_metrics_state_tree_reload_and_stop() {
         .spawn()
         .unwrap();
     let t = Daemon {
-        child,
+        child: Killed(child),
         socket: d.join("tierd.sock"),
         state: d.join("state"),
         log,
@@ -338,7 +326,7 @@ fn notify_metrics_state_tree_reload_and_stop() {
     wait_notify(&notify, &mut seen, "STOPPING=1");
     let end = Instant::now() + Duration::from_secs(10);
     let code = loop {
-        if let Some(s) = t.child.try_wait().unwrap() {
+        if let Some(s) = t.child.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < end, "tierd did not stop");

@@ -9,184 +9,25 @@
 //! refusal message, and the metrics counter. Needs root (skipped otherwise); callers and
 //! targets are forked from this test and take their credentials with raw syscalls.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tierd_api::{ErrorKind, MetricsReply, Request, Response};
 
-#[derive(Debug, Clone, Copy)]
-struct Spec {
-    name: &'static str,
-    uid: (u32, u32, u32),
-    gid: (u32, u32, u32),
-    dumpable: bool,
-    keep_caps: bool,
-}
+/// This binary's scratch uids ([`scratch`]).
+const SCRATCH_UID_BASE: u32 = 64_200;
 
-const fn plain(name: &'static str, id: u32) -> Spec {
-    Spec {
-        name,
-        uid: (id, id, id),
-        gid: (id, id, id),
-        dumpable: true,
-        keep_caps: false,
-    }
-}
+#[path = "common/control.rs"]
+mod control;
+use control::{call, Killed};
 
-const ROOT: Spec = plain("root", 0);
-const A: Spec = plain("user-a", 64_201);
-const B: Spec = plain("user-b", 64_202);
-const A_NODUMP: Spec = Spec {
-    name: "a-nondumpable",
-    dumpable: false,
-    ..A
-};
-const A_SETUID: Spec = Spec {
-    name: "a-setuid-root",
-    uid: (64_201, 0, 0),
-    dumpable: false,
-    ..A
-};
-const A_SAVED_ROOT: Spec = Spec {
-    name: "a-saved-uid-0",
-    uid: (64_201, 64_201, 0),
-    ..A
-};
-const A_CAPABLE: Spec = Spec {
-    name: "a-capable",
-    keep_caps: true,
-    ..A
-};
-
-/// # Safety
-/// Only in a fork child (raw syscalls; the test process has threads).
-unsafe fn become_spec(s: &Spec) {
-    type L = libc::c_long;
-    // SAFETY: raw syscalls with no memory but a null group list.
-    unsafe {
-        libc::syscall(libc::SYS_setgroups, 0 as L, std::ptr::null::<libc::gid_t>());
-        if s.keep_caps {
-            libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_SET_KEEPCAPS as L,
-                1 as L,
-                0 as L,
-                0 as L,
-                0 as L,
-            );
-        }
-        libc::syscall(
-            libc::SYS_setresgid,
-            s.gid.0 as L,
-            s.gid.1 as L,
-            s.gid.2 as L,
-        );
-        libc::syscall(
-            libc::SYS_setresuid,
-            s.uid.0 as L,
-            s.uid.1 as L,
-            s.uid.2 as L,
-        );
-        libc::syscall(
-            libc::SYS_prctl,
-            libc::PR_SET_DUMPABLE as L,
-            s.dumpable as L,
-            0 as L,
-            0 as L,
-            0 as L,
-        );
-    }
-}
-
-/// A sleeping process with `spec`'s credentials, killed on drop.
-struct Scratch {
-    spec: Spec,
-    pid: i32,
-}
-
-impl Scratch {
-    fn spawn(spec: Spec) -> Scratch {
-        // SAFETY: the child makes raw syscalls only and never returns.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: fork child.
-            unsafe {
-                become_spec(&spec);
-                loop {
-                    libc::pause();
-                }
-            }
-        }
-        wait_until("scratch credentials", || {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .is_ok_and(|s| s.contains(&format!("Uid:\t{}\t", spec.uid.0)))
-        });
-        Scratch { spec, pid }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // SAFETY: kill and reap our own child.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-        }
-    }
-}
-
-/// Runs `f` in a fork child with `spec`'s credentials; returns its exit code.
-/// `f` must make raw syscalls only.
-fn in_child(spec: &Spec, f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child takes on the spec, runs `f` (raw syscalls) and _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        // SAFETY: fork child.
-        unsafe {
-            become_spec(spec);
-            libc::_exit(f())
-        }
-    }
-    let mut ws = 0;
-    // SAFETY: reaps our own child.
-    unsafe { libc::waitpid(pid, &mut ws, 0) };
-    assert!(libc::WIFEXITED(ws), "child {ws:#x}");
-    libc::WEXITSTATUS(ws)
-}
-
-/// The kernel's verdict: may `caller` move_pages(target)?
-fn kernel_says(caller: &Spec, target: i32) -> bool {
-    let page = [0usize];
-    let mut status = [0 as libc::c_int];
-    let code = in_child(caller, || {
-        // SAFETY: move_pages in query mode on our own arrays.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_move_pages,
-                target as libc::c_long,
-                1 as libc::c_long,
-                page.as_ptr(),
-                std::ptr::null::<libc::c_int>(),
-                status.as_mut_ptr(),
-                0 as libc::c_long,
-            )
-        };
-        // SAFETY: reads this thread's errno.
-        if rc == 0 {
-            0
-        } else {
-            unsafe { *libc::__errno_location() }
-        }
-    });
-    assert!(code == 0 || code == libc::EPERM, "{}: {code}", caller.name);
-    code == 0
-}
+#[path = "common/scratch.rs"]
+mod scratch;
+use scratch::*;
 
 /// Sends `reqs` on one control connection as `spec`; returns the replies. The child
 /// only makes raw calls on buffers prepared here.
@@ -283,16 +124,10 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 struct Daemon {
-    child: Child,
+    /// Killed with the test.
+    _child: Killed,
     socket: PathBuf,
     log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Daemon {
@@ -322,17 +157,15 @@ impl Daemon {
         wait_until("control socket", || UnixStream::connect(&socket).is_ok());
         // The socket's group would admit users in production; here, everyone.
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-        Daemon { child, socket, log }
+        Daemon {
+            _child: Killed(child),
+            socket,
+            log,
+        }
     }
 
     fn call(&self, req: &Request) -> Response {
-        let mut s = UnixStream::connect(&self.socket).unwrap();
-        let mut line = serde_json::to_vec(req).unwrap();
-        line.push(b'\n');
-        s.write_all(&line).unwrap();
-        let mut reply = String::new();
-        BufReader::new(s).read_line(&mut reply).unwrap();
-        serde_json::from_str(&reply).unwrap()
+        call(&self.socket, req)
     }
 }
 

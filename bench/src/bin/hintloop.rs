@@ -20,6 +20,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tierd_bench::mem::{checksum, fill, Region, Thp};
 use tierd_client::{Client, HintKind};
 
 static REPORT: AtomicBool = AtomicBool::new(false);
@@ -31,12 +32,6 @@ extern "C" fn on_usr1(_: libc::c_int) {
 
 extern "C" fn on_term(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
-}
-
-fn checksum(buf: &[u64]) -> u64 {
-    buf.iter().fold(0xcbf29ce484222325u64, |h, &w| {
-        (h ^ w).wrapping_mul(0x100000001b3)
-    })
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
@@ -62,37 +57,24 @@ fn main() -> anyhow::Result<()> {
         block >= 4096 && (len as u64).is_multiple_of(block),
         "--mb must be a multiple of --block-kb"
     );
-    // SAFETY: anonymous private mapping, no fd; checked for MAP_FAILED below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    anyhow::ensure!(p != libc::MAP_FAILED, "mmap {mb} MiB failed");
-    // SAFETY: the mapping is len bytes, readable and writable, and lives until exit.
-    let buf = unsafe { std::slice::from_raw_parts_mut(p as *mut u64, len / 8) };
-    for (i, w) in buf.iter_mut().enumerate() {
-        *w = (i as u64).wrapping_mul(0x9e3779b97f4a7c15) ^ 0x5a5a;
-    }
+    // THP advised as the system default (`always`) would give: this client's memory is
+    // migrated in the VM scenarios like any engine's.
+    let mut mem = Region::place(len, None, Thp::Huge)?;
+    fill(mem.words_mut(), 0x5a5a);
     // SAFETY: installing async-signal-safe handlers that only store to atomics.
     unsafe {
         libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
     }
     let client = Client::connect(socket.as_deref().map(std::path::Path::new))?;
-    let base = p as u64;
+    let base = mem.base();
     let region = client.register(base, len as u64, block)?;
     let mut out = std::io::stdout();
     writeln!(
         out,
         "range={base:#x}-{:#x} region={region} checksum={:x}",
         base + len as u64,
-        checksum(buf)
+        checksum(mem.words())
     )?;
     out.flush()?;
     let hot = (len as u64 / block / 4).max(1);
@@ -123,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             writeln!(
                 out,
                 "checksum={:x} connected={} reconnects={} live={} applied={applied}",
-                checksum(buf),
+                checksum(mem.words()),
                 now.0 as u8,
                 now.1,
                 now.2 as u8

@@ -238,6 +238,7 @@ impl Loop {
     fn refresh_placement(&mut self) {
         let d = self.d.clone();
         let topo = d.topology();
+        let cfg = d.config();
         let period = if d.mode() == Mode::Tiering {
             SCAN_PERIOD
         } else {
@@ -254,7 +255,6 @@ impl Loop {
             self.last_scan.insert(p.pid, Instant::now());
             // The worker may move pages while the query runs, which `scan::apply`
             // allows for; its outcomes reach the table before the scan's result does.
-            let cfg = d.config();
             let t = self.heat.table(p.pid, &cfg);
             let (granule, started) = (t.granule(), t.now_ms(Instant::now()));
             let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started).map(|q| {

@@ -738,6 +738,18 @@ fn a_slow_writer_is_cut_without_blocking_others() {
 
 #[test]
 fn out_of_descriptors_refuses_without_spinning() {
+    out_of_descriptors(8);
+}
+
+/// A held control connection costs tierd two descriptors (the socket and the peer's
+/// pidfd), so an odd number of spare ones runs out between the accept and the pidfd:
+/// that connection must be refused with a reason too, not dropped.
+#[test]
+fn out_of_descriptors_between_accept_and_pidfd_is_refused_politely() {
+    out_of_descriptors(9);
+}
+
+fn out_of_descriptors(spare: u64) {
     let t = Daemon::start("", "", 65_536);
     // Lower tierd's open-file limit to what it holds at rest plus a few. At rest: once
     // its start-up is over (the sampling backends load their BPF objects and DAMON
@@ -760,7 +772,7 @@ fn out_of_descriptors_refuses_without_spinning() {
     }
     let open = *looks[looks.len() - 10..].iter().min().unwrap();
     let lim = libc::rlimit {
-        rlim_cur: open + 8,
+        rlim_cur: open + spare,
         rlim_max: nofile_limit(t.pid()).rlim_max,
     };
     // SAFETY: prlimit on our child with a valid rlimit.

@@ -28,6 +28,16 @@ pub enum ProcessError {
     Reused { pid: i32 },
     #[error("{path}: {msg}")]
     Proc { path: PathBuf, msg: String },
+    /// tierd itself is out of descriptors or memory for the pidfd.
+    #[error("cannot pin process {pid}: {errno}")]
+    Resources { pid: i32, errno: nix::errno::Errno },
+}
+
+impl ProcessError {
+    /// The failure is tierd's (out of descriptors or memory), not the process's.
+    pub fn out_of_resources(&self) -> bool {
+        matches!(self, ProcessError::Resources { .. })
+    }
 }
 
 /// Real, effective, saved and filesystem ids (the order of `/proc/PID/status`).
@@ -117,7 +127,11 @@ pub struct Process {
 impl Process {
     /// Pins the process that holds `pid` now.
     pub fn open(pid: i32) -> Result<Process, ProcessError> {
-        let pidfd = PidFd::open(pid).map_err(|_| ProcessError::NoSuchProcess(pid))?;
+        use nix::errno::Errno;
+        let pidfd = PidFd::open(pid).map_err(|errno| match errno {
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM => ProcessError::Resources { pid, errno },
+            _ => ProcessError::NoSuchProcess(pid),
+        })?;
         Ok(Process { pidfd })
     }
 

@@ -76,6 +76,7 @@ fn proc_err(e: ProcessError) -> Response {
             ErrorKind::NoSuchProcess
         }
         ProcessError::Proc { .. } => ErrorKind::Internal,
+        ProcessError::Resources { .. } => ErrorKind::Busy,
     };
     err(kind, e.to_string())
 }

@@ -7,7 +7,7 @@
 //! and back-off are [`crate::sockets::accept`], which also says why connections get
 //! threads rather than a poll loop.
 
-use super::caller::Caller;
+use super::caller::{Caller, CallerError};
 use super::handlers::handle;
 use super::lines::{End, Limits as LineLimits, LineReader};
 use crate::sockets::limits::Evict;
@@ -67,9 +67,18 @@ impl accept::Server for Control {
     fn admit(&mut self, conn: OwnedFd) -> Admission {
         let caller = match Caller::from_socket(&conn) {
             Ok(c) => c,
+            // Answered, not dropped: the peer sees why (most often tierd is out of
+            // descriptors for the peer's pidfd, or the peer is exiting).
+            Err(CallerError::Process(e)) if e.out_of_resources() => {
+                return Admission::OutOfResources(conn)
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot identify the peer; dropping control connection");
-                return Admission::Taken;
+                return Admission::Refused(
+                    conn,
+                    busy(format!(
+                        "tierd cannot identify the peer of this connection ({e}); retry later"
+                    )),
+                )
             }
         };
         let cfg = self.daemon.config();

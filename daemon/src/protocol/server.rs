@@ -12,7 +12,7 @@
 //! half-sent request to wait for; a client that does not read its replies is dropped
 //! after `client.write_timeout_ms`.
 
-use super::session::Session;
+use super::session::{Session, SessionError};
 use super::Hub;
 use crate::sockets::{self, accept, Access, Admission, Gate, Limits, Permit, Refusal};
 use nix::sys::socket::{getsockopt, setsockopt, sockopt, SockType, UnixCredentials};
@@ -66,8 +66,13 @@ impl accept::Server for Clients {
         let creds = match getsockopt(&conn, sockopt::PeerCredentials) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "no peer credentials; dropping client connection");
-                return Admission::Taken;
+                return Admission::Refused(
+                    conn,
+                    refuse(
+                        e as i32,
+                        format!("tierd cannot read the peer's credentials ({e}); retry later"),
+                    ),
+                )
             }
         };
         let cfg = self.hub.daemon.config();
@@ -126,8 +131,14 @@ fn connection(
     let mut session = match Session::open(hub.clone(), &creds, fd.clone()) {
         Ok(s) => s,
         Err(e) => {
+            let SessionError::Peer { source, .. } = &e;
+            let errno = if source.out_of_resources() {
+                libc::EMFILE
+            } else {
+                libc::ESRCH
+            };
             let reply = Reply::Error {
-                errno: libc::ESRCH,
+                errno,
                 message: e.to_string(),
             };
             let _ = sock::send(&*fd, &reply.encode(0), None);

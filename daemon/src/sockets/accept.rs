@@ -67,6 +67,10 @@ pub enum Admission {
     Taken,
     /// Refused: the loop answers it and closes it.
     Refused(OwnedFd, Refusal),
+    /// tierd ran out of descriptors (or memory) after the accept, e.g. for the peer's
+    /// pidfd: answered with [`Server::out_of_fds`] and counted as an accept failure
+    /// (back-off, one log line per burst), as if the accept itself had failed.
+    OutOfResources(OwnedFd),
 }
 
 /// The socket-specific half of the loop.
@@ -100,6 +104,21 @@ fn answer(fd: &OwnedFd, refusal: Refusal, read: bool) {
         &out,
         MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
     );
+}
+
+/// Keeps a refused connection until its first request comes (or [`LINGER`] ends), or
+/// answers it now when [`MAX_LINGER`] are already waiting.
+fn linger(lingering: &mut Vec<Lingering>, fd: OwnedFd, refusal: Refusal) {
+    if lingering.len() < MAX_LINGER {
+        lingering.push(Lingering {
+            fd,
+            until: Instant::now() + LINGER,
+            refusal,
+            reserve: false,
+        });
+    } else {
+        answer(&fd, refusal, true);
+    }
 }
 
 /// One warning when a run of accept failures starts, one line when it ends, and the
@@ -254,27 +273,31 @@ pub fn run(
         for _ in 0..ACCEPT_BATCH {
             match accept(listener) {
                 Ok(fd) => {
-                    backoff.ok();
-                    if let Admission::Refused(fd, refusal) = server.admit(fd) {
-                        if let Some(held_back) = refusals.allow(Instant::now()) {
-                            tracing::warn!(
-                                socket,
-                                reason = %refusal.why,
-                                refused_since_last_line = held_back,
-                                "connection refused (one line per 10 s)"
-                            );
+                    let (fd, refusal) = match server.admit(fd) {
+                        Admission::Taken => {
+                            backoff.ok();
+                            continue;
                         }
-                        if lingering.len() < MAX_LINGER {
-                            lingering.push(Lingering {
-                                fd,
-                                until: Instant::now() + LINGER,
-                                refusal,
-                                reserve: false,
-                            });
-                        } else {
-                            answer(&fd, refusal, true);
+                        Admission::Refused(fd, refusal) => {
+                            backoff.ok();
+                            (fd, refusal)
                         }
+                        Admission::OutOfResources(fd) => {
+                            let d = backoff.fail(Errno::EMFILE);
+                            linger(&mut lingering, fd, server.out_of_fds());
+                            std::thread::sleep(d);
+                            break;
+                        }
+                    };
+                    if let Some(held_back) = refusals.allow(Instant::now()) {
+                        tracing::warn!(
+                            socket,
+                            reason = %refusal.why,
+                            refused_since_last_line = held_back,
+                            "connection refused (one line per 10 s)"
+                        );
                     }
+                    linger(&mut lingering, fd, refusal);
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,

@@ -81,6 +81,10 @@ if [[ -n $report_only ]]; then
 fi
 
 started=$SECONDS
+# Only an earlier run's directory (or an empty one) is emptied below.
+if [[ -d $out && -n $(ls -A "$out") && ! -e $out/meta.txt ]]; then
+  die "--out $out is not empty and holds no earlier run (meta.txt): choose another directory"
+fi
 
 # --- inputs first: a missing trace should not cost a build -----------------------
 mooncake=$traces/mooncake_conversation_trace.jsonl
@@ -109,10 +113,6 @@ cargo build --release --workspace
 build_s=$((SECONDS - build_started))
 bash tests/vm/setup.sh
 
-# Only an earlier run's directory (or an empty one) is emptied.
-if [[ -d $out && -n $(ls -A "$out") && ! -e $out/meta.txt ]]; then
-  die "--out $out is not empty and holds no earlier run (meta.txt): choose another directory"
-fi
 rm -rf "$out"
 mkdir -p "$out"
 meta=$out/meta.txt

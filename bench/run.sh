@@ -11,7 +11,8 @@
 #                   ../shared/traces beside the checkout); they are not in this
 #                   repository, see docs/benchmarks.md for where to get them
 #   --groups LIST   VM groups to boot (default both); a group left out shows as "not run"
-#   --out DIR       the run's results (default target/bench-run; emptied first)
+#   --out DIR       the run's results (default target/bench-run; an earlier run there
+#                   is replaced, any other non-empty directory refused)
 #   --report-only   no build, no boot: regenerate docs/bench/ and the tables of
 #                   docs/benchmarks.md from an earlier run in --out
 #   --no-deps       do not run tests/install-deps.sh / apt (the machine has them)
@@ -80,6 +81,10 @@ if [[ -n $report_only ]]; then
 fi
 
 started=$SECONDS
+# Only an earlier run's directory (or an empty one) is emptied below.
+if [[ -d $out && -n $(ls -A "$out") && ! -e $out/meta.txt ]]; then
+  die "--out $out is not empty and holds no earlier run (meta.txt): choose another directory"
+fi
 
 # --- inputs first: a missing trace should not cost a build -----------------------
 mooncake=$traces/mooncake_conversation_trace.jsonl

@@ -155,4 +155,21 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), err);
     }
+
+    /// `tierctl --json` prints what it decoded from tierd's reply: a float must come
+    /// back bit for bit from the line tierd wrote, which serde_json's default parser
+    /// does not guarantee (hence its `float_roundtrip` feature; found by fuzz/control).
+    #[test]
+    fn floats_survive_the_reply_line() {
+        for x in [
+            5.555555555555555e90,
+            5.555555555555554e90,
+            0.1 + 0.2,
+            1e-300 / 3.0,
+        ] {
+            let line = serde_json::to_string(&Response::ok(&x)).unwrap();
+            let back: Response = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, Response::ok(&x), "{x:e} -> {line}");
+        }
+    }
 }

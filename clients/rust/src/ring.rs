@@ -65,6 +65,18 @@ pub fn validate(e: &HintEntry, region: u32, nblocks: u64) -> Result<Hint, EntryE
             nblocks,
         });
     }
+    if kind == HintKind::Moved {
+        let to = e.to_block();
+        let disjoint = to + e.nblocks as u64 <= e.first_block
+            || e.first_block + e.nblocks as u64 <= to;
+        if to >= nblocks || e.nblocks as u64 > nblocks - to || !disjoint {
+            return Err(EntryError::Range {
+                first: to,
+                n: e.nblocks,
+                nblocks,
+            });
+        }
+    }
     Ok(Hint {
         kind,
         first_block: e.first_block,

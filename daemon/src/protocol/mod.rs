@@ -21,10 +21,12 @@
 
 pub mod apply;
 pub mod holders;
+pub mod pinned;
 pub mod placement;
 pub mod poller;
 pub mod pools;
 pub mod region;
+pub mod relocate;
 pub mod server;
 pub mod session;
 

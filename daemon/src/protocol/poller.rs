@@ -14,7 +14,10 @@
 
 use super::placement::Prefetch;
 use super::region::ShmRegion;
+use super::pinned::PinnedMap;
 use super::{apply, Hub, POLL_PERIOD};
+use crate::heat::{flags, Span};
+use tierd_client::ring::Hint;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,8 +91,15 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
         hints.push(h);
     }
     let mut relocated = false;
+    let pinned = r.is_pinned();
+    if pinned {
+        r.with_pinned(|m| follow(m, &hints));
+    }
     for h in &hints {
         match h.kind {
+            // A pinned region's blocks are never moved by tierd: the flags reach the
+            // pinned planner (next refresh) through the heat table.
+            HintKind::Prefetch | HintKind::PinFast if pinned => {}
             HintKind::Prefetch | HintKind::PinFast => {
                 // Full queue: the PREFETCH / PIN_FAST flags stay and the policy promotes.
                 let _ = hub.prefetch_tx.try_send(Prefetch {
@@ -112,20 +122,34 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     if relocated {
         r.bump_wanted();
     }
-    let ranges: Vec<(HintKind, AddrRange)> = hints
+    let ranges: Vec<(HintKind, AddrRange, AddrRange)> = hints
         .iter()
-        .map(|h| (h.kind, r.blocks(h.first_block, h.nblocks)))
+        .map(|h| {
+            let to = match h.kind {
+                HintKind::Moved => r.blocks(h.deadline_ms as u64, h.nblocks),
+                _ => AddrRange { start: 0, end: 0 },
+            };
+            (h.kind, r.blocks(h.first_block, h.nblocks), to)
+        })
         .collect();
     hub.daemon.heat.edit(r.owner.pid, move |t| {
         let now = t.now_ms(received);
         let (mut access, mut events) = (Vec::new(), Vec::new());
-        for (kind, range) in ranges {
+        for (kind, range, to) in ranges {
+            if pinned {
+                // Cells created by hints carry the flag the policy skips pinned memory by.
+                t.mark(range, Span::Touching, flags::PINNED, 0);
+            }
             if kind == HintKind::Access {
                 access.push(range);
                 continue;
             }
             apply::access_many(t, &access, now, &mut events);
             access.clear();
+            if kind == HintKind::Moved {
+                apply::carry(t, range, to, now);
+                t.mark(to, Span::Touching, flags::PINNED, 0);
+            }
             apply::apply(t, kind, range, now);
         }
         apply::access_many(t, &access, now, &mut events);
@@ -139,4 +163,24 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     h.applied_entries.fetch_add(applied, Ordering::Relaxed);
     h.applied_blocks.fetch_add(blocks, Ordering::Relaxed);
     h.rejected_entries.fetch_add(rejected, Ordering::Relaxed);
+}
+
+/// What a pinned region's map learns from a batch of hints: which slots hold live
+/// blocks, which were freed or rewritten, and the client's acknowledgements.
+fn follow(m: &mut PinnedMap, hints: &[Hint]) {
+    for h in hints {
+        let (first, n) = (h.first_block, h.nblocks);
+        match h.kind {
+            HintKind::Access | HintKind::Prefetch | HintKind::PinFast | HintKind::Cold => {
+                m.used(first, n)
+            }
+            HintKind::Written => m.written(first, n),
+            HintKind::Free | HintKind::Relocated => m.freed(first, n),
+            HintKind::Moved => {
+                m.moved(first, h.deadline_ms as u64, n);
+            }
+            HintKind::Declined => m.declined(first, n),
+            HintKind::Unpin => {}
+        }
+    }
 }

@@ -94,7 +94,8 @@ pub fn access_many(
 }
 
 /// MOVED: the contents of `from` now live at `to` (same length): `to` takes `from`'s
-/// heat and hint flags, so a block just promoted does not look cold at its new place.
+/// heat and hint flags, so a block just moved does not look cold (or stop being
+/// pinned to the fast tier) at its new place; `from`, now a mere copy, loses both.
 pub fn carry(t: &mut HeatTable, from: AddrRange, to: AddrRange, now_ms: u32) {
     let g = t.granule().max(1);
     let mut a = from.start;
@@ -103,12 +104,15 @@ pub fn carry(t: &mut HeatTable, from: AddrRange, to: AddrRange, now_ms: u32) {
         let heat = t.heat_at(a, now_ms);
         let set = t.cell(a).map_or(0, |c| c.flags() & HINT_FLAGS);
         let end = (b + g).min(to.end);
+        t.forget_heat(AddrRange { start: b, end });
         if heat > 0.0 {
             t.record(b, end, heat, now_ms);
         }
-        t.mark(AddrRange { start: b, end }, Span::Touching, set, 0);
+        t.mark(AddrRange { start: b, end }, Span::Touching, set, HINT_FLAGS & !set);
         a += g;
     }
+    t.forget_heat(from);
+    t.unmark(from, Span::Covered, HINT_FLAGS);
 }
 
 /// Forgets every hint on `r` (the region was unregistered).
@@ -205,10 +209,12 @@ mod tests {
             apply(&mut t, HintKind::Access, r(0, G), 10);
         }
         apply(&mut t, HintKind::PinFast, r(0, G), 10);
+        apply(&mut t, HintKind::Cold, r(8 * G, 9 * G), 10);
         carry(&mut t, r(0, G), r(8 * G, 9 * G), 10);
-        assert!((t.heat_at(8 * G, 10) - t.heat_at(0, 10)).abs() < 1e-3);
         assert!(t.heat_at(8 * G, 10) > 3.9);
-        assert_eq!(f(&t, 8 * G) & flags::PIN_FAST, flags::PIN_FAST);
+        assert_eq!(t.heat_at(0, 10), 0.0, "the old place is a mere copy");
+        assert_eq!(f(&t, 8 * G), flags::PIN_FAST | flags::CLIENT, "COLD was stale");
+        assert_eq!(f(&t, 0), 0);
     }
 
     #[test]

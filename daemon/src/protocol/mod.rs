@@ -33,6 +33,8 @@ pub mod session;
 #[cfg(test)]
 mod permission_tests;
 #[cfg(test)]
+mod pinned_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::state::Daemon;

@@ -69,6 +69,10 @@ pub struct PinnedMap {
     node: Vec<i32>,
     slot: Vec<Slot>,
     requested: Vec<i32>,
+    /// Found pinned rather than registered so: its client has no slots on the fast
+    /// tier in the region and copies promoted blocks into memory of its own elsewhere
+    /// (acknowledged with RELOCATED); the planner is given room outside the region.
+    outside: bool,
     pub counters: PinnedCounters,
 }
 
@@ -101,8 +105,27 @@ impl PinnedMap {
             node,
             slot: vec![Slot::Free; n],
             requested: vec![NONE; n],
+            outside: false,
             counters: PinnedCounters::default(),
         }
+    }
+
+    /// A region found pinned: slots on `node` (read from the kernel); those with a
+    /// node hold blocks. Promotions go outside the region ([`PinnedMap::outside`]).
+    pub fn detected(node: Vec<i32>) -> PinnedMap {
+        let mut m = PinnedMap::from_nodes(node);
+        for s in 0..m.node.len() {
+            if m.node[s] >= 0 {
+                m.slot[s] = Slot::Used { shadow: None };
+            }
+        }
+        m.outside = true;
+        m
+    }
+
+    /// Whether promotions go to the client's memory outside the region.
+    pub fn outside(&self) -> bool {
+        self.outside
     }
 
     pub fn len(&self) -> usize {
@@ -242,9 +265,17 @@ impl PinnedMap {
     /// shadows), and, when the fast slots are full, demotions of the coldest fast
     /// blocks that a hotter slow block should displace. A promotion waits for the
     /// demotion that makes its room to be acknowledged (the next pass).
-    pub fn plan(&mut self, heat: &[SlotHeat], is_fast: impl Fn(i32) -> bool) -> Vec<(u64, i32)> {
+    ///
+    /// `outside_fast`: for a region found pinned, a fast node and the blocks it has room
+    /// for outside the region.
+    pub fn plan(
+        &mut self,
+        heat: &[SlotHeat],
+        is_fast: impl Fn(i32) -> bool,
+        outside_fast: Option<(i32, i64)>,
+    ) -> Vec<(u64, i32)> {
         let h = |s: usize| heat.get(s).copied().unwrap_or_default();
-        let mut fast_room: Vec<(i32, i64)> = Vec::new();
+        let mut fast_room: Vec<(i32, i64)> = outside_fast.filter(|_| self.outside).into_iter().collect();
         let mut slow_room: Vec<(i32, i64)> = Vec::new();
         let (mut ups, mut downs) = (Vec::new(), Vec::new());
         let (mut pending_down, mut pending_up) = (0i64, 0i64);
@@ -396,11 +427,11 @@ mod tests {
         let mut m = map();
         m.used(2, 3); // blocks in slow slots 2, 3, 4
         let heat = [hot(0.0), hot(0.0), hot(5.0), hot(0.0), hot(9.0), hot(0.0)];
-        let plan = m.plan(&heat, fast);
+        let plan = m.plan(&heat, fast, None);
         assert_eq!(plan, vec![(4, FAST), (2, FAST)], "hottest first; cold 3 stays");
         assert_eq!(m.requested(4), FAST);
         // Outstanding requests are not asked again, and hold their room.
-        assert!(m.plan(&heat, fast).is_empty());
+        assert!(m.plan(&heat, fast, None).is_empty());
         assert_eq!(m.counters.promote_requests, 2);
     }
 
@@ -409,14 +440,14 @@ mod tests {
         let mut m = map();
         m.used(0, 3); // fast 0, 1 used; slow 2 used
         let mut heat = [hot(3.0), hot(0.5), hot(8.0), hot(0.0), hot(0.0), hot(0.0)];
-        assert_eq!(m.plan(&heat, fast), vec![(1, SLOW)], "make room first");
+        assert_eq!(m.plan(&heat, fast, None), vec![(1, SLOW)], "make room first");
         // Not acknowledged yet: nothing more (the room is coming).
-        assert!(m.plan(&heat, fast).is_empty());
+        assert!(m.plan(&heat, fast, None).is_empty());
         // The client copied fast 1 to slow 5: fast 1 is now its shadow, i.e. room.
         assert_eq!(m.moved(1, 5, 1), 1);
         assert_eq!(m.slot(1), Slot::Shadow { of: 5 });
         heat[5] = heat[1];
-        assert_eq!(m.plan(&heat, fast), vec![(2, FAST)]);
+        assert_eq!(m.plan(&heat, fast, None), vec![(2, FAST)]);
         // Served by a copy into the shadow slot of another block: that shadow is gone.
         assert_eq!(m.moved(2, 1, 1), 1);
         assert_eq!(m.slot(5), Slot::Used { shadow: None });
@@ -429,14 +460,14 @@ mod tests {
         let mut m = map();
         m.used(0, 3);
         let heat = [hot(4.0), hot(4.0), hot(5.0), hot(0.0), hot(0.0), hot(0.0)];
-        assert!(m.plan(&heat, fast).is_empty(), "5 is not 1.5x hotter than 4");
+        assert!(m.plan(&heat, fast, None).is_empty(), "5 is not 1.5x hotter than 4");
         let mut heat = [hot(0.0), hot(0.0), hot(0.0), hot(0.0), hot(0.0), hot(0.0)];
         heat[0].pinned_fast = true;
         heat[1].pinned_fast = true;
         heat[2].wants_fast = true;
-        assert!(m.plan(&heat, fast).is_empty(), "PIN_FAST blocks stay");
+        assert!(m.plan(&heat, fast, None).is_empty(), "PIN_FAST blocks stay");
         heat[1].pinned_fast = false;
-        assert_eq!(m.plan(&heat, fast), vec![(1, SLOW)], "prefetch displaces");
+        assert_eq!(m.plan(&heat, fast, None), vec![(1, SLOW)], "prefetch displaces");
     }
 
     #[test]
@@ -450,7 +481,7 @@ mod tests {
         m.used(1, 1);
         m.used(3, 1);
         let heat = [hot(0.2), hot(9.0), hot(0.0), hot(7.0), hot(0.0), hot(0.0)];
-        assert_eq!(m.plan(&heat, fast), vec![(0, SLOW)]);
+        assert_eq!(m.plan(&heat, fast, None), vec![(0, SLOW)]);
         assert_eq!(m.moved(0, 2, 1), 0, "re-point, no copy");
         assert_eq!(m.counters.avoided_blocks, 1);
         assert_eq!(m.slot(0), Slot::Shadow { of: 2 });
@@ -467,8 +498,25 @@ mod tests {
         m.moved(1, 0, 1); // fast 0 holds it, slow 1 its shadow
         m.used(2, 1); // slow 2 used: no free slow slot left
         let heat = [hot(0.0), hot(0.0), hot(6.0)];
-        assert_eq!(m.plan(&heat, fast), vec![(0, SLOW)]);
+        assert_eq!(m.plan(&heat, fast, None), vec![(0, SLOW)]);
         assert_eq!(m.moved(0, 1, 1), 0);
+    }
+
+    #[test]
+    fn a_found_pinned_region_promotes_outside_itself() {
+        let mut m = PinnedMap::detected(vec![SLOW, SLOW, -libc::ENOENT]);
+        assert_eq!((m.slot(0), m.slot(2)), (Slot::Used { shadow: None }, Slot::Free));
+        let heat = [hot(3.0), hot(0.0), hot(9.0)];
+        assert!(m.plan(&heat, fast, None).is_empty(), "no room given");
+        assert_eq!(m.plan(&heat, fast, Some((FAST, 4))), vec![(0, FAST)]);
+        // The client copied it out of the region: RELOCATED frees the slot.
+        m.freed(0, 1);
+        assert_eq!(m.slot(0), Slot::Free);
+        assert!(!map().outside() && m.outside());
+        assert!(
+            map().plan(&heat, fast, Some((FAST, 4))).is_empty(),
+            "a registered layout gets no outside room"
+        );
     }
 
     #[test]
@@ -486,10 +534,10 @@ mod tests {
         assert_eq!((m.slot(1), m.slot(2)), (Slot::Free, Slot::Free));
         m.used(3, 1);
         let heat = [hot(0.0), hot(0.0), hot(0.0), hot(2.0), hot(0.0), hot(0.0)];
-        assert_eq!(m.plan(&heat, fast), vec![(3, FAST)]);
+        assert_eq!(m.plan(&heat, fast, None), vec![(3, FAST)]);
         m.declined(3, 1);
         assert_eq!(m.requested(3), NONE);
         assert_eq!(m.counters.declined_blocks, 1);
-        assert_eq!(m.plan(&heat, fast), vec![(3, FAST)], "asked again");
+        assert_eq!(m.plan(&heat, fast, None), vec![(3, FAST)], "asked again");
     }
 }

@@ -93,7 +93,12 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     let mut relocated = false;
     let pinned = r.is_pinned();
     if pinned {
-        r.with_pinned(|m| follow(m, &hints));
+        let (copied, avoided) = r.with_pinned(|m| follow(m, &hints)).unwrap_or_default();
+        let c = &hub.daemon.hints;
+        c.relocation_copied_bytes
+            .fetch_add(copied * r.block_size, Ordering::Relaxed);
+        c.relocation_avoided_bytes
+            .fetch_add(avoided * r.block_size, Ordering::Relaxed);
     }
     for h in &hints {
         match h.kind {
@@ -166,8 +171,10 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
 }
 
 /// What a pinned region's map learns from a batch of hints: which slots hold live
-/// blocks, which were freed or rewritten, and the client's acknowledgements.
-fn follow(m: &mut PinnedMap, hints: &[Hint]) {
+/// blocks, which were freed or rewritten, and the client's acknowledgements. Returns the
+/// blocks moved by copy and by re-pointing to a shadow.
+fn follow(m: &mut PinnedMap, hints: &[Hint]) -> (u64, u64) {
+    let (mut copied, mut avoided) = (0, 0);
     for h in hints {
         let (first, n) = (h.first_block, h.nblocks);
         match h.kind {
@@ -177,10 +184,13 @@ fn follow(m: &mut PinnedMap, hints: &[Hint]) {
             HintKind::Written => m.written(first, n),
             HintKind::Free | HintKind::Relocated => m.freed(first, n),
             HintKind::Moved => {
-                m.moved(first, h.deadline_ms as u64, n);
+                let c = m.moved(first, h.deadline_ms as u64, n);
+                copied += c;
+                avoided += n - c;
             }
             HintKind::Declined => m.declined(first, n),
             HintKind::Unpin => {}
         }
     }
+    (copied, avoided)
 }

@@ -14,6 +14,7 @@ use super::region::ShmRegion;
 use super::{apply, session};
 use crate::heat::flags;
 use crate::state::{Daemon, Mode};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a pass waits for the heat tables' owner.
@@ -52,6 +53,23 @@ fn slot_heat(d: &Daemon, r: &ShmRegion) -> Option<Vec<(SlotHeat, u8)>> {
     })
 }
 
+/// For a region found pinned (no fast slots of its own): the fast node with the most
+/// free memory above `policy.promote_watermark`, in blocks of `r`.
+fn outside_room(d: &Daemon, r: &ShmRegion) -> Option<(i32, i64)> {
+    if !r.with_pinned(|m| m.outside()).unwrap_or(false) {
+        return None;
+    }
+    let cfg = d.config();
+    d.topology()
+        .nodes_in_tier(0)
+        .map(|n| {
+            let free = d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes);
+            let floor = cfg.policy.promote_watermark.of(n.total_bytes);
+            (n.id as i32, (free.saturating_sub(floor) / r.block_size.max(1)) as i64)
+        })
+        .max_by_key(|&(_, room)| room)
+}
+
 /// One planning pass over pinned region `r`: writes the moves it plans into the
 /// relocation table and bumps `wanted_gen`. Returns the requests written.
 pub fn plan(d: &Daemon, r: &ShmRegion) -> usize {
@@ -64,13 +82,14 @@ pub fn plan(d: &Daemon, r: &ShmRegion) -> usize {
     let topo = d.topology();
     let is_fast = |n: i32| n >= 0 && topo.tier_of(n as u32) == Some(0);
     let slots: Vec<SlotHeat> = heat.iter().map(|(s, _)| *s).collect();
+    let outside = outside_room(d, r);
     let Some(reqs) = r.with_pinned(|m| {
         // A PREFETCH is served once its block is on the fast tier (as for other memory).
         let served: Vec<u64> = (0..m.len() as u64)
             .filter(|&b| is_fast(m.node(b)))
             .filter(|&b| heat[b as usize].1 & flags::PREFETCH != 0)
             .collect();
-        (m.plan(&slots, is_fast), served)
+        (m.plan(&slots, is_fast, outside), served)
     }) else {
         return 0;
     };
@@ -83,9 +102,16 @@ pub fn plan(d: &Daemon, r: &ShmRegion) -> usize {
             }
         });
     }
+    let mut up = 0u64;
     for &(b, node) in &reqs {
         r.set_wanted(b, node);
+        up += is_fast(node) as u64;
     }
+    let h = &d.hints;
+    h.relocation_promote_blocks
+        .fetch_add(up, Ordering::Relaxed);
+    h.relocation_demote_blocks
+        .fetch_add(reqs.len() as u64 - up, Ordering::Relaxed);
     if !reqs.is_empty() {
         r.bump_wanted();
         tracing::debug!(region = r.id, requests = reqs.len(), "pinned relocation requests");
@@ -103,13 +129,7 @@ pub fn detect(d: &Daemon, r: &ShmRegion, nodes: &[i32], to: u32) -> bool {
         return false;
     }
     let all: Vec<u64> = (0..r.nblocks).collect();
-    let placed = query_blocks(d, r, &all);
-    let mut map = PinnedMap::from_nodes(placed.clone());
-    for (b, n) in placed.iter().enumerate() {
-        if *n >= 0 {
-            map.used(b as u64, 1);
-        }
-    }
+    let map = PinnedMap::detected(query_blocks(d, r, &all));
     tracing::info!(
         pid = r.owner.pid,
         region = r.id,

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a pass waits for the heat tables' owner.
-const HEAT_TIMEOUT: Duration = Duration::from_millis(50);
+const HEAT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The heat and hint flags of every block of `r`, from its owner's heat table (a block
 /// is as hot as its hottest granule).

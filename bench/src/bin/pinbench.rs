@@ -123,8 +123,11 @@ fn movepages(a: &Args, rep: &Reporter) -> anyhow::Result<()> {
 
 /// Blocks of `set` whose slot is on the fast node.
 fn on_fast(pool: &SlotPool, set: std::ops::Range<usize>) -> usize {
-    set.filter(|&b| pool.slot_of(b).is_some_and(|s| pool.node_of(s) == FAST as i32))
-        .count()
+    set.filter(|&b| {
+        pool.slot_of(b)
+            .is_some_and(|s| pool.node_of(s) == FAST as i32)
+    })
+    .count()
 }
 
 struct Pinned<'a> {
@@ -204,7 +207,10 @@ fn relocate(a: &Args, rep: &Reporter) -> anyhow::Result<()> {
     anyhow::ensure!(rc == 0, "madvise: {}", std::io::Error::last_os_error());
     numa::bind_range(ptr, nf * BLOCK, FAST)?;
     numa::bind_range(slow_ptr, ns * BLOCK, SLOW)?;
-    mem.bytes_mut().iter_mut().step_by(PAGE).for_each(|b| *b = 1);
+    mem.bytes_mut()
+        .iter_mut()
+        .step_by(PAGE)
+        .for_each(|b| *b = 1);
     let pages = mem.page_addrs(0, mem.len());
     let mut before = vec![0i32; pages.len()];
     numa::query(&pages, &mut before)?;
@@ -239,10 +245,16 @@ fn relocate(a: &Args, rep: &Reporter) -> anyhow::Result<()> {
     let set_a = 0..a.hot;
     let set_b = a.hot..2 * a.hot;
     let ta = p.heat_until_fast(set_a.clone(), limit)?;
-    rep.result("hot_a_fast", format!("{}/{}", on_fast(&p.pool, set_a.clone()), a.hot));
+    rep.result(
+        "hot_a_fast",
+        format!("{}/{}", on_fast(&p.pool, set_a.clone()), a.hot),
+    );
     rep.result("hot_a_ms", ta.as_millis());
     let tb = p.heat_until_fast(set_b.clone(), limit)?;
-    rep.result("hot_b_fast", format!("{}/{}", on_fast(&p.pool, set_b.clone()), a.hot));
+    rep.result(
+        "hot_b_fast",
+        format!("{}/{}", on_fast(&p.pool, set_b.clone()), a.hot),
+    );
     rep.result("hot_b_ms", tb.as_millis());
     // Let the last acknowledgements reach tierd before reading its counters.
     std::thread::sleep(Duration::from_millis(300));

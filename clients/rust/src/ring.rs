@@ -67,8 +67,8 @@ pub fn validate(e: &HintEntry, region: u32, nblocks: u64) -> Result<Hint, EntryE
     }
     if kind == HintKind::Moved {
         let to = e.to_block();
-        let disjoint = to + e.nblocks as u64 <= e.first_block
-            || e.first_block + e.nblocks as u64 <= to;
+        let disjoint =
+            to + e.nblocks as u64 <= e.first_block || e.first_block + e.nblocks as u64 <= to;
         if to >= nblocks || e.nblocks as u64 > nblocks - to || !disjoint {
             return Err(EntryError::Range {
                 first: to,

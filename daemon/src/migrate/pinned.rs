@@ -68,10 +68,16 @@ impl PinnedRanges {
                     }
                     skipped += hi - lo;
                     if q.start < lo {
-                        next.push(AddrRange { start: q.start, end: lo });
+                        next.push(AddrRange {
+                            start: q.start,
+                            end: lo,
+                        });
                     }
                     if hi < q.end {
-                        next.push(AddrRange { start: hi, end: q.end });
+                        next.push(AddrRange {
+                            start: hi,
+                            end: q.end,
+                        });
                     }
                 }
                 parts = next;
@@ -99,11 +105,21 @@ mod tests {
         let p = PinnedRanges::default();
         p.add(7, 1, r(0x2000, 0x4000));
         p.add(7, 2, r(0x8000, 0x9000));
-        let out = p.subtract(7, vec![r(0x1000, 0x5000), r(0x8000, 0x9000), r(0xa000, 0xb000)], 0x1000);
-        assert_eq!(out, vec![r(0x1000, 0x2000), r(0x4000, 0x5000), r(0xa000, 0xb000)]);
+        let out = p.subtract(
+            7,
+            vec![r(0x1000, 0x5000), r(0x8000, 0x9000), r(0xa000, 0xb000)],
+            0x1000,
+        );
+        assert_eq!(
+            out,
+            vec![r(0x1000, 0x2000), r(0x4000, 0x5000), r(0xa000, 0xb000)]
+        );
         assert_eq!(p.skipped_pages.load(Ordering::Relaxed), 3);
         assert!(p.contains(7, 0x3fff) && !p.contains(7, 0x4000) && !p.contains(8, 0x3000));
-        assert_eq!(p.subtract(8, vec![r(0x2000, 0x3000)], 0x1000), vec![r(0x2000, 0x3000)]);
+        assert_eq!(
+            p.subtract(8, vec![r(0x2000, 0x3000)], 0x1000),
+            vec![r(0x2000, 0x3000)]
+        );
         p.remove(7, 1);
         assert!(!p.contains(7, 0x3000));
         p.remove(7, 2);

@@ -378,15 +378,25 @@ fn pinned_granules_are_never_planned() {
     down.flags = flags::PINNED | flags::COLD;
     let room = two_nodes(64 * MB, 32 * MB);
     let full = two_nodes(64 * MB, 0);
-    assert!(plan(&[proc_(1, 0, vec![up])], &room, &knobs()).moves.is_empty());
-    assert!(plan(&[proc_(1, 0, vec![down])], &full, &knobs()).moves.is_empty());
+    assert!(plan(&[proc_(1, 0, vec![up])], &room, &knobs())
+        .moves
+        .is_empty());
+    assert!(plan(&[proc_(1, 0, vec![down])], &full, &knobs())
+        .moves
+        .is_empty());
     // The same granules unpinned do move.
     up.flags = flags::PREFETCH;
     down.flags = flags::COLD;
     let p = plan(&[proc_(1, 0, vec![up])], &room, &knobs());
-    assert!(p.moves.iter().any(|m| m.addr == 0 && m.dir == Direction::Promote));
+    assert!(p
+        .moves
+        .iter()
+        .any(|m| m.addr == 0 && m.dir == Direction::Promote));
     let p = plan(&[proc_(1, 0, vec![down])], &full, &knobs());
-    assert!(p.moves.iter().any(|m| m.addr == G && m.dir == Direction::Demote));
+    assert!(p
+        .moves
+        .iter()
+        .any(|m| m.addr == G && m.dir == Direction::Demote));
 }
 
 #[test]

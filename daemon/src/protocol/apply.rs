@@ -108,7 +108,12 @@ pub fn carry(t: &mut HeatTable, from: AddrRange, to: AddrRange, now_ms: u32) {
         if heat > 0.0 {
             t.record(b, end, heat, now_ms);
         }
-        t.mark(AddrRange { start: b, end }, Span::Touching, set, HINT_FLAGS & !set);
+        t.mark(
+            AddrRange { start: b, end },
+            Span::Touching,
+            set,
+            HINT_FLAGS & !set,
+        );
         a += g;
     }
     t.forget_heat(from);
@@ -213,7 +218,11 @@ mod tests {
         carry(&mut t, r(0, G), r(8 * G, 9 * G), 10);
         assert!(t.heat_at(8 * G, 10) > 3.9);
         assert_eq!(t.heat_at(0, 10), 0.0, "the old place is a mere copy");
-        assert_eq!(f(&t, 8 * G), flags::PIN_FAST | flags::CLIENT, "COLD was stale");
+        assert_eq!(
+            f(&t, 8 * G),
+            flags::PIN_FAST | flags::CLIENT,
+            "COLD was stale"
+        );
         assert_eq!(f(&t, 0), 0);
     }
 

@@ -27,9 +27,13 @@ pub const DISPLACE_FACTOR: f64 = 1.5;
 pub enum Slot {
     Free,
     /// Holds a block; `shadow` is a slot with a valid copy of it.
-    Used { shadow: Option<u32> },
+    Used {
+        shadow: Option<u32>,
+    },
     /// A valid copy of the contents of slot `of`.
-    Shadow { of: u32 },
+    Shadow {
+        of: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -275,7 +279,8 @@ impl PinnedMap {
         outside_fast: Option<(i32, i64)>,
     ) -> Vec<(u64, i32)> {
         let h = |s: usize| heat.get(s).copied().unwrap_or_default();
-        let mut fast_room: Vec<(i32, i64)> = outside_fast.filter(|_| self.outside).into_iter().collect();
+        let mut fast_room: Vec<(i32, i64)> =
+            outside_fast.filter(|_| self.outside).into_iter().collect();
         let mut slow_room: Vec<(i32, i64)> = Vec::new();
         let (mut ups, mut downs) = (Vec::new(), Vec::new());
         let (mut pending_down, mut pending_up) = (0i64, 0i64);
@@ -428,7 +433,11 @@ mod tests {
         m.used(2, 3); // blocks in slow slots 2, 3, 4
         let heat = [hot(0.0), hot(0.0), hot(5.0), hot(0.0), hot(9.0), hot(0.0)];
         let plan = m.plan(&heat, fast, None);
-        assert_eq!(plan, vec![(4, FAST), (2, FAST)], "hottest first; cold 3 stays");
+        assert_eq!(
+            plan,
+            vec![(4, FAST), (2, FAST)],
+            "hottest first; cold 3 stays"
+        );
         assert_eq!(m.requested(4), FAST);
         // Outstanding requests are not asked again, and hold their room.
         assert!(m.plan(&heat, fast, None).is_empty());
@@ -440,7 +449,11 @@ mod tests {
         let mut m = map();
         m.used(0, 3); // fast 0, 1 used; slow 2 used
         let mut heat = [hot(3.0), hot(0.5), hot(8.0), hot(0.0), hot(0.0), hot(0.0)];
-        assert_eq!(m.plan(&heat, fast, None), vec![(1, SLOW)], "make room first");
+        assert_eq!(
+            m.plan(&heat, fast, None),
+            vec![(1, SLOW)],
+            "make room first"
+        );
         // Not acknowledged yet: nothing more (the room is coming).
         assert!(m.plan(&heat, fast, None).is_empty());
         // The client copied fast 1 to slow 5: fast 1 is now its shadow, i.e. room.
@@ -460,14 +473,21 @@ mod tests {
         let mut m = map();
         m.used(0, 3);
         let heat = [hot(4.0), hot(4.0), hot(5.0), hot(0.0), hot(0.0), hot(0.0)];
-        assert!(m.plan(&heat, fast, None).is_empty(), "5 is not 1.5x hotter than 4");
+        assert!(
+            m.plan(&heat, fast, None).is_empty(),
+            "5 is not 1.5x hotter than 4"
+        );
         let mut heat = [hot(0.0), hot(0.0), hot(0.0), hot(0.0), hot(0.0), hot(0.0)];
         heat[0].pinned_fast = true;
         heat[1].pinned_fast = true;
         heat[2].wants_fast = true;
         assert!(m.plan(&heat, fast, None).is_empty(), "PIN_FAST blocks stay");
         heat[1].pinned_fast = false;
-        assert_eq!(m.plan(&heat, fast, None), vec![(1, SLOW)], "prefetch displaces");
+        assert_eq!(
+            m.plan(&heat, fast, None),
+            vec![(1, SLOW)],
+            "prefetch displaces"
+        );
     }
 
     #[test]
@@ -505,7 +525,10 @@ mod tests {
     #[test]
     fn a_found_pinned_region_promotes_outside_itself() {
         let mut m = PinnedMap::detected(vec![SLOW, SLOW, -libc::ENOENT]);
-        assert_eq!((m.slot(0), m.slot(2)), (Slot::Used { shadow: None }, Slot::Free));
+        assert_eq!(
+            (m.slot(0), m.slot(2)),
+            (Slot::Used { shadow: None }, Slot::Free)
+        );
         let heat = [hot(3.0), hot(0.0), hot(9.0)];
         assert!(m.plan(&heat, fast, None).is_empty(), "no room given");
         assert_eq!(m.plan(&heat, fast, Some((FAST, 4))), vec![(0, FAST)]);

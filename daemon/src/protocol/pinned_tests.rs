@@ -71,7 +71,11 @@ fn pinned_region_is_placed_by_relocation_both_ways() {
     wait_wanted(&c, region, &[(8, 0), (9, 0)]);
 
     wait_until("acknowledgements counted", || {
-        f.daemon.hints.relocation_avoided_bytes.load(Ordering::Relaxed) == 2 * BLOCK
+        f.daemon
+            .hints
+            .relocation_avoided_bytes
+            .load(Ordering::Relaxed)
+            == 2 * BLOCK
     });
     let h = &f.daemon.hints;
     assert_eq!(
@@ -81,7 +85,11 @@ fn pinned_region_is_placed_by_relocation_both_ways() {
     );
     assert_eq!(h.relocation_promote_blocks.load(Ordering::Relaxed), 6);
     assert_eq!(h.relocation_demote_blocks.load(Ordering::Relaxed), 4);
-    assert_eq!(f.mover.calls(), calls, "no move_pages call for a pinned region");
+    assert_eq!(
+        f.mover.calls(),
+        calls,
+        "no move_pages call for a pinned region"
+    );
     // And no migration job may touch it either.
     let job = crate::migrate::Job {
         pid: std::process::id() as i32,
@@ -111,7 +119,9 @@ fn a_bad_pinned_layout_is_refused() {
         }
     }
     // The connection goes on.
-    assert!(c.register_pinned(base, 4 * BLOCK, BLOCK, &[(0, 1), (1, 3)]).is_ok());
+    assert!(c
+        .register_pinned(base, 4 * BLOCK, BLOCK, &[(0, 1), (1, 3)])
+        .is_ok());
 }
 
 #[test]

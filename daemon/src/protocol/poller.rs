@@ -12,18 +12,18 @@
 //! other than root past `client.max_pin_fast_bytes_per_uid` is ignored and counted
 //! ([`crate::access::ceilings`]).
 
+use super::pinned::PinnedMap;
 use super::placement::Prefetch;
 use super::region::ShmRegion;
-use super::pinned::PinnedMap;
 use super::{apply, Hub, POLL_PERIOD};
 use crate::heat::{flags, Span};
-use tierd_client::ring::Hint;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
 use tierd_client::layout::{HintEntry, WANTED_NONE};
 use tierd_client::ring::validate;
+use tierd_client::ring::Hint;
 use tierd_client::HintKind;
 
 /// Sleep between passes while no region is registered.

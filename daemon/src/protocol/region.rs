@@ -212,7 +212,9 @@ impl ShmRegion {
     pub fn placement(&self, block: u64) -> i32 {
         self.view
             .placement(block)
-            .map_or(tierd_client::layout::PLACEMENT_UNKNOWN, |p| p.load(Ordering::Acquire))
+            .map_or(tierd_client::layout::PLACEMENT_UNKNOWN, |p| {
+                p.load(Ordering::Acquire)
+            })
     }
 
     pub fn set_wanted(&self, block: u64, node: i32) {

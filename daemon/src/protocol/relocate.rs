@@ -65,7 +65,10 @@ fn outside_room(d: &Daemon, r: &ShmRegion) -> Option<(i32, i64)> {
         .map(|n| {
             let free = d.topo_src.free_bytes(n.id).unwrap_or(n.free_bytes);
             let floor = cfg.policy.promote_watermark.of(n.total_bytes);
-            (n.id as i32, (free.saturating_sub(floor) / r.block_size.max(1)) as i64)
+            (
+                n.id as i32,
+                (free.saturating_sub(floor) / r.block_size.max(1)) as i64,
+            )
         })
         .max_by_key(|&(_, room)| room)
 }
@@ -108,13 +111,16 @@ pub fn plan(d: &Daemon, r: &ShmRegion) -> usize {
         up += is_fast(node) as u64;
     }
     let h = &d.hints;
-    h.relocation_promote_blocks
-        .fetch_add(up, Ordering::Relaxed);
+    h.relocation_promote_blocks.fetch_add(up, Ordering::Relaxed);
     h.relocation_demote_blocks
         .fetch_add(reqs.len() as u64 - up, Ordering::Relaxed);
     if !reqs.is_empty() {
         r.bump_wanted();
-        tracing::debug!(region = r.id, requests = reqs.len(), "pinned relocation requests");
+        tracing::debug!(
+            region = r.id,
+            requests = reqs.len(),
+            "pinned relocation requests"
+        );
     }
     reqs.len()
 }

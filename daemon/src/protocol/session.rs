@@ -17,8 +17,8 @@ use super::pinned::PinnedMap;
 use super::pools::{OpenRequest, Peer};
 use super::region::{Owner, ShmRegion};
 use super::{apply, Hub};
-use crate::heat::{flags, Span};
 use crate::access::process::{boot_ticks, Creds, Process, ProcessError};
+use crate::heat::{flags, Span};
 use crate::proc::maps::{migratable_ranges, MapsError};
 use nix::sys::socket::UnixCredentials;
 use std::os::fd::{AsFd, OwnedFd};
@@ -352,13 +352,10 @@ impl Session {
             }
         }
         let all = r.blocks(0, r.nblocks);
-        self.hub
-            .daemon
-            .heat
-            .edit(r.owner.pid, move |t| {
-                apply::clear(t, all);
-                t.unmark(all, Span::Touching, flags::PINNED);
-            });
+        self.hub.daemon.heat.edit(r.owner.pid, move |t| {
+            apply::clear(t, all);
+            t.unmark(all, Span::Touching, flags::PINNED);
+        });
     }
 
     fn pool_open(&mut self, req: &OpenRequest<'_>) -> Handled {
@@ -463,7 +460,12 @@ pub fn mark_pinned(d: &crate::state::Daemon, r: &ShmRegion, map: PinnedMap) {
     }
     let all = r.blocks(0, r.nblocks);
     d.engine.pinned.add(r.owner.pid, r.id, all);
-    d.heat
-        .edit(r.owner.pid, move |t| t.mark(all, Span::Touching, flags::PINNED, 0));
-    tracing::info!(pid = r.owner.pid, region = r.id, "client region is pinned: placed by relocation");
+    d.heat.edit(r.owner.pid, move |t| {
+        t.mark(all, Span::Touching, flags::PINNED, 0)
+    });
+    tracing::info!(
+        pid = r.owner.pid,
+        region = r.id,
+        "client region is pinned: placed by relocation"
+    );
 }

@@ -289,6 +289,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn moved_destinations_are_checked() {
+        let moved = |from, to, n| HintEntry {
+            deadline_ms: to,
+            ..entry(HintKind::Moved, from, n)
+        };
+        assert!(validate(&moved(0, 60, 4), 3, 64).is_ok());
+        assert!(validate(&moved(60, 0, 4), 3, 64).is_ok());
+        for (from, to, n) in [(0, 61, 4), (0, 64, 1), (0, 2, 4), (4, 2, 4), (5, 5, 1)] {
+            assert!(
+                matches!(
+                    validate(&moved(from, to, n), 3, 64),
+                    Err(EntryError::Range { .. })
+                ),
+                "{from}->{to}+{n}: out of range or overlapping"
+            );
+        }
+    }
+
     proptest::proptest! {
         // The ring reader over hostile memory: any bytes in the slots, any sequence of
         // tails. It never panics, never hands out more than `max` or more than the

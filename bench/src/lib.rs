@@ -13,9 +13,11 @@ pub mod mem;
 pub mod numa;
 pub mod oracle;
 pub mod pace;
+pub mod pinpool;
 pub mod report;
 pub mod stats;
 pub mod sysfs;
+pub mod uring;
 
 /// Base page size assumed by the workloads (x86-64).
 pub const PAGE: usize = 4096;

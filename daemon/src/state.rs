@@ -98,6 +98,14 @@ pub struct HintCounters {
     pub dropped_entries: AtomicU64,
     /// Hinted blocks clients dropped because their ring was full.
     pub dropped_blocks: AtomicU64,
+    /// Pinned regions (`protocol::pinned`): relocation requests written, to a fast
+    /// node (promote) and to a slower one (demote).
+    pub relocation_promote_blocks: AtomicU64,
+    pub relocation_demote_blocks: AtomicU64,
+    /// Bytes clients copied to serve MOVED, and bytes they re-pointed to a valid
+    /// shadow instead of copying.
+    pub relocation_copied_bytes: AtomicU64,
+    pub relocation_avoided_bytes: AtomicU64,
 }
 
 impl Daemon {

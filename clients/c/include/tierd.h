@@ -28,6 +28,9 @@ extern "C" {
 #define TIERD_HINT_PIN_FAST 5  /* keep on the fast tier until TIERD_HINT_UNPIN */
 #define TIERD_HINT_UNPIN 6
 #define TIERD_HINT_RELOCATED 7 /* used by tierd_relocated() */
+#define TIERD_HINT_MOVED 8     /* pinned regions: used by tierd_moved() */
+#define TIERD_HINT_DECLINED 9  /* pinned regions: used by tierd_declined() */
+#define TIERD_HINT_WRITTEN 10  /* contents changed: a shadow copy of them is dropped */
 
 /* Tiers for tierd_advise_node. */
 #define TIERD_TIER_FAST 0
@@ -145,6 +148,21 @@ int tierd_bind_node(void *addr, size_t len, int node);
 int tierd_relocations(tierd_client *, uint32_t region, uint64_t *blocks, int32_t *nodes,
                       size_t max);
 int tierd_relocated(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
+
+/* Pinned regions (docs/protocol.md, "Pinned regions"): memory move_pages cannot move
+ * (cudaHostRegister, cudaHostAlloc, io_uring fixed buffers), laid out up front as
+ * nnodes runs of slots[i] blocks on nodes[i], in address order. tierd never moves its
+ * pages; it plans them from hints and asks, through tierd_relocations, for blocks'
+ * contents on another node, in both directions. The engine copies the block into a
+ * free block on that node (or re-points to a copy still valid there: a shadow),
+ * re-points its block table and calls tierd_moved(from, to); or tierd_declined. The
+ * source keeps a valid copy (a shadow) until the engine writes it (TIERD_HINT_WRITTEN)
+ * or frees it (TIERD_HINT_FREE). 0 or -errno (-EINVAL: layout does not add up). */
+int tierd_register_pinned(tierd_client *, void *base, size_t len, size_t block_size,
+                          const int32_t *nodes, const uint32_t *slots, size_t nnodes,
+                          uint32_t *region);
+int tierd_moved(tierd_client *, uint32_t region, uint64_t from, uint64_t to, uint32_t n);
+int tierd_declined(tierd_client *, uint32_t region, const uint64_t *blocks, size_t n);
 
 /* Drops the memory behind `blocks` of `region`: their contents are dead and about to be
  * rewritten (blocks taken from the engine's free list for new KV). The new contents are

@@ -29,6 +29,7 @@ __all__ = [
     "HINT_UNPIN",
     "TIER_FAST",
     "TIER_SLOWEST",
+    "HINT_WRITTEN",
 ]
 
 # Values of tierd.h.
@@ -38,6 +39,9 @@ HINT_COLD = 3
 HINT_FREE = 4
 HINT_PIN_FAST = 5
 HINT_UNPIN = 6
+HINT_MOVED = 8
+HINT_DECLINED = 9
+HINT_WRITTEN = 10
 TIER_FAST = 0
 TIER_SLOWEST = -1
 POOL_SHARED = 1
@@ -120,6 +124,12 @@ def load_library() -> ctypes.CDLL:
         "tierd_stats": (i, [p, u32, ctypes.POINTER(_Stats)]),
         "tierd_is_connected": (i, [p]),
         "tierd_reconnects": (ctypes.c_int64, [p]),
+        "tierd_register_pinned": (
+            i,
+            [p, p, sz, sz, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(u32), sz, ctypes.POINTER(u32)],
+        ),
+        "tierd_moved": (i, [p, u32, u64, u64, u32]),
+        "tierd_declined": (i, [p, u32, u64p, sz]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -277,3 +287,28 @@ class Client:
     def reconnects(self) -> int:
         """Successful reconnections so far."""
         return _check(self._lib.tierd_reconnects(self._handle()), "tierd_reconnects")
+
+    def register_pinned(self, base: int, length: int, block_size: int, slots: Sequence[Tuple[int, int]]) -> int:
+        """Registers ``[base, base+length)`` as a pinned region laid out as ``(node, count)``
+        runs of slots in address order; tierd then asks for moves through
+        :meth:`relocations`, answered with :meth:`moved` or :meth:`declined`
+        (docs/protocol.md, "Pinned regions"). Returns the region id."""
+        nodes = (ctypes.c_int32 * len(slots))(*[n for n, _ in slots])
+        counts = (ctypes.c_uint32 * len(slots))(*[c for _, c in slots])
+        region = ctypes.c_uint32()
+        _check(
+            self._lib.tierd_register_pinned(
+                self._handle(), ctypes.c_void_p(base), length, block_size, nodes, counts, len(slots), ctypes.byref(region)
+            ),
+            "tierd_register_pinned",
+        )
+        return region.value
+
+    def moved(self, region: int, src: int, dst: int, n: int = 1) -> int:
+        """Pinned regions: blocks ``[src, src+n)`` now live in ``[dst, dst+n)``."""
+        return _check(self._lib.tierd_moved(self._handle(), region, src, dst, n), "tierd_moved")
+
+    def declined(self, region: int, blocks: Sequence[int]) -> int:
+        """Pinned regions: these relocation requests will not be served now."""
+        arr, n = _blocks(blocks)
+        return _check(self._lib.tierd_declined(self._handle(), region, arr, n), "tierd_declined")

@@ -120,6 +120,9 @@ pub struct Region {
     alive: AtomicBool,
     /// Blocks pinned with PIN_FAST, pinned again after a reconnection.
     pub(crate) pins: PinSet,
+    /// A pinned region's `(node, blocks)` layout (registered again as pinned after a
+    /// reconnection); `None` for an ordinary region.
+    pub(crate) pinned: Option<Vec<(i32, u32)>>,
     // Field order matters: `producer` and `view` borrow `map` and are dropped first.
     producer: Mutex<Producer<'static>>,
     view: ShmView<'static>,
@@ -151,6 +154,7 @@ impl Region {
             base,
             alive: AtomicBool::new(true),
             pins: PinSet::default(),
+            pinned: None,
             producer: Mutex::new(Producer::new(view)),
             view,
             _map: map,
@@ -402,18 +406,29 @@ impl Conn {
         }
     }
 
-    /// Registers `[base, base + len)`; returns tierd's id for it and its shared memory.
-    pub(crate) fn register(
+    /// Registers `[base, base + len)` (pinned with `slots` when given); returns tierd's id
+    /// for it and its shared memory.
+    pub(crate) fn register_layout(
         &mut self,
         base: u64,
         len: u64,
         block_size: u64,
+        slots: Option<&[(i32, u32)]>,
     ) -> Result<(u32, OwnedFd), ClientError> {
-        let (reply, fd) = self.call(&Request::Register {
-            base,
-            len,
-            block_size,
-        })?;
+        let req = match slots {
+            None => Request::Register {
+                base,
+                len,
+                block_size,
+            },
+            Some(s) => Request::RegisterPinned {
+                base,
+                len,
+                block_size,
+                slots: s.to_vec(),
+            },
+        };
+        let (reply, fd) = self.call(&req)?;
         let Reply::Registered { region, .. } = reply else {
             return Err(ClientError::Unexpected(Box::new(reply)));
         };
@@ -488,8 +503,33 @@ impl Client {
     /// Registers `[base, base + len)` of this process's memory as blocks of `block_size`
     /// bytes; returns the region id.
     pub fn register(&self, base: u64, len: u64, block_size: u64) -> Result<u32, ClientError> {
+        self.register_layout(base, len, block_size, None)
+    }
+
+    /// Registers `[base, base + len)` as a pinned region (pages `move_pages` cannot move,
+    /// e.g. `cudaHostRegister`ed or io_uring fixed buffers) laid out as `slots`:
+    /// `(node, blocks)` in address order. tierd never moves its pages; it asks for moves
+    /// in the relocation table ([`Region::relocations`]), answered with
+    /// [`Client::moved`] or [`Client::declined`]. `docs/protocol.md`, "Pinned regions".
+    pub fn register_pinned(
+        &self,
+        base: u64,
+        len: u64,
+        block_size: u64,
+        slots: &[(i32, u32)],
+    ) -> Result<u32, ClientError> {
+        self.register_layout(base, len, block_size, Some(slots.to_vec()))
+    }
+
+    fn register_layout(
+        &self,
+        base: u64,
+        len: u64,
+        block_size: u64,
+        pinned: Option<Vec<(i32, u32)>>,
+    ) -> Result<u32, ClientError> {
         let mut conn = self.inner.conn();
-        let (wire, fd) = conn.register(base, len, block_size)?;
+        let (wire, fd) = conn.register_layout(base, len, block_size, pinned.as_deref())?;
         let mut regions = self
             .inner
             .regions
@@ -503,8 +543,9 @@ impl Client {
         } else {
             wire
         };
-        let r = Arc::new(Region::open(id, wire, fd)?);
-        regions.insert(id, r);
+        let mut r = Region::open(id, wire, fd)?;
+        r.pinned = pinned;
+        regions.insert(id, Arc::new(r));
         Ok(id)
     }
 
@@ -667,6 +708,40 @@ impl Client {
             }
         }
         self.hint(region, HintKind::Relocated, blocks)
+    }
+
+    /// Pinned regions: acknowledges a relocation request. The contents of blocks
+    /// `[from, from + n)` are now in `[to, to + n)` (on the wanted node) and the block
+    /// table points there; `[from, from + n)` keeps a valid copy (a shadow) until it is
+    /// written ([`HintKind::Written`]) or freed. Clears the requests of the source blocks.
+    pub fn moved(&self, region: u32, from: u64, to: u64, n: u32) -> Result<u64, ClientError> {
+        let r = self.region(region)?;
+        let nb = r.nblocks();
+        let inside = |b: u64| n > 0 && b < nb && n as u64 <= nb - b;
+        if !inside(from) || !inside(to) || to > u32::MAX as u64 {
+            return Err(ClientError::BlockRange {
+                region,
+                block: if inside(from) { to } else { from },
+            });
+        }
+        for b in from..from + n as u64 {
+            if let Some(w) = r.view.wanted(b) {
+                w.store(WANTED_NONE, Ordering::Release);
+            }
+        }
+        self.hint_range(region, HintKind::Moved, from, n, to as u32)
+    }
+
+    /// Pinned regions: refuses the relocation requests of `blocks` (no free block on the
+    /// wanted node, say); tierd clears them and plans again.
+    pub fn declined(&self, region: u32, blocks: &[u64]) -> Result<u64, ClientError> {
+        let r = self.region(region)?;
+        for &b in blocks {
+            if let Some(w) = r.view.wanted(b) {
+                w.store(WANTED_NONE, Ordering::Release);
+            }
+        }
+        self.hint(region, HintKind::Declined, blocks)
     }
 }
 

@@ -414,6 +414,84 @@ pub unsafe extern "C" fn tierd_relocated(
     })
 }
 
+/// Registers `[base, base + len)` as a pinned region laid out as `nnodes` runs of
+/// `slots[i]` blocks on `nodes[i]`, in address order; see `Client::register_pinned`.
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_register_pinned(
+    c: *mut TierdClient,
+    base: *mut c_void,
+    len: usize,
+    block_size: usize,
+    nodes: *const i32,
+    slots: *const u32,
+    nnodes: usize,
+    region: *mut u32,
+) -> c_int {
+    guard(|| {
+        let c = match client(c) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        if region.is_null() || nodes.is_null() || slots.is_null() || nnodes == 0 {
+            return -libc::EINVAL;
+        }
+        if nnodes > crate::wire::MAX_PINNED_NODES {
+            return -libc::E2BIG;
+        }
+        // SAFETY: both arrays hold `nnodes` elements (tierd.h); checked non-NULL.
+        let (n, s) = unsafe {
+            (
+                std::slice::from_raw_parts(nodes, nnodes),
+                std::slice::from_raw_parts(slots, nnodes),
+            )
+        };
+        let layout: Vec<(i32, u32)> = n.iter().copied().zip(s.iter().copied()).collect();
+        match c.register_pinned(base as u64, len as u64, block_size as u64, &layout) {
+            Ok(id) => {
+                // SAFETY: checked non-NULL; the caller passes a writable u32.
+                unsafe { *region = id };
+                0
+            }
+            Err(e) => neg(e),
+        }
+    })
+}
+
+/// Acknowledges a pinned region's relocation request: blocks `[from, from + n)` now
+/// live in `[to, to + n)`; see `Client::moved`. Returns the blocks accepted.
+/// # Safety
+/// `c` must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_moved(
+    c: *mut TierdClient,
+    region: u32,
+    from: u64,
+    to: u64,
+    n: u32,
+) -> c_int {
+    guard(|| match client(c) {
+        Ok(c) => c.moved(region, from, to, n).map_or_else(neg, clamp),
+        Err(e) => e,
+    })
+}
+
+/// Declines the relocation requests of `blocks[0..n]`; see `Client::declined`.
+/// # Safety
+/// Pointer arguments must be NULL or valid as `tierd.h` documents.
+#[no_mangle]
+pub unsafe extern "C" fn tierd_declined(
+    c: *mut TierdClient,
+    region: u32,
+    blocks_ptr: *const u64,
+    n: usize,
+) -> c_int {
+    with_blocks(c, blocks_ptr, n, |c, b| {
+        c.declined(region, b).map_or_else(neg, clamp)
+    })
+}
+
 /// Drops the memory behind `blocks` (contents dead, about to be rewritten) so their new
 /// contents are allocated on the fast tier; see `Client::recycle`. Returns 0.
 /// # Safety

@@ -61,10 +61,21 @@ pub enum HintKind {
     Unpin = 6,
     /// The client copied these blocks as tierd asked (relocation table) and cleared them.
     Relocated = 7,
+    /// Pinned regions: the contents of blocks `[first_block, first_block + nblocks)`
+    /// now live in blocks `[to, to + nblocks)` (`to` travels in the entry's
+    /// `deadline_ms` field, see [`HintEntry::to_block`]); the client re-pointed its block
+    /// table. The source blocks stay a valid *shadow* copy until written or freed.
+    Moved = 8,
+    /// Pinned regions: the client will not serve these relocation requests (no free
+    /// slot on the wanted node, block busy); tierd clears them and plans again.
+    Declined = 9,
+    /// Pinned regions: the blocks' contents changed; any shadow copy of them (or that
+    /// they were) is dropped.
+    Written = 10,
 }
 
 impl HintKind {
-    pub const ALL: [HintKind; 7] = [
+    pub const ALL: [HintKind; 10] = [
         HintKind::Access,
         HintKind::Prefetch,
         HintKind::Cold,
@@ -72,6 +83,9 @@ impl HintKind {
         HintKind::PinFast,
         HintKind::Unpin,
         HintKind::Relocated,
+        HintKind::Moved,
+        HintKind::Declined,
+        HintKind::Written,
     ];
 
     pub fn from_raw(v: u16) -> Option<HintKind> {
@@ -87,6 +101,9 @@ impl HintKind {
             HintKind::PinFast => "pin-fast",
             HintKind::Unpin => "unpin",
             HintKind::Relocated => "relocated",
+            HintKind::Moved => "moved",
+            HintKind::Declined => "declined",
+            HintKind::Written => "written",
         }
     }
 }
@@ -155,7 +172,16 @@ pub struct HintEntry {
     pub first_block: u64,
     pub nblocks: u32,
     /// PREFETCH: the client needs the blocks within this many ms of the hint.
+    /// MOVED: the first destination block ([`HintEntry::to_block`]).
     pub deadline_ms: u32,
+}
+
+impl HintEntry {
+    /// MOVED's destination: the block the first source block's contents went to
+    /// (regions have at most [`MAX_BLOCKS`] blocks, so a u32 holds it).
+    pub fn to_block(&self) -> u64 {
+        self.deadline_ms as u64
+    }
 }
 
 // The layout is a contract with C and Python: sizes and offsets never change within a

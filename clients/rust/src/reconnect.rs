@@ -216,13 +216,15 @@ fn reconnect(inner: &Inner) -> Result<(), ClientError> {
     old.sort_by_key(|r| r.id());
     let mut renewed = Vec::with_capacity(old.len());
     for r in &old {
-        let (wire, fd) = match fresh.register(r.base(), r.len(), r.block_size()) {
+        let layout = r.pinned.as_deref();
+        let (wire, fd) = match fresh.register_layout(r.base(), r.len(), r.block_size(), layout) {
             Ok(x) => x,
             // tierd refuses this memory now: that region stays not live.
             Err(ClientError::Refused { .. }) => continue,
             Err(e) => return Err(e),
         };
-        let n = Region::open(r.id(), wire, fd)?;
+        let mut n = Region::open(r.id(), wire, fd)?;
+        n.pinned = r.pinned.clone();
         n.pins.copy_from(&r.pins);
         let pins: Vec<HintEntry> = n
             .pins

@@ -65,6 +65,18 @@ pub fn validate(e: &HintEntry, region: u32, nblocks: u64) -> Result<Hint, EntryE
             nblocks,
         });
     }
+    if kind == HintKind::Moved {
+        let to = e.to_block();
+        let disjoint =
+            to + e.nblocks as u64 <= e.first_block || e.first_block + e.nblocks as u64 <= to;
+        if to >= nblocks || e.nblocks as u64 > nblocks - to || !disjoint {
+            return Err(EntryError::Range {
+                first: to,
+                n: e.nblocks,
+                nblocks,
+            });
+        }
+    }
     Ok(Hint {
         kind,
         first_block: e.first_block,
@@ -273,6 +285,25 @@ mod tests {
                     Err(EntryError::Range { .. })
                 ),
                 "{first}+{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn moved_destinations_are_checked() {
+        let moved = |from, to, n| HintEntry {
+            deadline_ms: to,
+            ..entry(HintKind::Moved, from, n)
+        };
+        assert!(validate(&moved(0, 60, 4), 3, 64).is_ok());
+        assert!(validate(&moved(60, 0, 4), 3, 64).is_ok());
+        for (from, to, n) in [(0, 61, 4), (0, 64, 1), (0, 2, 4), (4, 2, 4), (5, 5, 1)] {
+            assert!(
+                matches!(
+                    validate(&moved(from, to, n), 3, 64),
+                    Err(EntryError::Range { .. })
+                ),
+                "{from}->{to}+{n}: out of range or overlapping"
             );
         }
     }

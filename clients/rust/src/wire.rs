@@ -27,6 +27,9 @@ pub const MAX_POOL_NAME: usize = 64;
 /// Longest error message in a reply, bytes.
 pub const MAX_ERROR_MESSAGE: usize = 256;
 
+/// Most nodes a REGISTER_PINNED layout may name.
+pub const MAX_PINNED_NODES: usize = 32;
+
 /// POOL_OPEN flags (the former reserved word: 0 is the original behaviour).
 pub mod pool_flags {
     /// The pool lives in the namespace shared by all users, not in the caller's own
@@ -42,6 +45,7 @@ mod code {
     pub const UNREGISTER: u16 = 2;
     pub const POOL_OPEN: u16 = 3;
     pub const ADVISE: u16 = 4;
+    pub const REGISTER_PINNED: u16 = 5;
     pub const REGISTERED: u16 = 0x81;
     pub const DONE: u16 = 0x82;
     pub const POOL: u16 = 0x83;
@@ -69,6 +73,8 @@ pub enum WireError {
     Utf8,
     #[error("reserved field is not zero")]
     Reserved,
+    #[error("pinned layout must name 1-{MAX_PINNED_NODES} nodes")]
+    PinnedNodes,
 }
 
 /// Client → tierd.
@@ -94,6 +100,16 @@ pub enum Request {
     Advise {
         bytes: u64,
         tier: i32,
+    },
+    /// Register `[base, base + len)` as a *pinned* region (its pages cannot be moved by
+    /// `move_pages`, e.g. `cudaHostRegister`ed): `slots` lists `(node, blocks)` in address
+    /// order, the first `slots[0].1` blocks on `slots[0].0` and so on; the counts add up
+    /// to `len / block_size`. tierd never moves its pages: it asks the client to.
+    RegisterPinned {
+        base: u64,
+        len: u64,
+        block_size: u64,
+        slots: Vec<(i32, u32)>,
     },
 }
 
@@ -257,6 +273,23 @@ impl Request {
                 p.extend_from_slice(&0u32.to_le_bytes());
                 code::ADVISE
             }
+            Request::RegisterPinned {
+                base,
+                len,
+                block_size,
+                slots,
+            } => {
+                p.extend_from_slice(&base.to_le_bytes());
+                p.extend_from_slice(&len.to_le_bytes());
+                p.extend_from_slice(&block_size.to_le_bytes());
+                p.extend_from_slice(&(slots.len() as u32).to_le_bytes());
+                p.extend_from_slice(&0u32.to_le_bytes());
+                for (node, n) in slots {
+                    p.extend_from_slice(&node.to_le_bytes());
+                    p.extend_from_slice(&n.to_le_bytes());
+                }
+                code::REGISTER_PINNED
+            }
         };
         frame(kind, seq, &p)
     }
@@ -304,6 +337,24 @@ impl Request {
                 let tier = r.i32()?;
                 r.zero32()?;
                 Request::Advise { bytes, tier }
+            }
+            code::REGISTER_PINNED => {
+                let (base, len, block_size) = (r.u64()?, r.u64()?, r.u64()?);
+                let n = r.u32()? as usize;
+                r.zero32()?;
+                if n == 0 || n > MAX_PINNED_NODES {
+                    return Err(WireError::PinnedNodes);
+                }
+                let mut slots = Vec::with_capacity(n);
+                for _ in 0..n {
+                    slots.push((r.i32()?, r.u32()?));
+                }
+                Request::RegisterPinned {
+                    base,
+                    len,
+                    block_size,
+                    slots,
+                }
             }
             other => return Err(WireError::Type(other)),
         };
@@ -448,7 +499,32 @@ mod tests {
                 bytes: 1 << 30,
                 tier: -1,
             },
+            Request::RegisterPinned {
+                base: 0x7f00_0000_0000,
+                len: 96 << 16,
+                block_size: 1 << 16,
+                slots: vec![(0, 32), (1, 64)],
+            },
         ]
+    }
+
+    #[test]
+    fn pinned_layout_is_bounded() {
+        let req = |n: usize| Request::RegisterPinned {
+            base: 0,
+            len: 0,
+            block_size: 4096,
+            slots: vec![(0, 1); n],
+        };
+        assert_eq!(
+            Request::decode(&req(0).encode(1)),
+            Err(WireError::PinnedNodes)
+        );
+        assert_eq!(
+            Request::decode(&req(MAX_PINNED_NODES + 1).encode(1)),
+            Err(WireError::PinnedNodes)
+        );
+        assert!(Request::decode(&req(MAX_PINNED_NODES).encode(1)).is_ok());
     }
 
     #[test]

@@ -31,6 +31,9 @@ fn constants_match_the_rust_layout() {
         ("TIERD_HINT_PIN_FAST", HintKind::PinFast),
         ("TIERD_HINT_UNPIN", HintKind::Unpin),
         ("TIERD_HINT_RELOCATED", HintKind::Relocated),
+        ("TIERD_HINT_MOVED", HintKind::Moved),
+        ("TIERD_HINT_DECLINED", HintKind::Declined),
+        ("TIERD_HINT_WRITTEN", HintKind::Written),
     ];
     for (name, k) in kinds {
         assert_eq!(define(&h, name), (k as u16).to_string(), "{name}");

@@ -81,4 +81,8 @@ pub mod flags {
     /// for a while (`Knobs::stuck_retry_ms`) instead of planning the same move every
     /// tick.
     pub const STUCK: u8 = 1 << 5;
+    /// Not a hint: the granule belongs to a pinned client region (`move_pages` cannot
+    /// move it). The policy never plans it; the protocol's pinned planner places it by
+    /// relocation requests (`protocol::pinned`).
+    pub const PINNED: u8 = 1 << 6;
 }

@@ -127,6 +127,15 @@ impl HeatTable {
         });
     }
 
+    /// Zeroes the heat of the granules `r` covers entirely, creating no cells: their
+    /// contents now live elsewhere (a pinned block its client moved,
+    /// `protocol::pinned`), so the heat went with them.
+    pub fn forget_heat(&mut self, r: AddrRange) {
+        if let Some(gs) = self.granules(r, Span::Covered) {
+            each_cell(&mut self.cells, gs, false, |c| c.heat = 0.0);
+        }
+    }
+
     /// Sets `set` and clears `clear` on the granules of `r` that `span` selects.
     pub fn mark(&mut self, r: AddrRange, span: Span, set: u8, clear: u8) {
         if let Some(gs) = self.granules(r, span) {

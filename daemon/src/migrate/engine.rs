@@ -70,6 +70,8 @@ pub struct MigrationEngine {
     page: u64,
     topo_cache: Mutex<Option<(Instant, Arc<crate::topology::Topology>)>>,
     pub counters: EngineCounters,
+    /// Ranges no job may move (pinned client regions): cut out of every job.
+    pub pinned: super::pinned::PinnedRanges,
 }
 
 const TOPOLOGY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -92,6 +94,7 @@ impl MigrationEngine {
             page: super::page_size(),
             topo_cache: Mutex::new(None),
             counters: EngineCounters::default(),
+            pinned: Default::default(),
         }
     }
 
@@ -184,6 +187,7 @@ impl MigrationEngine {
             Some(r) => r.clone(),
             None => self.resident(job.pid, None)?,
         };
+        let ranges = self.pinned.subtract(job.pid, ranges, self.page);
         let mut reply = MigrateReply::default();
         let mut units = Vec::with_capacity(cfg.batch_pages);
         'ranges: for r in &ranges {

@@ -30,6 +30,8 @@ pub struct UrgentJob<'a> {
 pub enum UrgentOutcome {
     /// Not attempted: the destination would fall below its floor.
     NoHeadroom,
+    /// Not attempted: the pages are in a pinned client region (`super::pinned`).
+    Pinned,
     /// Per page: the node it is on now, or a negative errno (`-ESRCH`: the process
     /// went away).
     Moved(Vec<i32>),
@@ -39,6 +41,14 @@ impl MigrationEngine {
     /// Moves `job.pages` to `job.to` now (see the module doc).
     pub fn run_urgent(&self, job: &UrgentJob) -> UrgentOutcome {
         let page = self.page_size();
+        if job.pages.iter().any(|&a| self.pinned.contains(job.pid, a)) {
+            // Pinned client memory is never moved by tierd (`super::pinned`): callers
+            // relocate it through the client; a job naming it is refused whole.
+            self.pinned
+                .skipped_pages
+                .fetch_add(job.pages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            return UrgentOutcome::Pinned;
+        }
         let bytes = job.pages.len() as u64 * page;
         if job.free_bytes < job.floor_bytes.saturating_add(bytes) {
             return UrgentOutcome::NoHeadroom;

@@ -43,6 +43,14 @@ pub struct Inputs {
     pub priority_refused: u64,
     pub pin_refused_blocks: u64,
     pub prefetch_throttled_blocks: u64,
+    /// Pinned regions: relocation requests (blocks) up and down; bytes copied and
+    /// bytes re-pointed to shadows instead.
+    pub relocation_promote_blocks: u64,
+    pub relocation_demote_blocks: u64,
+    pub relocation_copied_bytes: u64,
+    pub relocation_avoided_bytes: u64,
+    /// Pages the engine left out of jobs because they were in pinned regions.
+    pub pinned_skipped_pages: u64,
 }
 
 impl Inputs {
@@ -66,6 +74,11 @@ impl Inputs {
             config_generation: d.generation.load(Ordering::Relaxed),
             hint_dropped_entries: d.hints.dropped_entries.load(Ordering::Relaxed),
             hint_dropped_blocks: d.hints.dropped_blocks.load(Ordering::Relaxed),
+            relocation_promote_blocks: d.hints.relocation_promote_blocks.load(Ordering::Relaxed),
+            relocation_demote_blocks: d.hints.relocation_demote_blocks.load(Ordering::Relaxed),
+            relocation_copied_bytes: d.hints.relocation_copied_bytes.load(Ordering::Relaxed),
+            relocation_avoided_bytes: d.hints.relocation_avoided_bytes.load(Ordering::Relaxed),
+            pinned_skipped_pages: d.engine.pinned.skipped_pages.load(Ordering::Relaxed),
             access_denied: d.access.denied.load(Ordering::Relaxed),
             priority_refused: d.ceilings.counters.priority_refused.load(Ordering::Relaxed),
             pin_refused_blocks: d
@@ -352,6 +365,38 @@ pub fn encode_inputs(i: &Inputs) -> String {
         "hint_ring_dropped_blocks",
         "Hinted blocks clients dropped because their ring was full",
         i.hint_dropped_blocks,
+    );
+    let reloc = Family::<Labels, Counter>::default();
+    for (dir, v) in [
+        ("promote", i.relocation_promote_blocks),
+        ("demote", i.relocation_demote_blocks),
+    ] {
+        reloc
+            .get_or_create(&labels(&[("direction", dir.to_string())]))
+            .inc_by(v);
+    }
+    reg.register(
+        "relocation_requests_blocks",
+        "Pinned regions: blocks tierd asked their client to move, by direction",
+        reloc,
+    );
+    counter(
+        &mut reg,
+        "relocation_copied_bytes",
+        "Pinned regions: bytes clients copied to serve relocation requests",
+        i.relocation_copied_bytes,
+    );
+    counter(
+        &mut reg,
+        "relocation_avoided_bytes",
+        "Pinned regions: bytes moved by re-pointing to a valid shadow copy (no copy)",
+        i.relocation_avoided_bytes,
+    );
+    counter(
+        &mut reg,
+        "pinned_skipped_pages",
+        "Pages of pinned regions left out of migration jobs (never passed to move_pages)",
+        i.pinned_skipped_pages,
     );
 
     // Permissions and per-user ceilings (docs/security.md).

@@ -28,7 +28,7 @@ pub fn stuck(g: &GranuleView, k: &Knobs) -> bool {
 /// Why and how strongly a granule on a lower tier should be promoted: `Some(score)`,
 /// higher first; `None` = not a candidate.
 pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> Option<f64> {
-    if g.flags & flags::FREE != 0 || stuck(g, k) {
+    if g.flags & (flags::FREE | flags::PINNED) != 0 || stuck(g, k) {
         return None;
     }
     if wants_fast(g) {
@@ -53,6 +53,9 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
 /// is cold, and computing their heat would cost more than the rest of the plan (see
 /// [`promote_score`]).
 pub fn may_promote(p: PolicyName, idle_ms: u64, flags: u8, k: &Knobs) -> bool {
+    if flags & flags::PINNED != 0 {
+        return false;
+    }
     if flags & (flags::PIN_FAST | flags::PREFETCH) != 0 {
         return true;
     }
@@ -66,7 +69,7 @@ pub fn may_promote(p: PolicyName, idle_ms: u64, flags: u8, k: &Knobs) -> bool {
 /// Order in which residents of an upper node give up their place: `Some(rank)`, lower
 /// first; `None` = never demoted by this policy.
 pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
-    if g.flags & flags::PIN_FAST != 0 || stuck(g, k) {
+    if g.flags & (flags::PIN_FAST | flags::PINNED) != 0 || stuck(g, k) {
         return None;
     }
     if g.flags & flags::FREE != 0 {
@@ -89,7 +92,7 @@ pub fn demote_rank(p: PolicyName, g: &GranuleView, k: &Knobs) -> Option<f64> {
 /// Idle long enough to go to make headroom ahead of need (`idle_demote_watermark`).
 pub fn idle(p: PolicyName, g: &GranuleView, k: &Knobs) -> bool {
     !matches!(p, PolicyName::Off | PolicyName::Static)
-        && g.flags & (flags::PIN_FAST | flags::PREFETCH) == 0
+        && g.flags & (flags::PIN_FAST | flags::PREFETCH | flags::PINNED) == 0
         && g.idle_ms >= k.cold_age_ms
         && g.since_move_ms >= k.min_residency_ms
         && !stuck(g, k)
@@ -102,7 +105,7 @@ pub fn idle(p: PolicyName, g: &GranuleView, k: &Knobs) -> bool {
 /// bandwidth on data nobody reads, and an engine typically refills a freed block soon
 /// (its next ACCESS / PREFETCH then finds it already on the fast tier).
 pub fn demote_unconditionally(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) -> bool {
-    if g.flags & flags::PIN_FAST != 0 || stuck(g, k) {
+    if g.flags & (flags::PIN_FAST | flags::PINNED) != 0 || stuck(g, k) {
         return false;
     }
     if g.flags & flags::COLD != 0 {

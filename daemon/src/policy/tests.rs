@@ -369,6 +369,37 @@ fn higher_priority_keeps_the_fast_tier() {
 }
 
 #[test]
+fn pinned_granules_are_never_planned() {
+    // Hinted to the fast tier with room there, and cold on the fast node under
+    // pressure: each would move, but they are pinned (relocated by the client instead).
+    let mut up = hot(0, 1, 100.0);
+    up.flags = flags::PINNED | flags::PREFETCH;
+    let mut down = cold(G, 0);
+    down.flags = flags::PINNED | flags::COLD;
+    let room = two_nodes(64 * MB, 32 * MB);
+    let full = two_nodes(64 * MB, 0);
+    assert!(plan(&[proc_(1, 0, vec![up])], &room, &knobs())
+        .moves
+        .is_empty());
+    assert!(plan(&[proc_(1, 0, vec![down])], &full, &knobs())
+        .moves
+        .is_empty());
+    // The same granules unpinned do move.
+    up.flags = flags::PREFETCH;
+    down.flags = flags::COLD;
+    let p = plan(&[proc_(1, 0, vec![up])], &room, &knobs());
+    assert!(p
+        .moves
+        .iter()
+        .any(|m| m.addr == 0 && m.dir == Direction::Promote));
+    let p = plan(&[proc_(1, 0, vec![down])], &full, &knobs());
+    assert!(p
+        .moves
+        .iter()
+        .any(|m| m.addr == G && m.dir == Direction::Demote));
+}
+
+#[test]
 fn hints_pin_free_and_cold() {
     let mut pinned = cold(0, 0);
     pinned.flags = flags::PIN_FAST;

@@ -30,10 +30,13 @@ pub fn apply(t: &mut HeatTable, kind: HintKind, r: AddrRange, now_ms: u32) {
         )
     };
     match kind {
-        HintKind::Access => {
+        HintKind::Access | HintKind::Written => {
             t.record(r.start, r.end, 1.0, now_ms);
             protect(t, 0);
         }
+        // Pinned-region acknowledgements: the map follows them (`super::pinned`); MOVED
+        // carries the source's heat over ([`carry`]).
+        HintKind::Moved | HintKind::Declined => {}
         HintKind::Prefetch => protect(t, flags::PREFETCH),
         HintKind::PinFast => protect(t, flags::PIN_FAST),
         HintKind::Unpin => t.unmark(r, Span::Touching, flags::PIN_FAST),
@@ -88,6 +91,33 @@ pub fn access_many(
         depth += d;
         from = x;
     }
+}
+
+/// MOVED: the contents of `from` now live at `to` (same length): `to` takes `from`'s
+/// heat and hint flags, so a block just moved does not look cold (or stop being
+/// pinned to the fast tier) at its new place; `from`, now a mere copy, loses both.
+pub fn carry(t: &mut HeatTable, from: AddrRange, to: AddrRange, now_ms: u32) {
+    let g = t.granule().max(1);
+    let mut a = from.start;
+    while a < from.end {
+        let b = to.start + (a - from.start);
+        let heat = t.heat_at(a, now_ms);
+        let set = t.cell(a).map_or(0, |c| c.flags() & HINT_FLAGS);
+        let end = (b + g).min(to.end);
+        t.forget_heat(AddrRange { start: b, end });
+        if heat > 0.0 {
+            t.record(b, end, heat, now_ms);
+        }
+        t.mark(
+            AddrRange { start: b, end },
+            Span::Touching,
+            set,
+            HINT_FLAGS & !set,
+        );
+        a += g;
+    }
+    t.forget_heat(from);
+    t.unmark(from, Span::Covered, HINT_FLAGS);
 }
 
 /// Forgets every hint on `r` (the region was unregistered).
@@ -175,6 +205,25 @@ mod tests {
         apply(&mut t, HintKind::Unpin, r(G, 3 * G), 0);
         assert_eq!(f(&t, G) & flags::PIN_FAST, 0);
         assert_eq!(f(&t, 2 * G) & flags::PIN_FAST, 0);
+    }
+
+    #[test]
+    fn moved_carries_heat_and_flags() {
+        let mut t = table();
+        for _ in 0..4 {
+            apply(&mut t, HintKind::Access, r(0, G), 10);
+        }
+        apply(&mut t, HintKind::PinFast, r(0, G), 10);
+        apply(&mut t, HintKind::Cold, r(8 * G, 9 * G), 10);
+        carry(&mut t, r(0, G), r(8 * G, 9 * G), 10);
+        assert!(t.heat_at(8 * G, 10) > 3.9);
+        assert_eq!(t.heat_at(0, 10), 0.0, "the old place is a mere copy");
+        assert_eq!(
+            f(&t, 8 * G),
+            flags::PIN_FAST | flags::CLIENT,
+            "COLD was stale"
+        );
+        assert_eq!(f(&t, 0), 0);
     }
 
     #[test]

@@ -21,15 +21,19 @@
 
 pub mod apply;
 pub mod holders;
+pub mod pinned;
 pub mod placement;
 pub mod poller;
 pub mod pools;
 pub mod region;
+pub mod relocate;
 pub mod server;
 pub mod session;
 
 #[cfg(test)]
 mod permission_tests;
+#[cfg(test)]
+mod pinned_tests;
 #[cfg(test)]
 mod tests;
 

@@ -17,7 +17,7 @@
 //! registering process died or changed credentials ([`Hub::end_departed_peers`]).
 
 use super::region::ShmRegion;
-use super::{apply, Hub, REFRESH_PERIOD};
+use super::{apply, relocate, Hub, REFRESH_PERIOD};
 use crate::migrate::{UrgentJob, UrgentOutcome};
 use crate::state::{Daemon, Mode};
 use std::collections::BTreeMap;
@@ -84,8 +84,8 @@ pub fn run_prefetch(hub: Arc<Hub>, rx: crossbeam_channel::Receiver<Prefetch>) {
 /// Promotes the blocks of `items` (all of one region) and writes their placement back.
 fn promote(hub: &Hub, items: &[Prefetch]) {
     let r = &items[0].region;
-    if hub.region(r.id).is_none() {
-        return; // unregistered meanwhile
+    if hub.region(r.id).is_none() || r.is_pinned() {
+        return; // unregistered meanwhile, or placed by relocation (`super::relocate`)
     }
     let started = Instant::now();
     let queued = items
@@ -131,6 +131,9 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
         Some((to, total, free)) => {
             let floor = cfg.policy.promote_watermark.of(total);
             let out = move_blocks(d, r, &blocks, to, free, floor);
+            if !out.1 {
+                relocate::detect(d, r, &out.0, to);
+            }
             if !out.1 {
                 let moved = blocks.len() as u64 * r.block_size;
                 let mut cache = hub.fast_free.lock().unwrap_or_else(|p| p.into_inner());
@@ -223,6 +226,8 @@ fn move_blocks(
     };
     let status = match d.engine.run_urgent(&job) {
         UrgentOutcome::NoHeadroom => return (query_blocks(d, r, blocks), true),
+        // Made pinned meanwhile: its placement is known without asking the kernel.
+        UrgentOutcome::Pinned => return (blocks.iter().map(|&b| r.placement(b)).collect(), true),
         UrgentOutcome::Moved(status) => status,
     };
     let mut first: Vec<i32> = status.iter().copied().step_by(per).collect();
@@ -255,7 +260,12 @@ pub fn run_refresh(hub: Arc<Hub>) {
         *hub.fast_free.lock().unwrap_or_else(|p| p.into_inner()) = free;
         hub.end_departed_peers();
         for r in hub.regions() {
-            refresh(&hub.daemon, &r);
+            if r.is_pinned() {
+                // Pinned pages stay where they are: no query; plan the client's moves.
+                relocate::plan(&hub.daemon, &r);
+            } else {
+                refresh(&hub.daemon, &r);
+            }
         }
         std::thread::sleep(REFRESH_PERIOD.saturating_sub(started.elapsed()));
     }

@@ -12,15 +12,18 @@
 //! other than root past `client.max_pin_fast_bytes_per_uid` is ignored and counted
 //! ([`crate::access::ceilings`]).
 
+use super::pinned::PinnedMap;
 use super::placement::Prefetch;
 use super::region::ShmRegion;
 use super::{apply, Hub, POLL_PERIOD};
+use crate::heat::{flags, Span};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
 use tierd_client::layout::{HintEntry, WANTED_NONE};
 use tierd_client::ring::validate;
+use tierd_client::ring::Hint;
 use tierd_client::HintKind;
 
 /// Sleep between passes while no region is registered.
@@ -88,8 +91,20 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
         hints.push(h);
     }
     let mut relocated = false;
+    let pinned = r.is_pinned();
+    if pinned {
+        let (copied, avoided) = r.with_pinned(|m| follow(m, &hints)).unwrap_or_default();
+        let c = &hub.daemon.hints;
+        c.relocation_copied_bytes
+            .fetch_add(copied * r.block_size, Ordering::Relaxed);
+        c.relocation_avoided_bytes
+            .fetch_add(avoided * r.block_size, Ordering::Relaxed);
+    }
     for h in &hints {
         match h.kind {
+            // A pinned region's blocks are never moved by tierd: the flags reach the
+            // pinned planner (next refresh) through the heat table.
+            HintKind::Prefetch | HintKind::PinFast if pinned => {}
             HintKind::Prefetch | HintKind::PinFast => {
                 // Full queue: the PREFETCH / PIN_FAST flags stay and the policy promotes.
                 let _ = hub.prefetch_tx.try_send(Prefetch {
@@ -112,20 +127,34 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     if relocated {
         r.bump_wanted();
     }
-    let ranges: Vec<(HintKind, AddrRange)> = hints
+    let ranges: Vec<(HintKind, AddrRange, AddrRange)> = hints
         .iter()
-        .map(|h| (h.kind, r.blocks(h.first_block, h.nblocks)))
+        .map(|h| {
+            let to = match h.kind {
+                HintKind::Moved => r.blocks(h.deadline_ms as u64, h.nblocks),
+                _ => AddrRange { start: 0, end: 0 },
+            };
+            (h.kind, r.blocks(h.first_block, h.nblocks), to)
+        })
         .collect();
     hub.daemon.heat.edit(r.owner.pid, move |t| {
         let now = t.now_ms(received);
         let (mut access, mut events) = (Vec::new(), Vec::new());
-        for (kind, range) in ranges {
+        for (kind, range, to) in ranges {
+            if pinned {
+                // Cells created by hints carry the flag the policy skips pinned memory by.
+                t.mark(range, Span::Touching, flags::PINNED, 0);
+            }
             if kind == HintKind::Access {
                 access.push(range);
                 continue;
             }
             apply::access_many(t, &access, now, &mut events);
             access.clear();
+            if kind == HintKind::Moved {
+                apply::carry(t, range, to, now);
+                t.mark(to, Span::Touching, flags::PINNED, 0);
+            }
             apply::apply(t, kind, range, now);
         }
         apply::access_many(t, &access, now, &mut events);
@@ -139,4 +168,29 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
     h.applied_entries.fetch_add(applied, Ordering::Relaxed);
     h.applied_blocks.fetch_add(blocks, Ordering::Relaxed);
     h.rejected_entries.fetch_add(rejected, Ordering::Relaxed);
+}
+
+/// What a pinned region's map learns from a batch of hints: which slots hold live
+/// blocks, which were freed or rewritten, and the client's acknowledgements. Returns the
+/// blocks moved by copy and by re-pointing to a shadow.
+fn follow(m: &mut PinnedMap, hints: &[Hint]) -> (u64, u64) {
+    let (mut copied, mut avoided) = (0, 0);
+    for h in hints {
+        let (first, n) = (h.first_block, h.nblocks);
+        match h.kind {
+            HintKind::Access | HintKind::Prefetch | HintKind::PinFast | HintKind::Cold => {
+                m.used(first, n)
+            }
+            HintKind::Written => m.written(first, n),
+            HintKind::Free | HintKind::Relocated => m.freed(first, n),
+            HintKind::Moved => {
+                let c = m.moved(first, h.deadline_ms as u64, n);
+                copied += c;
+                avoided += n - c;
+            }
+            HintKind::Declined => m.declined(first, n),
+            HintKind::Unpin => {}
+        }
+    }
+    (copied, avoided)
 }

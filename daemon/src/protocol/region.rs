@@ -18,6 +18,8 @@ use tierd_client::layout::{state, Geometry, HintEntry};
 use tierd_client::ring::{Consumer, RingError};
 use tierd_client::shm::ShmView;
 
+use super::pinned::PinnedMap;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegionError {
     #[error("region {region} of pid {pid}: creating its shared memory: {errno}")]
@@ -57,6 +59,9 @@ pub struct ShmRegion {
     consumer: Mutex<Consumer>,
     /// The client's drop counters (entries, blocks) already added to the daemon's totals.
     drops_seen: Mutex<(u64, u64)>,
+    /// Set for a pinned region (registered so, or found so): its slots and the moves
+    /// asked of the client ([`super::pinned`]). tierd never moves its pages.
+    pinned: Mutex<Option<PinnedMap>>,
     // `view` borrows `map`; declared first so it is dropped first.
     view: ShmView<'static>,
     _map: MmapRaw,
@@ -134,6 +139,7 @@ impl ShmRegion {
             conn_sock,
             fd,
             drops_seen: Mutex::new((0, 0)),
+            pinned: Mutex::new(None),
             consumer: Mutex::new(Consumer::new()),
             view,
             _map: map,
@@ -202,6 +208,15 @@ impl ShmRegion {
         }
     }
 
+    /// The placement last written for `block`.
+    pub fn placement(&self, block: u64) -> i32 {
+        self.view
+            .placement(block)
+            .map_or(tierd_client::layout::PLACEMENT_UNKNOWN, |p| {
+                p.load(Ordering::Acquire)
+            })
+    }
+
     pub fn set_wanted(&self, block: u64, node: i32) {
         if let Some(w) = self.view.wanted(block) {
             w.store(node, Ordering::Release);
@@ -218,6 +233,38 @@ impl ShmRegion {
 
     pub fn state(&self) -> u32 {
         self.header().state.load(Ordering::Acquire)
+    }
+
+    /// Makes the region pinned with `map` (its slots' nodes); the placement table shows
+    /// them from now on (pinned pages stay where they are). Returns false if it
+    /// already was.
+    pub fn make_pinned(&self, map: PinnedMap) -> bool {
+        let mut p = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_some() {
+            return false;
+        }
+        for b in 0..self.nblocks {
+            self.set_placement(b, map.node(b));
+        }
+        self.bump_placement();
+        *p = Some(map);
+        true
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Runs `f` on the pinned map, if the region is pinned.
+    pub fn with_pinned<R>(&self, f: impl FnOnce(&mut PinnedMap) -> R) -> Option<R> {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(f)
     }
 
     /// Marks the region closed (or corrupt) for the client to see.

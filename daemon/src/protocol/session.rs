@@ -13,10 +13,12 @@
 //! moved (prefetch). The placement refresher ends a connection whose peer died or
 //! changed credentials ([`PeerWatch`]), even while a child still holds the socket.
 
+use super::pinned::PinnedMap;
 use super::pools::{OpenRequest, Peer};
 use super::region::{Owner, ShmRegion};
 use super::{apply, Hub};
 use crate::access::process::{boot_ticks, Creds, Process, ProcessError};
+use crate::heat::{flags, Span};
 use crate::proc::maps::{migratable_ranges, MapsError};
 use nix::sys::socket::UnixCredentials;
 use std::os::fd::{AsFd, OwnedFd};
@@ -129,7 +131,13 @@ impl Session {
                     base,
                     len,
                     block_size,
-                } => self.register(base, len, block_size),
+                } => self.register(base, len, block_size, None),
+                Request::RegisterPinned {
+                    base,
+                    len,
+                    block_size,
+                    slots,
+                } => self.register(base, len, block_size, Some(&slots)),
                 Request::Unregister { region } => self.unregister(region),
                 Request::PoolOpen { name, bytes, flags } => self.pool_open(&OpenRequest {
                     name: &name,
@@ -150,7 +158,14 @@ impl Session {
         })
     }
 
-    fn register(&mut self, base: u64, len: u64, block_size: u64) -> Handled {
+    /// REGISTER, and REGISTER_PINNED with its `(node, slots)` layout.
+    fn register(
+        &mut self,
+        base: u64,
+        len: u64,
+        block_size: u64,
+        layout: Option<&[(i32, u32)]>,
+    ) -> Handled {
         let d = &self.hub.daemon;
         let cfg = d.config();
         let (pid, uid) = (self.peer.pid, self.peer.uid);
@@ -179,6 +194,16 @@ impl Session {
                 format!("{nblocks} blocks; at most {MAX_BLOCKS} per region"),
             ));
         }
+        let pinned = match layout {
+            None => None,
+            Some(l) => {
+                let topo = d.topology();
+                let exists = |n: i32| n >= 0 && topo.nodes.iter().any(|x| x.id == n as u32);
+                let map = PinnedMap::new(l, nblocks, exists)
+                    .map_err(|e| refuse(libc::EINVAL, e.to_string()))?;
+                Some(map)
+            }
+        };
         let range = AddrRange { start: base, end };
         let mapped: u64 = match migratable_ranges(pid, Some(range)) {
             Ok(rs) => rs.iter().map(|r| r.end - r.start).sum(),
@@ -268,6 +293,9 @@ impl Session {
             .try_clone_to_owned()
             .map_err(|e| refuse(libc::EMFILE, e.to_string()))?;
         let shm_bytes = region.view().geometry().total_bytes;
+        if let Some(map) = pinned {
+            mark_pinned(d, &region, map);
+        }
         self.hub
             .regions
             .write()
@@ -308,6 +336,9 @@ impl Session {
             .remove(&id);
         let Some(r) = r else { return };
         r.close(state::CLOSED);
+        if r.is_pinned() {
+            self.hub.daemon.engine.pinned.remove(r.owner.pid, r.id);
+        }
         self.hub.daemon.ceilings.forget_region(id);
         {
             let mut counts = self
@@ -321,10 +352,10 @@ impl Session {
             }
         }
         let all = r.blocks(0, r.nblocks);
-        self.hub
-            .daemon
-            .heat
-            .edit(r.owner.pid, move |t| apply::clear(t, all));
+        self.hub.daemon.heat.edit(r.owner.pid, move |t| {
+            apply::clear(t, all);
+            t.unmark(all, Span::Touching, flags::PINNED);
+        });
     }
 
     fn pool_open(&mut self, req: &OpenRequest<'_>) -> Handled {
@@ -417,4 +448,24 @@ impl Session {
             let _ = d.registry.unmanage(pid);
         }
     }
+}
+
+/// Makes `r` pinned with `map`: no job of the migration engine touches its pages from
+/// now on, the policy leaves its granules to the pinned planner, and the placement
+/// table shows the slots' nodes. Called on REGISTER_PINNED and when a move finds a
+/// region's pages pinned ([`super::placement`]).
+pub fn mark_pinned(d: &crate::state::Daemon, r: &ShmRegion, map: PinnedMap) {
+    if !r.make_pinned(map) {
+        return;
+    }
+    let all = r.blocks(0, r.nblocks);
+    d.engine.pinned.add(r.owner.pid, r.id, all);
+    d.heat.edit(r.owner.pid, move |t| {
+        t.mark(all, Span::Touching, flags::PINNED, 0)
+    });
+    tracing::info!(
+        pid = r.owner.pid,
+        region = r.id,
+        "client region is pinned: placed by relocation"
+    );
 }

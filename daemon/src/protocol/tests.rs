@@ -24,7 +24,7 @@ pub(super) struct Fixture {
     pub(super) path: PathBuf,
     pub(super) daemon: Arc<Daemon>,
     pub(super) server: Server,
-    mover: Arc<FakeMover>,
+    pub(super) mover: Arc<FakeMover>,
     /// Stops the heat tables' owner thread (the tiering loop's stand-in).
     heat_stop: Arc<std::sync::atomic::AtomicBool>,
 }

@@ -8,8 +8,9 @@
 # the unit's enablement (as in a container).
 # Inside: dpkg -i, the unit verified and its ExecStartPre/ExecStart run with
 # client.socket_group set in the installed conffile, the C example built with
-# `pkg-config --cflags --libs tierd` against the installed /usr and run by a non-root user
-# in the group, refused for one outside it; then dpkg --purge leaves nothing.
+# `pkg-config --cflags --libs tierd` against the installed /usr and the Python example from
+# the wheel in a fresh venv, both run by a non-root user in the group, the C example
+# refused for one outside it; then dpkg --purge leaves nothing.
 # Needs root and overlayfs. Ends with "deb-install: N passed, N failed".
 set -euo pipefail
 if [[ ${1:-} != --inside ]]; then
@@ -18,7 +19,14 @@ if [[ ${1:-} != --inside ]]; then
   work=$(mktemp -d /tmp/tierd-deb-install.XXXXXX)
   trap 'rm -rf "$work"' EXIT
   cp "$deb" "$work/tierd.deb"
-  cp "$root/clients/c/examples/kvcache.c" "$work/kvcache.c"
+  cp "$root/clients/c/examples/kvcache.c" "$root/clients/python/examples/basic.py" "$work/"
+  # The Python client as an engine gets it: a wheel (carrying the release libtierd.so).
+  TIERD_WHEEL_LIBRARY=$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")/release/libtierd.so \
+    python3 -m pip wheel -q --no-index --no-deps --disable-pip-version-check \
+    -w "$work/wheel" "$root/clients/python" >"$work/wheel.log" 2>&1 || {
+    cat "$work/wheel.log"
+    exit 1
+  }
   cp "${BASH_SOURCE[0]}" "$work/inside.sh"
   # shellcheck disable=SC2016 # expanded by the inner bash
   exec unshare -m --propagation private bash -c '
@@ -34,13 +42,16 @@ if [[ ${1:-} != --inside ]]; then
     mount --rbind /dev "$m/dev"
     mount -t tmpfs tmpfs "$m/run"
     mount -t tmpfs tmpfs "$m/tmp"
-    cp "$w/tierd.deb" "$w/kvcache.c" "$w/inside.sh" "$m/tmp/"
+    cp "$w/tierd.deb" "$w/kvcache.c" "$w/basic.py" "$w/inside.sh" "$w"/wheel/*.whl "$m/tmp/"
     exec chroot "$m" bash /tmp/inside.sh --inside
   ' bash "$work"
 fi
 
 # --- inside the throwaway root ---------------------------------------------------------
 GID=40021 ENGINE=40022 OUTSIDER=40023
+pid=
+# tierd must not outlive the script: it would keep the throwaway mount namespace alive.
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null' EXIT
 passed=0 failed=0
 check() {
   local name=$1
@@ -85,10 +96,17 @@ check "C example builds with pkg-config --cflags --libs tierd (installed /usr)" 
   gcc -std=c11 -Wall -Wextra -Werror -O2 /tmp/kvcache.c -o /tmp/kvcache $(pkg-config --cflags --libs tierd)
 check "engine user in the group: kvcache ok" \
   bash -c "setpriv --reuid $ENGINE --regid $ENGINE --groups $GID -- /tmp/kvcache $sock | tail -n 1 | grep -q 'kvcache: ok'"
+check "the wheel in a fresh venv (Debian's python3, offline)" \
+  bash -c '/usr/bin/python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -q --no-index \
+    --disable-pip-version-check /tmp/tierd-*.whl >/tmp/pip.log 2>&1 || { cat /tmp/pip.log; exit 1; }'
+check "engine user in the group: Python example from the venv" \
+  bash -c "cd /tmp && HOME=/tmp setpriv --reuid $ENGINE --regid $ENGINE --groups $GID -- \
+    /tmp/venv/bin/python /tmp/basic.py $sock >/tmp/basic.log 2>&1 || { cat /tmp/basic.log; exit 1; }"
 out=$(setpriv --reuid $OUTSIDER --regid $OUTSIDER --clear-groups -- /tmp/kvcache $sock 2>&1 || true)
 check "outsider refused: $out" bash -c "[[ '$out' == *'Permission denied'* ]]"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
+pid=
 
 check "dpkg --purge" bash -c 'dpkg --purge tierd >/tmp/purge.log 2>&1 || { cat /tmp/purge.log; exit 1; }'
 check "purge removed files and the conffile" \

@@ -37,33 +37,43 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 _PROJECT = Path.cwd()  # pip runs the hooks in the project directory (clients/python)
 
 
-def _project_metadata() -> Dict[str, str]:
-    """The string keys of ``[project]`` in pyproject.toml (name, version, ...)."""
+def _project_metadata() -> Dict[str, Any]:
+    """``[project]`` of pyproject.toml: its string keys (name, version, ...), ``license``
+    as a string, ``dependencies`` and ``optional-dependencies``."""
     text = (_PROJECT / "pyproject.toml").read_text()
     try:
         import tomllib  # Python 3.11+
 
         project = tomllib.loads(text)["project"]
-        out = {k: v for k, v in project.items() if isinstance(v, str)}
+        out: Dict[str, Any] = {k: v for k, v in project.items() if isinstance(v, str)}
         lic = project.get("license")
         if isinstance(lic, dict) and "text" in lic:
             out["license"] = lic["text"]
+        out["dependencies"] = list(project.get("dependencies", []))
+        out["optional-dependencies"] = dict(project.get("optional-dependencies", {}))
         return out
     except ImportError:
         pass
-    # Python 3.9/3.10: the few `key = "value"` lines of [project] are all this needs.
+    # Python 3.9/3.10: `key = "value"` lines and a one-line `dependencies = [...]` of
+    # [project]; extras need Python 3.11 to build.
     section = re.search(r"^\[project\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
     if not section:
         raise RuntimeError("pyproject.toml has no [project] table")
-    out = dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]*)"', section.group(1), re.M))
-    lic = re.search(r'^license\s*=\s*\{\s*text\s*=\s*"([^"]*)"', section.group(1), re.M)
+    body = section.group(1)
+    out = dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]*)"', body, re.M))
+    lic = re.search(r'^license\s*=\s*\{\s*text\s*=\s*"([^"]*)"', body, re.M)
     if lic:
         out["license"] = lic.group(1)
+    deps = re.search(r"^dependencies\s*=\s*\[(.*?)\]", body, re.M)
+    out["dependencies"] = re.findall(r'"([^"]+)"', deps.group(1)) if deps else []
+    if re.search(r"^\[project\.optional-dependencies\]", text, re.M):
+        raise RuntimeError("optional-dependencies need Python 3.11+ (tomllib) to build the wheel")
+    out["optional-dependencies"] = {}
     return out
 
 
@@ -118,7 +128,7 @@ def _tag() -> str:
     return f"py3-none-{plat}"
 
 
-def _dist_info(meta: Dict[str, str]) -> Dict[str, bytes]:
+def _dist_info(meta: Dict[str, Any]) -> Dict[str, bytes]:
     """The files of <name>-<version>.dist-info except RECORD."""
     lines = [
         "Metadata-Version: 2.1",
@@ -131,6 +141,10 @@ def _dist_info(meta: Dict[str, str]) -> Dict[str, bytes]:
         lines.append(f"License: {meta['license']}")
     if "requires-python" in meta:
         lines.append(f"Requires-Python: {meta['requires-python']}")
+    lines += [f"Requires-Dist: {d}" for d in meta["dependencies"]]
+    for extra, deps in sorted(meta["optional-dependencies"].items()):
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f'Requires-Dist: {d}; extra == "{extra}"' for d in deps]
     body = ""
     readme = meta.get("readme")
     if readme and (_PROJECT / readme).is_file():

@@ -80,8 +80,8 @@ install-completions:
 		$(TIERCTL) completions fish --for $$p >$(DESTDIR)$(FISHDIR)/$$p.fish || exit 1; \
 	done
 
-# ldconfig only for a real install (no DESTDIR) as root: it refreshes the cache and the
-# libtierd.so.N link; a package runs it from its own trigger.
+# ldconfig only for a real install or uninstall (no DESTDIR) as root: it refreshes the
+# cache and the libtierd.so.N link; a package runs it from its own trigger.
 install-lib:
 	@test -n "$(SOVERSION)" || { echo "no TIERD_SOVERSION in clients/c/include/tierd.h"; exit 1; }
 	install -D -m 0755 $(REL)/libtierd.so $(DESTDIR)$(LIBDIR)/libtierd.so.$(VERSION)
@@ -107,6 +107,8 @@ uninstall:
 	for p in tierd tierctl; do \
 		rm -f $(DESTDIR)$(BASHDIR)/$$p $(DESTDIR)$(ZSHDIR)/_$$p $(DESTDIR)$(FISHDIR)/$$p.fish; \
 	done
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+		ldconfig; fi
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/tierd/tierd.toml"
 
 # Installs into a scratch prefix (the unit's paths pointing there) and verifies the

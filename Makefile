@@ -28,6 +28,9 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CARGO      ?= cargo
+# What `build` compiles. tests/run-all.sh passes --workspace: after its workspace build,
+# a narrower set would resolve other dependency features and rebuild tierd.
+CARGO_PACKAGES ?= -p tierd -p tierctl -p tierd-c
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 REL        := $(TARGET_DIR)/release
 TIERCTL    := $(REL)/tierctl
@@ -47,7 +50,7 @@ PC_INCDIR  := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 all: build
 
 build:
-	$(CARGO) build --release -p tierd -p tierctl -p tierd-c
+	$(CARGO) build --release $(CARGO_PACKAGES)
 
 install: build install-bin install-unit install-config install-man install-completions \
 	install-lib

@@ -44,7 +44,11 @@ check() { # check NAME CMD...: runs CMD, counts it
   if "$@"; then ok "$name"; else bad "$name"; fi
 }
 
-nice -n 10 cargo build --release -q -p tierd -p tierctl -p tierd-c
+# $CARGO_PACKAGES: what to build (and what make builds); tests/run-all.sh sets
+# --workspace so nothing is rebuilt after its own workspace build.
+export CARGO_PACKAGES=${CARGO_PACKAGES:--p tierd -p tierctl -p tierd-c}
+# shellcheck disable=SC2086 # a list of cargo arguments
+nice -n 10 cargo build --release -q $CARGO_PACKAGES
 tmp=$(mktemp -d /tmp/tierd-packaging.XXXXXX)
 chmod 0755 "$tmp" # the scratch users reach the sockets, the example and the venv
 pid=

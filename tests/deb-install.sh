@@ -29,7 +29,7 @@ if [[ ${1:-} != --inside ]]; then
   }
   cp "${BASH_SOURCE[0]}" "$work/inside.sh"
   # shellcheck disable=SC2016 # expanded by the inner bash
-  exec unshare -m --propagation private bash -c '
+  unshare -m --propagation private bash -c '
     set -euo pipefail
     w=$1
     mkdir "$w/layers" "$w/merged"
@@ -45,6 +45,7 @@ if [[ ${1:-} != --inside ]]; then
     cp "$w/tierd.deb" "$w/kvcache.c" "$w/basic.py" "$w/inside.sh" "$w"/wheel/*.whl "$m/tmp/"
     exec chroot "$m" bash /tmp/inside.sh --inside
   ' bash "$work"
+  exit 0 # a failure above exits through set -e; the trap removes $work either way
 fi
 
 # --- inside the throwaway root ---------------------------------------------------------

@@ -51,6 +51,7 @@ pkgs=(
   systemd                              # systemd-analyze verify (unit check)
   numactl gcc libc6-dev binutils       # VM helpers (migratepages, static test tools)
   tmux                                 # tierctl top capture
+  dpkg-dev python3-venv                # make deb (dpkg-shlibdeps), the wheel's fresh-venv test
 )
 missing=()
 for p in "${pkgs[@]}"; do

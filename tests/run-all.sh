@@ -15,9 +15,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo build --release --workspace
 
+passed=0; failed=0
+# The installable pieces on the host (about a minute): make install + pkg-config, the
+# wheel in a fresh venv, a non-root engine via socket_group, the .deb built, listed and
+# installed into a throwaway overlay root. Counted like a VM group.
+if CARGO_PACKAGES=--workspace bash tests/packaging.sh --deb; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 bash tests/vm/setup.sh
 # Each group is one VM boot; a group that cannot boot or run fails.
-passed=0; failed=0
 group() { # group NAME [run.sh args...]
   if bash tests/vm/run.sh --group "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 }

@@ -1,8 +1,9 @@
 /*
  * tierd.h: the C API of tierd's shared-memory protocol for inference engines.
  *
- * Link with -ltierd (target/release/libtierd.so or libtierd.a; the static library also
- * needs -lpthread -ldl -lm). An engine connects once, registers the address ranges of
+ * Link with -ltierd (`pkg-config --cflags --libs tierd` once `make install` put it in
+ * place; in a source tree target/release/libtierd.so or libtierd.a; the static library
+ * also needs -lpthread -ldl -lm, `pkg-config --static`). An engine connects once, registers the address ranges of
  * its KV cache as regions of fixed-size blocks, then sends hints about blocks (a ring
  * write in shared memory: no syscall, never blocks) and reads where each block lives
  * (an atomic load). Protocol and byte layout: docs/protocol.md.
@@ -15,6 +16,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The ABI version: the N of libtierd.so.N (its SONAME). Raised whenever a function's
+ * signature or a struct's layout changes incompatibly; clients/c/build.rs and the
+ * Makefile read it from here. */
+#define TIERD_SOVERSION 0
 
 #ifdef __cplusplus
 extern "C" {

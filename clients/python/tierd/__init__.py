@@ -165,7 +165,10 @@ class Client:
         h = self._lib.tierd_connect(arg)
         if not h:
             e = ctypes.get_errno()
-            raise TierdError(e, f"tierd_connect({socket_path or 'default'}): {os.strerror(e)}")
+            msg = f"tierd_connect({socket_path or 'default'}): {os.strerror(e)}"
+            if e == _errno.EACCES:
+                msg += " (the socket admits root and the group of client.socket_group: is this user in it?)"
+            raise TierdError(e, msg)
         self._h = ctypes.c_void_p(h)
 
     def __enter__(self) -> "Client":

@@ -497,7 +497,9 @@ mod tests {
             pages: 512,
             bytes: 512 * 4096,
         }];
-        i.status.kernel_vmstat.insert("pgmigrate_success".into(), 600);
+        i.status
+            .kernel_vmstat
+            .insert("pgmigrate_success".into(), 600);
         i.status.managed = vec![ManagedProc {
             pid: 42,
             comm: "kv".into(),

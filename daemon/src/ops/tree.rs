@@ -18,11 +18,11 @@
 //! tiers that are gone are removed. The root is injectable, so tests use a tempdir.
 //! Lists (`nodes`, `cpus`) use the kernel's cpulist format (`0-3,8`).
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::collections::BTreeMap;
 use tierd_api::{ManagedProc, MoveCount, NodeInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,14 @@ impl StateTree {
     /// Removes everything [`write`](Self::write) creates (on shutdown), leaving the
     /// sockets that share the directory alone.
     pub fn clear(&self) -> Result<(), TreeError> {
-        for d in ["tiers", "nodes", "procs", "clients", "moves", "kernel_vmstat"] {
+        for d in [
+            "tiers",
+            "nodes",
+            "procs",
+            "clients",
+            "moves",
+            "kernel_vmstat",
+        ] {
             let p = self.root.join(d);
             match fs::remove_dir_all(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&p)(e)),

@@ -49,8 +49,8 @@ for to in 1 0 1 0; do
 done
 kill $pid
 
-# 2. The tpp policy: a 64 MiB process on node1 whose 16 MiB hot window moves every 5 s.
-hotwindow --mb 64 --hot-mb 16 --move-s 5 --seconds 15 --go /tmp/go --tag acct >/tmp/hw.out 2>&1 &
+# 2. The tpp policy: a 64 MiB process on node1 whose 16 MiB hot window moves every 4 s.
+hotwindow --mb 64 --hot-mb 16 --move-s 4 --seconds 10 --go /tmp/go --tag acct >/tmp/hw.out 2>&1 &
 hw=$!
 wait_until 120 "hotwindow not ready" grep -q '^ready ' /tmp/hw.out
 grep '^ready ' /tmp/hw.out

@@ -9,11 +9,13 @@
 //! The reply payload types in [`reply`] are the documented contracts of
 //! `docs/control-api.md`: fields may be added, never renamed or removed.
 
+pub mod moves;
 pub mod page;
 pub mod range;
 pub mod reply;
 pub mod request;
 
+pub use moves::{MoveCause, MoveCount};
 pub use page::page_size;
 pub use range::{AddrRange, RangeParseError};
 pub use reply::*;

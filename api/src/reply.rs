@@ -52,6 +52,9 @@ pub struct MigrateReply {
     /// Why the job stopped early, if it did (`process exited`, `headroom`, ...).
     #[serde(default)]
     pub stopped: Option<String>,
+    /// Pages already on the destination: neither moved nor failed.
+    #[serde(default)]
+    pub already_pages: u64,
 }
 
 /// `tierctl manage/unmanage --json`.
@@ -137,6 +140,14 @@ pub struct StatusReply {
     /// on); absent from replies of older daemons.
     #[serde(default)]
     pub health: Health,
+    /// Pages tierd moved since it started, per source tier, destination tier and cause.
+    #[serde(default)]
+    pub moves: Vec<crate::MoveCount>,
+    /// Growth of the kernel's migration counters since tierd started (`/proc/vmstat`:
+    /// `pgmigrate_*`, `pgpromote_*`, `pgdemote_*`, `numa_*` but the allocation ones,
+    /// `thp_migration_*`, `compact_*`), by every mover: tierd's moves are among them.
+    #[serde(default)]
+    pub kernel_vmstat: BTreeMap<String, u64>,
 }
 
 /// Liveness of tierd's worker threads (`status.health`).

@@ -24,3 +24,4 @@ pub mod state;
 pub mod status;
 pub mod tiering;
 pub mod topology;
+pub mod vmstat;

@@ -89,6 +89,8 @@ pub struct Daemon {
     /// The kernel's access rule for requests that name a pid, and the per-user ceilings.
     pub access: crate::access::Access,
     pub ceilings: crate::access::ceilings::Ceilings,
+    /// The kernel's migration counters, as growth since this daemon started.
+    pub vmstat: crate::vmstat::KernelCounters,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -142,6 +144,9 @@ impl Daemon {
             journal: Journal::default(),
             access: crate::access::Access::default(),
             ceilings: Default::default(),
+            vmstat: crate::vmstat::KernelCounters::new(Box::new(
+                crate::vmstat::ProcVmstat::default(),
+            )),
         }))
     }
 

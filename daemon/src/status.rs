@@ -62,5 +62,7 @@ pub fn status(d: &Daemon) -> StatusReply {
         kernel: knobs,
         clients: d.clients.load(Ordering::Relaxed),
         health: d.liveness.health(),
+        moves: d.engine.counters.moves.snapshot(d.engine.page_size()),
+        kernel_vmstat: d.vmstat.deltas(),
     }
 }

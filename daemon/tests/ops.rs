@@ -213,6 +213,20 @@ fn notify_metrics_state_tree_reload_and_stop() {
         );
     }
 
+    // The kernel's migration counters since start, in status and in the tree.
+    assert!(
+        status.kernel_vmstat.contains_key("pgmigrate_success"),
+        "{:?}",
+        status.kernel_vmstat
+    );
+    assert!(
+        !status.kernel_vmstat.contains_key("numa_hit"),
+        "allocation counters are not exported"
+    );
+    wait_until("kernel_vmstat in the tree", Duration::from_secs(5), || {
+        t.state.join("kernel_vmstat/pgmigrate_success").exists()
+    });
+
     // Metrics: scraped over HTTP and parsed; the same text as the `metrics` command.
     let addr = t.read("metrics_address");
     let body = scrape(&addr);
@@ -228,6 +242,14 @@ fn notify_metrics_state_tree_reload_and_stop() {
     assert_eq!(
         sample_value(&parsed, "tierd_mode", &[("mode", status.mode.as_str())]),
         1.0
+    );
+    assert!(
+        parsed
+            .samples
+            .iter()
+            .any(|x| x.metric == "tierd_kernel_vmstat_total"
+                && x.labels.get("counter") == Some("pgmigrate_success")),
+        "{body}"
     );
     let n0 = &tiers.nodes[0];
     let node = n0.node.to_string();

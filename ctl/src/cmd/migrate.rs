@@ -39,6 +39,9 @@ pub fn run(socket: &Path, json: bool, a: Args) -> Result<(), Failure> {
     if m.huge_pages > 0 {
         println!("  of which {} transparent huge pages", m.huge_pages);
     }
+    if m.already_pages > 0 {
+        println!("  already on node {}: {} pages", a.to, m.already_pages);
+    }
     for (e, n) in &m.failed_pages {
         println!("  not moved: {n} pages {e}");
     }

@@ -5,6 +5,47 @@ use crate::output::{bytes, table};
 use std::path::Path;
 use tierd_api::{Request, StatusReply};
 
+/// What tierd moved per direction and cause, then the kernel's migration counters
+/// since tierd started (non-zero ones), so the two can be compared.
+fn print_moves(s: &StatusReply) {
+    if s.moves.is_empty() {
+        println!("moved: nothing yet");
+    } else {
+        println!("moved since start (tier -> tier, cause):");
+        let rows: Vec<Vec<String>> = s
+            .moves
+            .iter()
+            .map(|m| {
+                vec![
+                    format!("{} -> {}", m.from_tier, m.to_tier),
+                    m.cause.as_str().to_string(),
+                    m.pages.to_string(),
+                    bytes(m.bytes),
+                ]
+            })
+            .collect();
+        table(&["TIERS", "CAUSE", "PAGES", "BYTES"], &rows);
+        let total: u64 = s.moves.iter().map(|m| m.pages).sum();
+        println!("  total {total} pages");
+    }
+    let kernel: Vec<String> = s
+        .kernel_vmstat
+        .iter()
+        .filter(|(_, &v)| v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !s.kernel_vmstat.is_empty() {
+        println!(
+            "kernel since start (all movers): {}",
+            if kernel.is_empty() {
+                "no migrations".to_string()
+            } else {
+                kernel.join(" ")
+            }
+        );
+    }
+}
+
 pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
     let (s, v): (StatusReply, _) = call(socket, &Request::Status)?;
     if json {
@@ -40,6 +81,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
             b.detail
         );
     }
+    print_moves(&s);
     if s.managed.is_empty() {
         println!("no managed processes");
         return Ok(());

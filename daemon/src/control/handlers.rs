@@ -160,6 +160,7 @@ fn migrate(d: &Daemon, caller: &Caller, pid: i32, to: u32, range: Option<AddrRan
         ranges,
         to,
         min_free_bytes: 0,
+        cause: tierd_api::MoveCause::Migrate,
     };
     let reply = d.engine.run(&job, bucket.as_deref()).map_err(engine_err)?;
     target.verify().map_err(proc_err)?;

@@ -2,8 +2,11 @@
 //!
 //! Called from the control socket (`tierctl migrate`, on the connection's thread) and
 //! from the tiering loop's migration worker. Every batch: destination headroom check,
-//! token-bucket wait, `move_pages`, per-page accounting by errno, pidfd liveness check.
+//! token-bucket wait, a query of where its pages are, `move_pages`, per-page accounting
+//! (moved pages by source tier under the job's cause, failures by errno), pidfd
+//! liveness check.
 
+use super::accounting::MoveLedger;
 use super::bucket::TokenBucket;
 use super::{errno, thp, MoveError, Mover};
 use crate::proc::maps::{migratable_ranges, MapsError};
@@ -14,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
-use tierd_api::{AddrRange, MigrateReply};
+use tierd_api::{AddrRange, MigrateReply, MoveCause};
 use tierd_config::MigrateConfig;
 
 /// How a page that did not reach its node is counted: the errno the kernel gave it,
@@ -50,15 +53,22 @@ pub struct Job {
     pub to: u32,
     /// A floor of free bytes on the destination stricter than `migrate.free_watermark`.
     pub min_free_bytes: u64,
+    /// Why the pages move: what the job's moves are counted under.
+    pub cause: MoveCause,
 }
 
-/// Totals since start, for metrics and status.
+/// Totals since start, for metrics and status; written only by the engine's `account`.
 #[derive(Debug, Default)]
 pub struct EngineCounters {
     pub moved_pages: AtomicU64,
     pub moved_bytes: AtomicU64,
     pub failed: Mutex<BTreeMap<String, u64>>,
+    /// The moved pages per source tier, destination tier and cause.
+    pub moves: MoveLedger,
 }
+
+/// Moved base pages per source tier, for [`MigrationEngine::account`].
+pub(super) type FromTiers = BTreeMap<u32, u64>;
 
 pub struct MigrationEngine {
     mover: Arc<dyn Mover>,
@@ -75,6 +85,19 @@ pub struct MigrationEngine {
 }
 
 const TOPOLOGY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One job in progress: what its batches share.
+struct JobRun<'a> {
+    job: &'a Job,
+    /// Free bytes the destination keeps.
+    floor: u64,
+    extra: Option<&'a TokenBucket>,
+    pidfd: &'a PidFd,
+    topo: &'a crate::topology::Topology,
+    reply: MigrateReply,
+    /// Moved pages by source tier.
+    from: FromTiers,
+}
 
 /// An address to pass to move_pages and how many base pages it stands for.
 #[derive(Debug, Clone, Copy)]
@@ -150,8 +173,31 @@ impl MigrationEngine {
         &self.urgent_bucket
     }
 
-    /// Adds a job's moved pages and failures (pages by errno name) to the totals.
-    pub(super) fn account(&self, moved_pages: u64, failed_pages: &BTreeMap<String, u64>) {
+    /// The topology as last read, without re-reading it when it is older than a second
+    /// (the latency-first lane's view of the tiers, which change rarely).
+    pub(super) fn cached_topology(&self) -> Option<Arc<crate::topology::Topology>> {
+        let cache = self.topo_cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some((_, t)) => Some(t.clone()),
+            None => {
+                drop(cache);
+                self.topology().ok()
+            }
+        }
+    }
+
+    /// Adds a job's moved pages (per source tier, into `to_tier` for `cause`) and
+    /// failures (pages by errno name) to the totals: the one writer of
+    /// [`EngineCounters`].
+    pub(super) fn account(
+        &self,
+        to_tier: u32,
+        cause: MoveCause,
+        from: &FromTiers,
+        failed_pages: &BTreeMap<String, u64>,
+    ) {
+        let moved_pages: u64 = from.values().sum();
+        self.counters.moves.add(to_tier, cause, from);
         self.counters
             .moved_pages
             .fetch_add(moved_pages, Ordering::Relaxed);
@@ -188,7 +234,15 @@ impl MigrationEngine {
             None => self.resident(job.pid, None)?,
         };
         let ranges = self.pinned.subtract(job.pid, ranges, self.page);
-        let mut reply = MigrateReply::default();
+        let mut run = JobRun {
+            job,
+            floor,
+            extra,
+            pidfd: &pidfd,
+            topo: &topo,
+            reply: MigrateReply::default(),
+            from: FromTiers::new(),
+        };
         let mut units = Vec::with_capacity(cfg.batch_pages);
         'ranges: for r in &ranges {
             let heads = if cfg.thp_aware {
@@ -211,51 +265,71 @@ impl MigrationEngine {
                 addr += unit.pages * self.page;
                 units.push(unit);
                 if units.len() == cfg.batch_pages {
-                    if let Some(why) = self.batch(job, &units, floor, extra, &pidfd, &mut reply)? {
-                        reply.stopped = Some(why);
+                    let stop = self.batch(&mut run, &units);
+                    if let Some(why) = self.settle(&run, stop)? {
+                        run.reply.stopped = Some(why);
                         break 'ranges;
                     }
                     units.clear();
                 }
             }
         }
-        if reply.stopped.is_none() && !units.is_empty() {
-            reply.stopped = self.batch(job, &units, floor, extra, &pidfd, &mut reply)?;
+        if run.reply.stopped.is_none() && !units.is_empty() {
+            let stop = self.batch(&mut run, &units);
+            run.reply.stopped = self.settle(&run, stop)?;
         }
+        let to_tier = topo.tier_of(job.to).unwrap_or(0);
+        self.account(to_tier, job.cause, &run.from, &run.reply.failed_pages);
+        let mut reply = run.reply;
         reply.bytes = reply.moved_pages * self.page;
         reply.seconds = started.elapsed().as_secs_f64();
-        self.account(reply.moved_pages, &reply.failed_pages);
         Ok(reply)
     }
 
-    /// Moves one batch; `Ok(Some(reason))` stops the job early.
-    fn batch(
+    /// A batch's error, once what the job moved before it is counted: the kernel moved
+    /// those pages whatever happens next.
+    fn settle(
         &self,
-        job: &Job,
-        units: &[Unit],
-        floor: u64,
-        extra: Option<&TokenBucket>,
-        pidfd: &PidFd,
-        reply: &mut MigrateReply,
+        run: &JobRun,
+        stop: Result<Option<String>, EngineError>,
     ) -> Result<Option<String>, EngineError> {
+        if stop.is_err() {
+            let to_tier = run.topo.tier_of(run.job.to).unwrap_or(0);
+            self.account(to_tier, run.job.cause, &run.from, &run.reply.failed_pages);
+        }
+        stop
+    }
+
+    /// Moves one batch; `Ok(Some(reason))` stops the job early.
+    fn batch(&self, run: &mut JobRun, units: &[Unit]) -> Result<Option<String>, EngineError> {
+        let job = run.job;
+        let reply = &mut run.reply;
         let pages: u64 = units.iter().map(|u| u.pages).sum();
         reply.requested_pages += pages;
         let bytes = pages * self.page;
-        if pidfd.exited() {
+        if run.pidfd.exited() {
             return Ok(Some("process exited".into()));
         }
         let free = self.topo.free_bytes(job.to)?;
-        if free < floor.saturating_add(bytes) {
+        if free < run.floor.saturating_add(bytes) {
             return Ok(Some(format!(
-                "headroom: node {} has {free} bytes free, watermark {floor}",
-                job.to
+                "headroom: node {} has {free} bytes free, watermark {}",
+                job.to, run.floor
             )));
         }
         self.bucket.acquire(bytes);
-        if let Some(b) = extra {
+        if let Some(b) = run.extra {
             b.acquire(bytes);
         }
         let addrs: Vec<u64> = units.iter().map(|u| u.addr).collect();
+        // Where the pages are before the move: a page already on the destination comes
+        // back with the destination as its status too, but the kernel did not move it.
+        let mut before = vec![UNTOUCHED; addrs.len()];
+        match self.mover.query(job.pid, &addrs, &mut before) {
+            Ok(()) => {}
+            Err(MoveError::NoSuchProcess(_)) => return Ok(Some("process exited".into())),
+            Err(e) => return Err(e.into()),
+        }
         let nodes = vec![job.to as i32; addrs.len()];
         let mut status = vec![UNTOUCHED; addrs.len()];
         // The destination ran out of memory mid-call (the kernel's refusal, below our
@@ -288,12 +362,18 @@ impl MigrationEngine {
                 }
             }
         }
-        for (u, &st) in units.iter().zip(&status) {
-            if st == job.to as i32 {
+        for ((u, &st), &was) in units.iter().zip(&status).zip(&before) {
+            if st == job.to as i32 && (was < 0 || was == st) {
+                // Already there (or not present when asked, then faulted in where it
+                // is now): not a move.
+                reply.already_pages += u.pages;
+            } else if st == job.to as i32 {
                 reply.moved_pages += u.pages;
                 if u.pages > 1 {
                     reply.huge_pages += 1;
                 }
+                let from_tier = run.topo.tier_of(was as u32).unwrap_or(u32::MAX);
+                *run.from.entry(from_tier).or_default() += u.pages;
             } else {
                 let key = match st {
                     UNTOUCHED if full.is_some() => "ENOMEM".to_string(),
@@ -405,6 +485,7 @@ mod tests {
             }]),
             to,
             min_free_bytes: 0,
+            cause: MoveCause::Migrate,
         }
     }
 
@@ -464,6 +545,39 @@ mod tests {
             e.run(&job(i32::MAX, 10, 1), None),
             Err(EngineError::Move(MoveError::NoSuchProcess(_)))
         ));
+    }
+
+    #[test]
+    fn counts_moves_per_source_tier_and_cause_not_pages_already_there() {
+        let (e, mover, _) = engine(64, vec![], 16);
+        let pid = live_pid();
+        // A quarter of the pages are on node 1 already.
+        let there: Vec<u64> = (0..16).map(|i| 0x10000 + i * 4096).collect();
+        let mut st = vec![0; there.len()];
+        mover
+            .move_pages(pid, &there, &vec![1; there.len()], &mut st)
+            .unwrap();
+        let r = e.run(&job(pid, 64, 1), None).unwrap();
+        assert_eq!(r.moved_pages, 48);
+        assert_eq!(r.already_pages, 16);
+        assert_eq!(r.bytes, 48 * 4096);
+        // Back up for another reason: every page moves.
+        let mut up = job(pid, 64, 0);
+        up.cause = MoveCause::Sampling;
+        assert_eq!(e.run(&up, None).unwrap().moved_pages, 64);
+        let moves = e.counters.moves.snapshot(4096);
+        let rows: Vec<(u32, u32, MoveCause, u64)> = moves
+            .iter()
+            .map(|m| (m.from_tier, m.to_tier, m.cause, m.pages))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (0, 1, MoveCause::Migrate, 48),
+                (1, 0, MoveCause::Sampling, 64)
+            ]
+        );
+        assert_eq!(e.counters.moved_pages.load(Ordering::Relaxed), 48 + 64);
     }
 
     /// The fake, except that calls after the first `ok_calls` move the first half of

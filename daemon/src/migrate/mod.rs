@@ -6,8 +6,10 @@
 //! before each batch, a shared MB/s token bucket, THP awareness (one address per huge
 //! page) and a pidfd so a process that exits mid-job ends the job cleanly; [`urgent`] is
 //! its latency-first lane for client prefetches. Every page tierd moves goes through
-//! the engine, so its budgets and accounting see every move.
+//! the engine, so its budgets and accounting see every move; [`accounting`] is the
+//! ledger of moved pages per source tier, destination tier and cause.
 
+pub mod accounting;
 pub mod bucket;
 pub mod engine;
 pub mod errno;

@@ -7,10 +7,12 @@
 //! the caller's cache instead, and has its own MB/s bucket (`migrate.prefetch_rate_mbps`)
 //! so a prefetch never queues behind background migrations. It keeps the engine's other
 //! rules: the headroom check, batches of `migrate.batch_pages`, and the same accounting
-//! (moved pages and bytes, failures by errno) as every other move.
+//! (moved pages by source tier under the job's cause, failures by errno) as every other
+//! move; the tiers are those of the engine's cached topology, not re-read here.
 
-use super::engine::{failure_key, MigrationEngine, UNTOUCHED};
+use super::engine::{failure_key, FromTiers, MigrationEngine, UNTOUCHED};
 use super::MoveError;
+use tierd_api::MoveCause;
 
 /// Pages of one process to move to one node at once.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +25,8 @@ pub struct UrgentJob<'a> {
     pub free_bytes: u64,
     /// Free bytes the destination must keep after the move.
     pub floor_bytes: u64,
+    /// What the moves are counted under (a client's PREFETCH / PIN_FAST: `prefetch`).
+    pub cause: MoveCause,
 }
 
 /// What became of an urgent job.
@@ -56,13 +60,20 @@ impl MigrationEngine {
         self.urgent_bucket().acquire(bytes);
         let nodes = vec![job.to as i32; job.pages.len()];
         let mut status = vec![UNTOUCHED; job.pages.len()];
+        // Where each page is before its move (see `engine::batch`).
+        let mut before = vec![UNTOUCHED; job.pages.len()];
         let batch = self.batch_pages();
-        for ((a, n), s) in job
+        for (((a, n), s), b) in job
             .pages
             .chunks(batch)
             .zip(nodes.chunks(batch))
             .zip(status.chunks_mut(batch))
+            .zip(before.chunks_mut(batch))
         {
+            if self.mover().query(job.pid, a, b).is_err() {
+                s.fill(-libc::ESRCH);
+                continue;
+            }
             match self.mover().move_pages(job.pid, a, n, s) {
                 Ok(()) => {}
                 Err(MoveError::NoSuchProcess(_)) => s.fill(-libc::ESRCH),
@@ -72,12 +83,22 @@ impl MigrationEngine {
                 }
             }
         }
-        let moved = status.iter().filter(|&&s| s == job.to as i32).count() as u64;
+        let topo = self.cached_topology();
+        let tier = |node: i32| {
+            topo.as_ref()
+                .and_then(|t| t.tier_of(node as u32))
+                .unwrap_or(u32::MAX)
+        };
+        let mut from = FromTiers::new();
         let mut failed = std::collections::BTreeMap::new();
-        for &s in status.iter().filter(|&&s| s != job.to as i32) {
-            *failed.entry(failure_key(s)).or_default() += 1;
+        for (&s, &was) in status.iter().zip(&before) {
+            if s != job.to as i32 {
+                *failed.entry(failure_key(s)).or_default() += 1;
+            } else if was >= 0 && was != s {
+                *from.entry(tier(was)).or_default() += 1;
+            }
         }
-        self.account(moved, &failed);
+        self.account(tier(job.to as i32), job.cause, &from, &failed);
         for s in status.iter_mut().filter(|s| **s == UNTOUCHED) {
             *s = -libc::EAGAIN;
         }
@@ -119,6 +140,7 @@ mod tests {
             to: 0,
             free_bytes: free,
             floor_bytes: 4096,
+            cause: MoveCause::Prefetch,
         };
         assert_eq!(e.run_urgent(&job(8 * page)), UrgentOutcome::NoHeadroom);
         assert!(
@@ -132,5 +154,18 @@ mod tests {
         assert_eq!(e.counters.moved_pages.load(Ordering::Relaxed), 7);
         assert_eq!(e.counters.moved_bytes.load(Ordering::Relaxed), 7 * page);
         assert_eq!(e.counters.failed.lock().unwrap().get("EBUSY"), Some(&1));
+        let moves = e.counters.moves.snapshot(page);
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(
+            (moves[0].from_tier, moves[0].to_tier, moves[0].cause),
+            (1, 0, MoveCause::Prefetch)
+        );
+        assert_eq!(moves[0].pages, 7);
+        // Moved again: every page is already there, and none counts twice.
+        let UrgentOutcome::Moved(_) = e.run_urgent(&job(1 << 20)) else {
+            panic!("not moved");
+        };
+        assert_eq!(e.counters.moved_pages.load(Ordering::Relaxed), 7);
+        assert_eq!(e.counters.moves.snapshot(page)[0].pages, 7);
     }
 }

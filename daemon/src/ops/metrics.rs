@@ -313,6 +313,40 @@ pub fn encode_inputs(i: &Inputs) -> String {
             .map(|(e, v)| (labels(&[("errno", e.clone())]), *v))
             .collect(),
     );
+    let move_rows = |f: fn(&tierd_api::MoveCount) -> u64| -> Vec<(Labels, u64)> {
+        s.moves
+            .iter()
+            .map(|m| {
+                let l = labels(&[
+                    ("from", m.from_tier.to_string()),
+                    ("to", m.to_tier.to_string()),
+                    ("cause", m.cause.as_str().to_string()),
+                ]);
+                (l, f(m))
+            })
+            .collect()
+    };
+    counter_family(
+        &mut reg,
+        "tier_migrated_pages",
+        "Base pages tierd moved from tier `from` to tier `to` (0 fastest), by cause",
+        move_rows(|m| m.pages),
+    );
+    counter_family(
+        &mut reg,
+        "tier_migrated_bytes",
+        "Bytes tierd moved from tier `from` to tier `to`, by cause",
+        move_rows(|m| m.bytes),
+    );
+    counter_family(
+        &mut reg,
+        "kernel_vmstat",
+        "Growth of a /proc/vmstat migration counter since tierd started (every mover, tierd included)",
+        s.kernel_vmstat
+            .iter()
+            .map(|(k, v)| (labels(&[("counter", k.clone())]), *v))
+            .collect(),
+    );
 
     // Sampling.
     gauge(
@@ -501,6 +535,16 @@ mod tests {
         i.failed_pages.insert("EBUSY".into(), 3);
         i.status.mode = "tiering".into();
         i.status.clients = 1;
+        i.status.moves = vec![tierd_api::MoveCount {
+            from_tier: 1,
+            to_tier: 0,
+            cause: tierd_api::MoveCause::Sampling,
+            pages: 512,
+            bytes: 512 * 4096,
+        }];
+        i.status
+            .kernel_vmstat
+            .insert("pgmigrate_success".into(), 600);
         i.status.managed = vec![ManagedProc {
             pid: 42,
             comm: "kv".into(),
@@ -574,6 +618,23 @@ mod tests {
             5.0
         );
         assert_eq!(value(sample(&s, "tierd_mode", &[("mode", "tiering")])), 1.0);
+        let moved = [("from", "1"), ("to", "0"), ("cause", "sampling")];
+        assert_eq!(
+            value(sample(&s, "tierd_tier_migrated_pages_total", &moved)),
+            512.0
+        );
+        assert_eq!(
+            value(sample(&s, "tierd_tier_migrated_bytes_total", &moved)),
+            512.0 * 4096.0
+        );
+        assert_eq!(
+            value(sample(
+                &s,
+                "tierd_kernel_vmstat_total",
+                &[("counter", "pgmigrate_success")]
+            )),
+            600.0
+        );
         assert_eq!(value(sample(&s, "tierd_config_generation", &[])), 2.0);
         assert!(
             text.ends_with("# EOF\n"),

@@ -82,6 +82,8 @@ pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
         nodes,
         procs: s.managed,
         clients: s.clients,
+        moves: s.moves,
+        kernel_vmstat: s.kernel_vmstat,
     }
 }
 

@@ -7,6 +7,8 @@
 //! nodes/N/{tier,cpus,total_bytes,free_bytes}
 //! procs/PID/{comm,policy,priority,fast_bytes,slow_bytes,promoted,demoted,pingpong}
 //! clients/count
+//! moves/FROM-TO/CAUSE/{pages,bytes}      (tier ranks; what tierd moved since start)
+//! kernel_vmstat/COUNTER                  (/proc/vmstat growth since start)
 //! ```
 //!
 //! Cadence: rewritten about once a second by the `tierd-ops` thread ([`super::start`])
@@ -16,11 +18,12 @@
 //! tiers that are gone are removed. The root is injectable, so tests use a tempdir.
 //! Lists (`nodes`, `cpus`) use the kernel's cpulist format (`0-3,8`).
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use tierd_api::{ManagedProc, NodeInfo};
+use tierd_api::{ManagedProc, MoveCount, NodeInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
@@ -47,6 +50,8 @@ pub struct Snapshot {
     pub nodes: Vec<NodeInfo>,
     pub procs: Vec<ManagedProc>,
     pub clients: u64,
+    pub moves: Vec<MoveCount>,
+    pub kernel_vmstat: BTreeMap<String, u64>,
 }
 
 /// The tree rooted at one directory.
@@ -112,13 +117,31 @@ impl StateTree {
         prune(&r.join("nodes"), s.nodes.iter().map(|n| n.node.to_string()))?;
         prune(&r.join("tiers"), tiers.keys().map(|t| t.to_string()))?;
         prune(&r.join("procs"), s.procs.iter().map(|p| p.pid.to_string()))?;
+        for m in &s.moves {
+            let d = r
+                .join("moves")
+                .join(format!("{}-{}", m.from_tier, m.to_tier))
+                .join(m.cause.as_str());
+            put(&d.join("pages"), &m.pages.to_string())?;
+            put(&d.join("bytes"), &m.bytes.to_string())?;
+        }
+        for (k, v) in &s.kernel_vmstat {
+            put(&r.join("kernel_vmstat").join(k), &v.to_string())?;
+        }
         Ok(())
     }
 
     /// Removes everything [`write`](Self::write) creates (on shutdown), leaving the
     /// sockets that share the directory alone.
     pub fn clear(&self) -> Result<(), TreeError> {
-        for d in ["tiers", "nodes", "procs", "clients"] {
+        for d in [
+            "tiers",
+            "nodes",
+            "procs",
+            "clients",
+            "moves",
+            "kernel_vmstat",
+        ] {
             let p = self.root.join(d);
             match fs::remove_dir_all(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
@@ -262,6 +285,14 @@ mod tests {
             ],
             clients: 2,
             metrics_address: Some("127.0.0.1:9464".into()),
+            moves: vec![MoveCount {
+                from_tier: 0,
+                to_tier: 1,
+                cause: tierd_api::MoveCause::Headroom,
+                pages: 3,
+                bytes: 3 * 4096,
+            }],
+            kernel_vmstat: BTreeMap::from([("pgmigrate_success".to_string(), 5)]),
             ..Default::default()
         };
         tree.write(&s).unwrap();
@@ -276,6 +307,9 @@ mod tests {
         assert_eq!(read(root, "procs/7/promoted"), "3\n");
         assert_eq!(read(root, "clients/count"), "2\n");
         assert_eq!(read(root, "metrics_address"), "127.0.0.1:9464\n");
+        assert_eq!(read(root, "moves/0-1/headroom/pages"), "3\n");
+        assert_eq!(read(root, "moves/0-1/headroom/bytes"), "12288\n");
+        assert_eq!(read(root, "kernel_vmstat/pgmigrate_success"), "5\n");
 
         // Process 9 exits, node 2 goes away, metrics stop.
         s.procs.truncate(1);
@@ -296,6 +330,7 @@ mod tests {
 
         tree.clear().unwrap();
         assert!(!root.join("procs").exists() && !root.join("mode").exists());
+        assert!(!root.join("moves").exists() && !root.join("kernel_vmstat").exists());
         assert!(
             root.join("tierd.sock").exists(),
             "clear leaves sockets alone"

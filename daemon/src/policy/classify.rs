@@ -1,7 +1,7 @@
 //! Per-policy eligibility and ranking of one granule. Everything policy-specific lives
 //! here; `plan.rs` only does capacity arithmetic.
 
-use super::{GranuleView, Knobs};
+use super::{GranuleView, Knobs, MoveCause};
 use crate::heat::flags;
 use tierd_config::PolicyName;
 
@@ -42,6 +42,28 @@ pub fn promote_score(p: PolicyName, g: &GranuleView, node_tier: u32, k: &Knobs) 
         PolicyName::Tpp => (settled && hot && g.flags & flags::COLD == 0).then_some(g.heat),
         // Promote on reuse: the most recently reused first.
         PolicyName::LruTiered => (settled && hot).then_some(1e12 - g.idle_ms as f64),
+    }
+}
+
+/// Why a promotion candidate is promoted: a client's hint, its policy's placement
+/// (`static`), or sampled heat.
+pub fn promote_cause(p: PolicyName, g: &GranuleView) -> MoveCause {
+    if wants_fast(g) {
+        MoveCause::Hint
+    } else if p == PolicyName::Static {
+        MoveCause::Policy
+    } else {
+        MoveCause::Sampling
+    }
+}
+
+/// Why a granule is demoted regardless of pressure ([`demote_unconditionally`]): a
+/// client's COLD hint, or its policy (`lru-tiered`'s cold age, `static`'s tier).
+pub fn unconditional_cause(g: &GranuleView) -> MoveCause {
+    if g.flags & flags::COLD != 0 {
+        MoveCause::Hint
+    } else {
+        MoveCause::Policy
     }
 }
 

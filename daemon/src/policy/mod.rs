@@ -26,6 +26,8 @@ pub use plan::plan;
 
 use tierd_config::PolicyName;
 
+pub use tierd_api::MoveCause;
+
 pub use crate::heat::GranuleView;
 
 /// One managed process.
@@ -64,6 +66,8 @@ pub struct Move {
     pub from: u32,
     pub to: u32,
     pub dir: Direction,
+    /// Why the planner moves it (what the engine counts the move under).
+    pub cause: MoveCause,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -6,9 +6,10 @@
 //! far) is kept in a [`Ledger`].
 
 use super::classify::{
-    demote_rank, demote_unconditionally, idle, promote_score, recent, wants_fast,
+    demote_rank, demote_unconditionally, idle, promote_cause, promote_score, recent,
+    unconditional_cause, wants_fast,
 };
-use super::{Direction, GranuleView, Knobs, Move, NodeState, Plan, ProcInput};
+use super::{Direction, GranuleView, Knobs, Move, MoveCause, NodeState, Plan, ProcInput};
 use crate::heat::flags;
 use std::cmp::Reverse;
 use std::collections::HashSet;
@@ -237,7 +238,8 @@ impl<'a> NodePlan<'a> {
         for i in 0..self.residents.len() {
             let c = &self.residents[i];
             if demote_unconditionally(c.policy, c.g, self.up.tier, self.k) {
-                self.demote(i, ledger);
+                let cause = unconditional_cause(c.g);
+                self.demote(i, ledger, cause);
             }
         }
     }
@@ -250,7 +252,7 @@ impl<'a> NodePlan<'a> {
                 break;
             };
             self.next_victim += 1;
-            self.demote(i, ledger);
+            self.demote(i, ledger, MoveCause::Headroom);
         }
     }
 
@@ -292,7 +294,7 @@ impl<'a> NodePlan<'a> {
                     break;
                 }
                 self.next_victim += 1;
-                self.demote(v, ledger);
+                self.demote(v, ledger, MoveCause::Headroom);
             }
             if self.free < self.pwm + c.g.bytes {
                 break;
@@ -307,6 +309,7 @@ impl<'a> NodePlan<'a> {
                 from: c.g.node,
                 to: self.up.id,
                 dir: Direction::Promote,
+                cause: promote_cause(c.policy, c.g),
             });
         }
     }
@@ -340,7 +343,7 @@ impl<'a> NodePlan<'a> {
             if self.free >= iwm {
                 break;
             }
-            self.demote(i, ledger);
+            self.demote(i, ledger, MoveCause::Headroom);
         }
     }
 
@@ -353,9 +356,9 @@ impl<'a> NodePlan<'a> {
             .any(|(i, (c, _))| !self.fits[nres + i] && !wants_fast(c.g))
     }
 
-    /// Plans resident `i`'s demotion, within the tick's byte budget and unless it is
-    /// already moving this tick.
-    fn demote(&mut self, i: usize, ledger: &mut Ledger) {
+    /// Plans resident `i`'s demotion for `cause`, within the tick's byte budget and
+    /// unless it is already moving this tick.
+    fn demote(&mut self, i: usize, ledger: &mut Ledger, cause: MoveCause) {
         let c = &self.residents[i];
         if ledger.demote_budget < c.g.bytes || !ledger.moved.insert((c.pid, c.g.addr)) {
             return;
@@ -369,6 +372,7 @@ impl<'a> NodePlan<'a> {
             from: self.up.id,
             to: self.down,
             dir: Direction::Demote,
+            cause,
         });
     }
 }

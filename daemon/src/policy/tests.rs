@@ -839,3 +839,37 @@ fn plan_is_unchanged_by_the_phase_split() {
     );
     assert_eq!(plan_checksum(&plans), 0x6d07_6b91_3a7c_7b43);
 }
+
+#[test]
+fn every_move_carries_the_reason_it_was_planned() {
+    // Fast node nearly full of cold data: a hot granule below (sampled), a
+    // PIN_FAST-hinted one below (hint), a COLD-hinted resident (hint), and cold
+    // residents that go to make room (headroom).
+    let mut gs: Vec<GranuleView> = (0..200).map(|i| cold(i * G, 0)).collect();
+    for g in gs.iter_mut() {
+        g.idle_ms = 1000;
+    }
+    gs[0].flags = flags::COLD;
+    gs.push(hot(1000 * G, 1, 5.0));
+    let mut pinned = cold(1001 * G, 1);
+    pinned.flags = flags::PIN_FAST;
+    gs.push(pinned);
+    let p = plan(&[proc_(1, 0, gs)], &two_nodes(64 * MB, MB), &knobs());
+    let cause_of = |addr: u64| p.moves.iter().find(|m| m.addr == addr).map(|m| m.cause);
+    assert_eq!(cause_of(1000 * G), Some(MoveCause::Sampling));
+    assert_eq!(cause_of(1001 * G), Some(MoveCause::Hint));
+    assert_eq!(cause_of(0), Some(MoveCause::Hint), "a COLD hint");
+    let headroom = p
+        .moves
+        .iter()
+        .filter(|m| m.dir == Direction::Demote && m.addr != 0)
+        .collect::<Vec<_>>();
+    assert!(!headroom.is_empty(), "room is made: {:?}", p.moves);
+    assert!(headroom.iter().all(|m| m.cause == MoveCause::Headroom));
+    // The static policy places data whatever its heat.
+    let mut s = proc_(2, 0, vec![cold(0, 1)]);
+    s.policy = PolicyName::Static;
+    let p = plan(&[s], &two_nodes(1024 * MB, 900 * MB), &knobs());
+    assert_eq!(p.moves.len(), 1);
+    assert_eq!(p.moves[0].cause, MoveCause::Policy);
+}

@@ -99,6 +99,7 @@ fn pinned_region_is_placed_by_relocation_both_ways() {
         }]),
         to: 0,
         min_free_bytes: 0,
+        cause: tierd_api::MoveCause::Migrate,
     };
     let reply = f.daemon.engine.run(&job, None).unwrap();
     assert_eq!((reply.requested_pages, f.mover.calls()), (0, calls));

@@ -223,6 +223,7 @@ fn move_blocks(
         to,
         free_bytes: free,
         floor_bytes: floor,
+        cause: tierd_api::MoveCause::Prefetch,
     };
     let status = match d.engine.run_urgent(&job) {
         UrgentOutcome::NoHeadroom => return (query_blocks(d, r, blocks), true),

@@ -9,7 +9,7 @@
 //! supersedes the running one at its next step (see [`Lanes::superseded`]).
 
 use crate::migrate::engine::Job;
-use crate::policy::{Direction, Move};
+use crate::policy::{Direction, Move, MoveCause};
 use crate::state::Daemon;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -341,17 +341,17 @@ fn step_len(queue: &[&Move]) -> usize {
         .count()
 }
 
-/// Runs one step: one migration job per (process, destination); `pages` counts what
-/// moved per (process, 1 = promotion / 0 = demotion).
+/// Runs one step: one migration job per (process, destination, cause); `pages` counts
+/// what moved per (process, 1 = promotion / 0 = demotion).
 fn run_step(d: &Daemon, plan: &PlanJob, step: &[&Move], promote: bool, pages: &mut Pages) {
-    let mut groups: BTreeMap<(i32, u32), Vec<(u64, u64)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(i32, u32, MoveCause), Vec<(u64, u64)>> = BTreeMap::new();
     for m in step {
         groups
-            .entry((m.pid, m.to))
+            .entry((m.pid, m.to, m.cause))
             .or_default()
             .push((m.addr, m.bytes));
     }
-    for ((pid, to), addrs) in groups {
+    for ((pid, to, cause), addrs) in groups {
         let granules: Vec<u64> = addrs.iter().map(|a| a.0).collect();
         let job = Job {
             pid,
@@ -362,6 +362,7 @@ fn run_step(d: &Daemon, plan: &PlanJob, step: &[&Move], promote: bool, pages: &m
             } else {
                 0
             },
+            cause,
         };
         match d.engine.run(&job, None) {
             Ok(r) => {
@@ -405,7 +406,7 @@ fn record_outcome(d: &Daemon, pid: i32, granules: &[u64], to: u32, window_ms: u3
 #[cfg(test)]
 mod tests {
     use super::{run_lanes, step_len, steps, Demoting, LaneDone, Lanes, Pages, STEP_BYTES};
-    use crate::policy::{Direction, Move};
+    use crate::policy::{Direction, Move, MoveCause};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -537,6 +538,7 @@ mod tests {
                     } else {
                         Direction::Promote
                     },
+                    cause: MoveCause::Sampling,
                 }
             })
             .collect()
@@ -605,6 +607,7 @@ mod tests {
             from: 1,
             to: 0,
             dir: Direction::Demote,
+            cause: MoveCause::Headroom,
         };
         let moves: Vec<Move> = (0..5).map(m).collect();
         let refs: Vec<&Move> = moves.iter().collect();
@@ -624,6 +627,7 @@ mod tests {
             from: 1,
             to: 0,
             dir: Direction::Promote,
+            cause: MoveCause::Sampling,
         };
         let small: Vec<Move> = (0..100).map(|_| m(STEP_BYTES / 64)).collect();
         let refs: Vec<&Move> = small.iter().collect();

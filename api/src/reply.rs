@@ -28,6 +28,10 @@ pub struct NodeInfo {
     /// SLIT distances to every node, in node order.
     #[serde(default)]
     pub distances: Vec<u32>,
+    /// Where `tier` came from: `kernel` (its memory tiers, or its default without
+    /// them) or `override` (`[topology] node_tier` in the config).
+    #[serde(default)]
+    pub tier_source: String,
 }
 
 /// `tierctl placement --json`: resident bytes per node, keyed by node id.

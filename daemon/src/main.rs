@@ -66,6 +66,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             node = n.id,
             tier = n.tier,
             memory_tier = ?n.kernel_tier,
+            tier_source = n.tier_source.as_str(),
             cpus = n.cpus.len(),
             total_mib = n.total_bytes >> 20,
             free_mib = n.free_bytes >> 20,
@@ -80,7 +81,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "hwloc cross-check unavailable"),
     }
     match daemon.mode() {
-        Mode::Tiering => tracing::info!(tiers = topo.tier_count(), "tiering mode"),
+        Mode::Tiering => tracing::info!(
+            tiers = topo.tier_count(),
+            reason = Mode::tiering_reason(&topo),
+            "tiering mode"
+        ),
         Mode::MonitorOnly(why) => {
             tracing::warn!(reason = %why, "monitor-only mode: no pages will be moved")
         }

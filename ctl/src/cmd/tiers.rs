@@ -17,6 +17,11 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
             vec![
                 n.node.to_string(),
                 n.tier.to_string(),
+                if n.tier_source.is_empty() {
+                    "-".into()
+                } else {
+                    n.tier_source.clone()
+                },
                 opt(n.memory_tier.clone()),
                 if n.cpus.is_empty() {
                     "-".into()
@@ -34,6 +39,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         &[
             "NODE",
             "TIER",
+            "FROM",
             "MEMORY_TIER",
             "CPUS",
             "TOTAL",

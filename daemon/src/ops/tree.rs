@@ -207,6 +207,7 @@ mod tests {
 
     fn node(id: u32, tier: u32, cpus: Vec<u32>) -> NodeInfo {
         NodeInfo {
+            tier_source: "kernel".into(),
             node: id,
             tier,
             memory_tier: None,

@@ -141,6 +141,24 @@ pub struct StatusReply {
     /// on); absent from replies of older daemons.
     #[serde(default)]
     pub health: Health,
+    /// The PSI backoff on the migration rate (`migrate.psi_threshold_pct`).
+    #[serde(default)]
+    pub psi: PsiStatus,
+}
+
+/// `status.psi`: memory pressure and what it does to the migration rate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PsiStatus {
+    /// `/proc/pressure/memory` "some avg10" as last read (null: not readable).
+    pub memory_some_avg10_pct: Option<f64>,
+    /// `migrate.psi_threshold_pct` (0: backoff off).
+    pub threshold_pct: f64,
+    /// The factor on the full migration rate, 1 without pressure.
+    pub rate_factor: f64,
+    /// The shared migration bucket's cap now, MB/s (0: none).
+    pub rate_limit_mbps: u64,
+    /// Measured move_pages throughput, MB/s (the full rate when no cap is configured).
+    pub measured_mbps: f64,
 }
 
 /// Liveness of tierd's worker threads (`status.health`).

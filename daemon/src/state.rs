@@ -111,6 +111,8 @@ pub struct Daemon {
     /// The kernel's access rule for requests that name a pid, and the per-user ceilings.
     pub access: crate::access::Access,
     pub ceilings: crate::access::ceilings::Ceilings,
+    /// Memory pressure for the migration engine's PSI backoff, read by `tierd-ops`.
+    pub pressure: Arc<dyn crate::migrate::pressure::PressureSource>,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -160,6 +162,7 @@ impl Daemon {
             journal: Journal::default(),
             access: crate::access::Access::default(),
             ceilings: Default::default(),
+            pressure: Arc::new(crate::migrate::pressure::PsiFile::system()),
         }))
     }
 

@@ -65,5 +65,6 @@ pub fn status(d: &Daemon) -> StatusReply {
         kernel: knobs,
         clients: d.clients.load(Ordering::Relaxed),
         health: d.liveness.health(),
+        psi: d.engine.psi_status(),
     }
 }

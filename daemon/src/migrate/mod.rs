@@ -13,6 +13,7 @@ pub mod engine;
 pub mod errno;
 #[cfg(test)]
 pub mod fake;
+pub mod pressure;
 pub mod syscall;
 pub mod thp;
 pub mod urgent;

@@ -32,6 +32,24 @@ pub struct NodeInfo {
     /// them) or `override` (`[topology] node_tier` in the config).
     #[serde(default)]
     pub tier_source: String,
+    /// GPUs and NICs local to this node (hwloc's PCI locality).
+    #[serde(default)]
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// A GPU or NIC near a node (`tiers.nodes[].devices`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceInfo {
+    /// `gpu` (PCI class 0x03xx) or `nic` (0x02xx).
+    pub kind: String,
+    /// PCI address, `dddd:bb:dd.f`.
+    pub pci: String,
+    /// For GPUs, the index in PCI bus order (`CUDA_DEVICE_ORDER=PCI_BUS_ID`).
+    pub gpu_index: Option<u32>,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    pub class_id: u16,
+    pub name: Option<String>,
 }
 
 /// `tierctl placement --json`: resident bytes per node, keyed by node id.

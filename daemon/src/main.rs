@@ -80,6 +80,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(d) => tracing::warn!(differences = ?d, "hwloc disagrees with sysfs; using sysfs"),
         Err(e) => tracing::warn!(error = %e, "hwloc cross-check unavailable"),
     }
+    #[cfg(feature = "hwloc")]
+    match tierd::topology::hwloc::discover_devices() {
+        Ok(devs) => {
+            for d in &devs {
+                tracing::info!(kind = d.kind.as_str(), pci = %d.pci, nodes = ?d.nodes, "PCI device");
+            }
+            daemon.set_devices(devs);
+        }
+        Err(e) => tracing::warn!(error = %e, "PCI locality unavailable: no GPUs or NICs listed"),
+    }
     match daemon.mode() {
         Mode::Tiering => tracing::info!(
             tiers = topo.tier_count(),

@@ -9,6 +9,7 @@ use crate::migrate::{MigrationEngine, Mover};
 use crate::ops::liveness::Liveness;
 use crate::persist::managed::Journal;
 use crate::registry::Registry;
+use crate::topology::devices::{self, DeviceError, GpuRef, PciDevice};
 use crate::topology::{TierOverlay, TierSource, Topology, TopologySource};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,6 +88,8 @@ pub struct Daemon {
     pub topo_src: Arc<dyn TopologySource>,
     overlay: Arc<TierOverlay>,
     topology: RwLock<Arc<Topology>>,
+    /// GPUs and NICs with their local nodes (hwloc, set once at start by main).
+    devices: RwLock<Arc<Vec<PciDevice>>>,
     mode: RwLock<Mode>,
     pub registry: Registry,
     pub engine: Arc<MigrationEngine>,
@@ -147,6 +150,7 @@ impl Daemon {
             topo_src,
             overlay,
             topology: RwLock::new(Arc::new(topology)),
+            devices: RwLock::default(),
             mode: RwLock::new(mode),
             registry: Registry::default(),
             engine,
@@ -180,6 +184,25 @@ impl Daemon {
             .clone()
     }
 
+    /// GPUs and NICs found at start (empty without hwloc).
+    pub fn devices(&self) -> Arc<Vec<PciDevice>> {
+        self.devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the PCI devices (main, once, from hwloc).
+    pub fn set_devices(&self, d: Vec<PciDevice>) {
+        *self.devices.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
+    }
+
+    /// The fast node (tier 0) nearest to a GPU named by PCI address or index, for
+    /// placing a scope near its GPU.
+    pub fn fast_node_near_gpu(&self, gpu: &GpuRef) -> Result<u32, DeviceError> {
+        devices::fast_node_near_gpu(&self.devices(), &self.topology(), gpu)
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -196,7 +219,7 @@ impl Daemon {
     /// `tierctl tiers`: a fresh read of the source, so free bytes are current; the
     /// daemon's copy is left as it is.
     pub fn tiers(&self) -> Result<TiersReply, crate::topology::TopologyError> {
-        Ok(tiers_reply(&self.topo_src.read()?))
+        Ok(tiers_reply(&self.topo_src.read()?, &self.devices()))
     }
 
     /// Applies a new config (already parsed and validated, its `[topology]` already in
@@ -268,8 +291,18 @@ impl Daemon {
 /// `client.sample_hinting_processes`): its hints are the signal.
 pub const HINT_QUIET_MS: u64 = 10_000;
 
-/// The `tiers` reply for a topology.
-pub fn tiers_reply(t: &Topology) -> TiersReply {
+/// The `tiers` reply for a topology and the PCI devices near its nodes.
+pub fn tiers_reply(t: &Topology, devs: &[PciDevice]) -> TiersReply {
+    let gpus = devices::gpus(devs);
+    let device_info = |d: &PciDevice| tierd_api::DeviceInfo {
+        kind: d.kind.as_str().into(),
+        pci: d.pci.clone(),
+        gpu_index: gpus.iter().position(|g| g.pci == d.pci).map(|i| i as u32),
+        vendor_id: d.vendor_id,
+        device_id: d.device_id,
+        class_id: d.class_id,
+        name: d.name.clone(),
+    };
     TiersReply {
         nodes: t
             .nodes
@@ -287,6 +320,7 @@ pub fn tiers_reply(t: &Topology) -> TiersReply {
                 write_latency_ns: n.perf.write_latency_ns,
                 write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
                 distances: n.distances.clone(),
+                devices: devices::near_node(devs, n.id).map(device_info).collect(),
             })
             .collect(),
     }

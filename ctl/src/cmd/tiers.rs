@@ -49,5 +49,20 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         ],
         &rows,
     );
+    for n in &t.nodes {
+        for d in &n.devices {
+            let gpu = d.gpu_index.map_or(String::new(), |i| format!(" #{i}"));
+            println!(
+                "node {}: {}{} {} [{:04x}:{:04x}]{}",
+                n.node,
+                d.kind,
+                gpu,
+                d.pci,
+                d.vendor_id,
+                d.device_id,
+                d.name.as_deref().map_or(String::new(), |s| format!(" {s}"))
+            );
+        }
+    }
     Ok(())
 }

@@ -68,7 +68,7 @@ pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
     let s = crate::status::status(d);
     // The one refresh of the daemon's topology copy, once a second.
     let nodes = match d.refresh_topology() {
-        Ok(t) => crate::state::tiers_reply(&t).nodes,
+        Ok(t) => crate::state::tiers_reply(&t, &d.devices()).nodes,
         Err(e) => {
             tracing::warn!(error = %e, "state tree: cannot read the topology");
             Vec::new()

@@ -7,6 +7,7 @@
 //! unless `[topology] node_tier` overrides them ([`overlay`], laid over the source).
 
 mod cpulist;
+pub mod devices;
 #[cfg(feature = "hwloc")]
 pub mod hwloc;
 pub mod overlay;

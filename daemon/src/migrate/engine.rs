@@ -122,16 +122,18 @@ impl MigrationEngine {
     /// One memory-pressure reading (`None`: unreadable): steps the PSI backoff and
     /// sets the shared bucket's rate. Called once a second by `tierd-ops`.
     pub fn note_pressure(&self, pressure_pct: Option<f64>) {
+        let before = self.psi.snapshot().1;
         let cap = self.psi.step(pressure_pct, &self.config());
-        if cap != self.bucket.rate_mbps() {
+        let factor = self.psi.snapshot().1;
+        if factor != before {
             tracing::info!(
                 pressure_pct = ?pressure_pct,
-                factor = self.psi.snapshot().1,
+                factor,
                 rate_limit_mbps = cap,
-                "PSI backoff: migration rate changed"
+                "PSI backoff: migration rate factor changed"
             );
-            self.bucket.set_rate(cap);
         }
+        self.bucket.set_rate(cap);
     }
 
     /// Reads memory pressure from `src` and steps the backoff (an unreadable source

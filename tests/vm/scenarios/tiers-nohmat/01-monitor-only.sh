@@ -15,7 +15,9 @@ echo "ok: both nodes in memory_tier$t0"
 cfg=/tmp/tierd.toml
 : >"$cfg"
 start_tierd --config "$cfg"
-tierctl status | head -n 1
+# (Not `tierctl status | head`: tierctl panics on a closed pipe.)
+tierctl status >/tmp/status.txt
+head -n 1 /tmp/status.txt
 tierctl tiers
 check_eq mode monitor-only "$(tierctl --json status | jget mode)"
 reason=$(tierctl --json status | jget mode_reason)
@@ -29,7 +31,8 @@ check_eq "node1 tier_source" kernel "$(tierctl --json tiers | jget nodes.1.tier_
 printf '[topology]\nnode_tier = { 0 = 0, 1 = 1 }\n' >"$cfg"
 tierctl reload
 check_eq "mode after the override" tiering "$(tierctl --json status | jget mode)"
-tierctl status | head -n 1
+tierctl status >/tmp/status.txt
+head -n 1 /tmp/status.txt
 tierctl tiers
 check_eq "node1 tier" 1 "$(tierctl --json tiers | jget nodes.1.tier)"
 check_eq "node1 tier_source" override "$(tierctl --json tiers | jget nodes.1.tier_source)"

@@ -28,6 +28,28 @@ pub struct NodeInfo {
     /// SLIT distances to every node, in node order.
     #[serde(default)]
     pub distances: Vec<u32>,
+    /// Where `tier` came from: `kernel` (its memory tiers, or its default without
+    /// them) or `override` (`[topology] node_tier` in the config).
+    #[serde(default)]
+    pub tier_source: String,
+    /// GPUs and NICs local to this node (hwloc's PCI locality).
+    #[serde(default)]
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// A GPU or NIC near a node (`tiers.nodes[].devices`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceInfo {
+    /// `gpu` (PCI class 0x03xx) or `nic` (0x02xx).
+    pub kind: String,
+    /// PCI address, `dddd:bb:dd.f`.
+    pub pci: String,
+    /// For GPUs, the index in PCI bus order (`CUDA_DEVICE_ORDER=PCI_BUS_ID`).
+    pub gpu_index: Option<u32>,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    pub class_id: u16,
+    pub name: Option<String>,
 }
 
 /// `tierctl placement --json`: resident bytes per node, keyed by node id.
@@ -148,6 +170,24 @@ pub struct StatusReply {
     /// `thp_migration_*`, `compact_*`), by every mover: tierd's moves are among them.
     #[serde(default)]
     pub kernel_vmstat: BTreeMap<String, u64>,
+    /// The PSI backoff on the migration rate (`migrate.psi_threshold_pct`).
+    #[serde(default)]
+    pub psi: PsiStatus,
+}
+
+/// `status.psi`: memory pressure and what it does to the migration rate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PsiStatus {
+    /// `/proc/pressure/memory` "some avg10" as last read (null: not readable).
+    pub memory_some_avg10_pct: Option<f64>,
+    /// `migrate.psi_threshold_pct` (0: backoff off).
+    pub threshold_pct: f64,
+    /// The factor on the full migration rate, 1 without pressure.
+    pub rate_factor: f64,
+    /// The shared migration bucket's cap now, MB/s (0: none).
+    pub rate_limit_mbps: u64,
+    /// Measured move_pages throughput, MB/s (the full rate when no cap is configured).
+    pub measured_mbps: f64,
 }
 
 /// Liveness of tierd's worker threads (`status.health`).

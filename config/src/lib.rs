@@ -14,6 +14,7 @@ mod migrate;
 mod policy;
 mod sampling;
 mod socket;
+mod topology;
 pub mod units;
 
 pub use client::{ClientConfig, PoolTier};
@@ -23,6 +24,7 @@ pub use metrics::MetricsConfig;
 pub use migrate::MigrateConfig;
 pub use policy::{PolicyConfig, PolicyName};
 pub use sampling::{BackendKind, DamonConfig, SamplingConfig};
+pub use topology::TopologyConfig;
 pub use units::{Amount, Bytes};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub client: ClientConfig,
     pub metrics: MetricsConfig,
+    pub topology: TopologyConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,7 @@ impl Config {
         self.policy.validate()?;
         self.client.validate()?;
         self.metrics.validate()?;
+        self.topology.validate()?;
         Ok(())
     }
 

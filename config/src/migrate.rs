@@ -21,6 +21,12 @@ pub struct MigrateConfig {
     /// 0 means no cap. Its own bucket: a prefetch never waits behind background
     /// migrations' `rate_limit_mbps`.
     pub prefetch_rate_mbps: u64,
+    /// PSI backoff: while `/proc/pressure/memory` "some avg10" is above this share
+    /// (percent of time some task stalled on memory), the background migration rate
+    /// is halved each second, down to `psi_min_rate_pct`; 0 turns the backoff off.
+    pub psi_threshold_pct: f64,
+    /// The floor of the PSI backoff, percent of the full rate.
+    pub psi_min_rate_pct: f64,
 }
 
 impl Default for MigrateConfig {
@@ -32,6 +38,8 @@ impl Default for MigrateConfig {
             free_watermark: Amount::Percent(2.0),
             thp_aware: true,
             prefetch_rate_mbps: 0,
+            psi_threshold_pct: 0.0,
+            psi_min_rate_pct: 10.0,
         }
     }
 }
@@ -42,6 +50,18 @@ impl MigrateConfig {
             return Err(Invalid::new(
                 "migrate.batch_pages",
                 format!("{} is outside 1..=65536", self.batch_pages),
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.psi_threshold_pct) {
+            return Err(Invalid::new(
+                "migrate.psi_threshold_pct",
+                format!("{} is outside 0..=100 (0 = off)", self.psi_threshold_pct),
+            ));
+        }
+        if !(1.0..=100.0).contains(&self.psi_min_rate_pct) {
+            return Err(Invalid::new(
+                "migrate.psi_min_rate_pct",
+                format!("{} is outside 1..=100", self.psi_min_rate_pct),
             ));
         }
         Ok(())

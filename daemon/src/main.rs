@@ -66,6 +66,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             node = n.id,
             tier = n.tier,
             memory_tier = ?n.kernel_tier,
+            tier_source = n.tier_source.as_str(),
             cpus = n.cpus.len(),
             total_mib = n.total_bytes >> 20,
             free_mib = n.free_bytes >> 20,
@@ -79,8 +80,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(d) => tracing::warn!(differences = ?d, "hwloc disagrees with sysfs; using sysfs"),
         Err(e) => tracing::warn!(error = %e, "hwloc cross-check unavailable"),
     }
+    #[cfg(feature = "hwloc")]
+    match tierd::topology::hwloc::discover_devices() {
+        Ok(devs) => {
+            for d in &devs {
+                tracing::info!(kind = d.kind.as_str(), pci = %d.pci, nodes = ?d.nodes, "PCI device");
+            }
+            daemon.set_devices(devs);
+        }
+        Err(e) => tracing::warn!(error = %e, "PCI locality unavailable: no GPUs or NICs listed"),
+    }
     match daemon.mode() {
-        Mode::Tiering => tracing::info!(tiers = topo.tier_count(), "tiering mode"),
+        Mode::Tiering => tracing::info!(
+            tiers = topo.tier_count(),
+            reason = Mode::tiering_reason(&topo),
+            "tiering mode"
+        ),
         Mode::MonitorOnly(why) => {
             tracing::warn!(reason = %why, "monitor-only mode: no pages will be moved")
         }

@@ -9,7 +9,8 @@ use crate::migrate::{MigrationEngine, Mover};
 use crate::ops::liveness::Liveness;
 use crate::persist::managed::Journal;
 use crate::registry::Registry;
-use crate::topology::{Topology, TopologySource};
+use crate::topology::devices::{self, DeviceError, GpuRef, PciDevice};
+use crate::topology::{TierOverlay, TierSource, Topology, TopologySource};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -40,6 +41,19 @@ impl Mode {
         }
     }
 
+    /// Why tiering runs, for a topology in tiering mode: the kernel's tiers or the override.
+    pub fn tiering_reason(topo: &Topology) -> &'static str {
+        if topo
+            .nodes
+            .iter()
+            .any(|n| n.tier_source == TierSource::Override)
+        {
+            "memory tiers from [topology] node_tier"
+        } else {
+            "several memory tiers found"
+        }
+    }
+
     /// Decides the mode from the topology and config.
     pub fn decide(topo: &Topology, cfg: &Config) -> Mode {
         if cfg.daemon.monitor_only {
@@ -49,9 +63,15 @@ impl Mode {
                 "only {} NUMA node with memory: nothing to tier",
                 topo.nodes.len()
             ))
+        } else if !topo.is_tiered() && !cfg.topology.node_tier.is_empty() {
+            Mode::MonitorOnly(format!(
+                "{} NUMA nodes, all in one tier by [topology] node_tier",
+                topo.nodes.len()
+            ))
         } else if !topo.is_tiered() {
             Mode::MonitorOnly(format!(
-                "{} NUMA nodes but all in one memory tier",
+                "{} NUMA nodes but the kernel put all in one memory tier (no HMAT/CDAT \
+                 performance data?); set [topology] node_tier to rank them",
                 topo.nodes.len()
             ))
         } else {
@@ -63,8 +83,13 @@ impl Mode {
 pub struct Daemon {
     config: RwLock<Arc<Config>>,
     pub config_path: Option<PathBuf>,
+    /// The machine's topology with the `[topology] node_tier` override applied (the
+    /// overlay below, as a plain source).
     pub topo_src: Arc<dyn TopologySource>,
+    overlay: Arc<TierOverlay>,
     topology: RwLock<Arc<Topology>>,
+    /// GPUs and NICs with their local nodes (hwloc, set once at start by main).
+    devices: RwLock<Arc<Vec<PciDevice>>>,
     mode: RwLock<Mode>,
     pub registry: Registry,
     pub engine: Arc<MigrationEngine>,
@@ -91,6 +116,8 @@ pub struct Daemon {
     pub ceilings: crate::access::ceilings::Ceilings,
     /// The kernel's migration counters, as growth since this daemon started.
     pub vmstat: crate::vmstat::KernelCounters,
+    /// Memory pressure for the migration engine's PSI backoff, read by `tierd-ops`.
+    pub pressure: Arc<dyn crate::migrate::pressure::PressureSource>,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -117,6 +144,9 @@ impl Daemon {
         topo_src: Arc<dyn TopologySource>,
         mover: Arc<dyn Mover>,
     ) -> Result<Arc<Daemon>, crate::topology::TopologyError> {
+        let overlay = Arc::new(TierOverlay::new(topo_src));
+        overlay.set(config.topology.node_tiers())?;
+        let topo_src: Arc<dyn TopologySource> = overlay.clone();
         let topology = topo_src.read()?;
         let mode = Mode::decide(&topology, &config);
         let engine = Arc::new(MigrationEngine::new(
@@ -128,7 +158,9 @@ impl Daemon {
             config: RwLock::new(Arc::new(config)),
             config_path,
             topo_src,
+            overlay,
             topology: RwLock::new(Arc::new(topology)),
+            devices: RwLock::default(),
             mode: RwLock::new(mode),
             registry: Registry::default(),
             engine,
@@ -147,6 +179,7 @@ impl Daemon {
             vmstat: crate::vmstat::KernelCounters::new(Box::new(
                 crate::vmstat::ProcVmstat::default(),
             )),
+            pressure: Arc::new(crate::migrate::pressure::PsiFile::system()),
         }))
     }
 
@@ -162,6 +195,25 @@ impl Daemon {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// GPUs and NICs found at start (empty without hwloc).
+    pub fn devices(&self) -> Arc<Vec<PciDevice>> {
+        self.devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the PCI devices (main, once, from hwloc).
+    pub fn set_devices(&self, d: Vec<PciDevice>) {
+        *self.devices.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
+    }
+
+    /// The fast node (tier 0) nearest to a GPU named by PCI address or index, for
+    /// placing a scope near its GPU.
+    pub fn fast_node_near_gpu(&self, gpu: &GpuRef) -> Result<u32, DeviceError> {
+        devices::fast_node_near_gpu(&self.devices(), &self.topology(), gpu)
     }
 
     pub fn mode(&self) -> Mode {
@@ -180,16 +232,23 @@ impl Daemon {
     /// `tierctl tiers`: a fresh read of the source, so free bytes are current; the
     /// daemon's copy is left as it is.
     pub fn tiers(&self) -> Result<TiersReply, crate::topology::TopologyError> {
-        Ok(tiers_reply(&self.topo_src.read()?))
+        Ok(tiers_reply(&self.topo_src.read()?, &self.devices()))
     }
 
-    /// Applies a new config (already parsed and validated). Keeps managed processes,
-    /// heat and clients; returns what changed.
+    /// Applies a new config (already parsed and validated, its `[topology]` already in
+    /// force: see [`Daemon::reload`]). Keeps managed processes, heat and clients;
+    /// returns what changed.
     pub fn apply_config(&self, new: Config) -> ReloadReply {
         let old = self.config();
         let changes = old.diff(&new);
         self.engine.set_config(new.migrate.clone());
-        let topo = self.topology();
+        let topo = match self.refresh_topology() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "reload: cannot re-read the topology");
+                self.topology()
+            }
+        };
         *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::decide(&topo, &new);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -222,9 +281,21 @@ impl Daemon {
         last == 0 || now_ms.saturating_sub(last) > HINT_QUIET_MS
     }
 
-    /// Reloads the config file; a bad file is refused and the old config stays.
+    /// Reloads the config file; a bad file (or a `[topology] node_tier` that does not
+    /// fit the machine) is refused and the old config stays.
     pub fn reload(&self) -> Result<ReloadReply, tierd_config::ConfigError> {
         let (cfg, _) = Config::load_default_or(self.config_path.as_deref())?;
+        self.overlay.set(cfg.topology.node_tiers()).map_err(|e| {
+            tierd_config::ConfigError::Invalid {
+                path: self.config_path.clone().unwrap_or_default(),
+                line: 0,
+                key: "topology.node_tier".into(),
+                reason: match e {
+                    crate::topology::TopologyError::Override(r) => r,
+                    e => e.to_string(),
+                },
+            }
+        })?;
         Ok(self.apply_config(cfg))
     }
 }
@@ -233,8 +304,18 @@ impl Daemon {
 /// `client.sample_hinting_processes`): its hints are the signal.
 pub const HINT_QUIET_MS: u64 = 10_000;
 
-/// The `tiers` reply for a topology.
-pub fn tiers_reply(t: &Topology) -> TiersReply {
+/// The `tiers` reply for a topology and the PCI devices near its nodes.
+pub fn tiers_reply(t: &Topology, devs: &[PciDevice]) -> TiersReply {
+    let gpus = devices::gpus(devs);
+    let device_info = |d: &PciDevice| tierd_api::DeviceInfo {
+        kind: d.kind.as_str().into(),
+        pci: d.pci.clone(),
+        gpu_index: gpus.iter().position(|g| g.pci == d.pci).map(|i| i as u32),
+        vendor_id: d.vendor_id,
+        device_id: d.device_id,
+        class_id: d.class_id,
+        name: d.name.clone(),
+    };
     TiersReply {
         nodes: t
             .nodes
@@ -242,6 +323,7 @@ pub fn tiers_reply(t: &Topology) -> TiersReply {
             .map(|n| NodeInfo {
                 node: n.id,
                 tier: n.tier,
+                tier_source: n.tier_source.as_str().into(),
                 memory_tier: n.kernel_tier.map(|k| format!("memory_tier{k}")),
                 cpus: n.cpus.clone(),
                 total_bytes: n.total_bytes,
@@ -251,7 +333,100 @@ pub fn tiers_reply(t: &Topology) -> TiersReply {
                 write_latency_ns: n.perf.write_latency_ns,
                 write_bandwidth_mbps: n.perf.write_bandwidth_mbps,
                 distances: n.distances.clone(),
+                devices: devices::near_node(devs, n.id).map(device_info).collect(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::fake::FakeMover;
+    use crate::topology::fake::FakeTopology;
+
+    /// A two-node machine the kernel put in one memory tier (no HMAT), its config in a file.
+    fn no_hmat(config: &str) -> (tempfile::TempDir, Arc<Daemon>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tierd.toml");
+        std::fs::write(&path, config).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0, 1], 1 << 30, 0),
+            (1, &[], 4 << 30, 0),
+        ]));
+        let d = Daemon::new(cfg, Some(path), topo, Arc::new(FakeMover::new())).unwrap();
+        (dir, d)
+    }
+
+    const OVERRIDE: &str = "[topology]\nnode_tier = { 0 = 0, 1 = 1 }\n";
+
+    #[test]
+    fn one_kernel_tier_is_monitor_only_and_says_how_to_fix_it() {
+        let (_dir, d) = no_hmat("");
+        let Mode::MonitorOnly(why) = d.mode() else {
+            panic!("tiering on one tier");
+        };
+        assert!(
+            why.contains("one memory tier") && why.contains("node_tier"),
+            "{why}"
+        );
+        let t = d.tiers().unwrap();
+        assert!(t
+            .nodes
+            .iter()
+            .all(|n| n.tier == 0 && n.tier_source == "kernel"));
+    }
+
+    #[test]
+    fn the_override_tiers_at_start_and_on_reload() {
+        let (_dir, d) = no_hmat(OVERRIDE);
+        assert_eq!(d.mode(), Mode::Tiering);
+        assert_eq!(
+            Mode::tiering_reason(&d.topology()),
+            "memory tiers from [topology] node_tier"
+        );
+        let t = d.tiers().unwrap();
+        assert_eq!(
+            (t.nodes[1].tier, t.nodes[1].tier_source.as_str()),
+            (1, "override")
+        );
+
+        let (dir, d) = no_hmat("");
+        assert!(matches!(d.mode(), Mode::MonitorOnly(_)));
+        std::fs::write(dir.path().join("tierd.toml"), OVERRIDE).unwrap();
+        let r = d.reload().unwrap();
+        assert!(
+            r.changes.iter().any(|c| c.contains("topology.node_tier")),
+            "{r:?}"
+        );
+        assert_eq!(d.mode(), Mode::Tiering);
+        assert_eq!(d.topology().demotion_target(0), Some(1));
+        // Taken away again: back to the kernel's one tier.
+        std::fs::write(dir.path().join("tierd.toml"), "").unwrap();
+        d.reload().unwrap();
+        assert!(matches!(d.mode(), Mode::MonitorOnly(_)));
+    }
+
+    #[test]
+    fn an_override_naming_an_unknown_node_is_refused_and_the_old_config_stays() {
+        let (dir, d) = no_hmat(OVERRIDE);
+        let bad = "[topology]\nnode_tier = { 0 = 0, 1 = 1, 7 = 1 }\n";
+        std::fs::write(dir.path().join("tierd.toml"), bad).unwrap();
+        let e = d.reload().unwrap_err().to_string();
+        assert!(
+            e.contains("topology.node_tier") && e.contains("node 7 does not exist"),
+            "{e}"
+        );
+        assert_eq!(d.mode(), Mode::Tiering);
+        assert_eq!(d.config().topology.node_tiers().len(), 2);
+        // At start, the same file is an error naming the node.
+        let cfg = Config::load(&dir.path().join("tierd.toml")).unwrap();
+        let topo = Arc::new(FakeTopology::new(&[(0, &[0], 1 << 30, 0)]));
+        let e = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("node 1 does not exist"), "{e}");
     }
 }

@@ -48,7 +48,10 @@ pub fn status(d: &Daemon) -> StatusReply {
     StatusReply {
         version: env!("CARGO_PKG_VERSION").into(),
         mode: mode.name().into(),
-        mode_reason: mode.reason(),
+        mode_reason: match &mode {
+            crate::state::Mode::Tiering => crate::state::Mode::tiering_reason(&topo).into(),
+            m => m.reason(),
+        },
         uptime_s: d.started.elapsed().as_secs_f64(),
         tiers: topo.tier_count(),
         nodes: topo.nodes.len() as u32,
@@ -64,5 +67,6 @@ pub fn status(d: &Daemon) -> StatusReply {
         health: d.liveness.health(),
         moves: d.engine.counters.moves.snapshot(d.engine.page_size()),
         kernel_vmstat: d.vmstat.deltas(),
+        psi: d.engine.psi_status(),
     }
 }

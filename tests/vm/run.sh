@@ -2,13 +2,14 @@
 # Boots the two-tier test VM once for one scenario group and reports per scenario.
 #
 #   tests/vm/run.sh --group NAME [--mem0 512M] [--mem1 1536M] [--smp 2] [--timeout SEC]
-#                   [--extra-bin PATH ...] [--extra-file HOST:GUEST ...]
+#                   [--no-hmat] [--extra-bin PATH ...] [--extra-file HOST:GUEST ...]
 #
 # Builds an initramfs (busybox, guest-init.sh as /init, the release binaries and
 # lib*.so of target/release, numactl, the static helpers of tests/vm/helpers, the group's
 # scenarios), boots it under QEMU/TCG with node0 = CPUs + fast RAM and node1 = CPU-less
-# slower RAM (HMAT), then parses the serial log. Prints "PASS|FAIL <group>/<name>" per
-# scenario, its RESULT lines, and finally "vm-<group>: N passed, N failed". Exits 1 if
+# slower RAM (HMAT; --no-hmat: a plain q35 without HMAT, so the kernel puts both nodes
+# in one memory tier, as on firmware without HMAT/CDAT), then parses the serial log.
+# Prints "PASS|FAIL <group>/<name>" per scenario, its RESULT lines, and finally "vm-<group>: N passed, N failed". Exits 1 if
 # any scenario failed or never reported, or if the VM did not boot, timed out or could
 # not send /out back; 2 on usage errors. Needs tests/vm/setup.sh to have run.
 #
@@ -42,7 +43,7 @@ usage() {
   sed -n '3,5p' "${BASH_SOURCE[0]}" | sed 's/^# *//'
 }
 
-group='' mem0=512M mem1=1536M smp=2 timeout_s=''
+group='' mem0=512M mem1=1536M smp=2 timeout_s='' hmat=1
 extra_bins=() extra_files=()
 while (($#)); do
   case $1 in
@@ -57,6 +58,10 @@ while (($#)); do
         --extra-file) extra_files+=("$2") ;;
       esac
       shift 2
+      ;;
+    --no-hmat)
+      hmat=0
+      shift
       ;;
     --extra-bin)
       shift
@@ -261,17 +266,23 @@ if [[ $group == bench-* ]]; then
 else
   tcg_thread=${TIERD_VM_TCG_THREAD:-single}
 fi
+if ((hmat)); then
+  machine=q35,hmat=on initiator=,initiator=0
+else
+  machine=q35 initiator=''
+fi
 # shellcheck disable=SC2054 # commas are QEMU's option syntax
 qemu=(
   qemu-system-x86_64
-  -machine q35,hmat=on -accel "tcg,thread=$tcg_thread" -cpu max -smp "$smp"
+  -machine "$machine" -accel "tcg,thread=$tcg_thread" -cpu max -smp "$smp"
   -m "$((mem0_mib + mem1_mib))M"
   -object "memory-backend-ram,id=m0,size=${mem0_mib}M"
   -object "memory-backend-ram,id=m1,size=${mem1_mib}M"
-  -numa "node,nodeid=0,cpus=0-$((smp - 1)),memdev=m0,initiator=0"
-  -numa "node,nodeid=1,memdev=m1,initiator=0"
+  -numa "node,nodeid=0,cpus=0-$((smp - 1)),memdev=m0$initiator"
+  -numa "node,nodeid=1,memdev=m1$initiator"
 )
 for target in 0 1; do
+  ((hmat)) || break
   # shellcheck disable=SC2054
   qemu+=(
     -numa "hmat-lb,initiator=0,target=$target,hierarchy=memory,data-type=access-latency,latency=${hmat_latency_ns[target]}"
@@ -293,7 +304,7 @@ qemu+=(
 )
 
 echo "vm-$group: booting ${#scenarios[@]} scenarios, node0 ${mem0_mib}M + ${smp} CPUs," \
-  "node1 ${mem1_mib}M CPU-less, TCG thread=$tcg_thread, tlbtick ${tlbtick_us} us, timeout ${timeout_s}s; log: $out/console.log"
+  "node1 ${mem1_mib}M CPU-less, $( ((hmat)) && echo HMAT || echo 'no HMAT'), TCG thread=$tcg_thread, tlbtick ${tlbtick_us} us, timeout ${timeout_s}s; log: $out/console.log"
 started=$SECONDS
 qemu_rc=0
 timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >"$out/qemu.log" 2>&1 || qemu_rc=$?

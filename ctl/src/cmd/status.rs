@@ -69,6 +69,23 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
             .demotion_enabled
             .map_or("?".into(), |v| v.to_string())
     );
+    let psi = &s.psi;
+    println!(
+        "migration: rate factor {:.2} (memory pressure {} vs threshold {}), cap {}",
+        psi.rate_factor,
+        psi.memory_some_avg10_pct
+            .map_or("?".into(), |p| format!("{p:.1}%")),
+        if psi.threshold_pct > 0.0 {
+            format!("{:.1}%", psi.threshold_pct)
+        } else {
+            "off".into()
+        },
+        if psi.rate_limit_mbps == 0 {
+            "none".into()
+        } else {
+            format!("{} MB/s", psi.rate_limit_mbps)
+        }
+    );
     println!(
         "sampling: interval {} ms, overhead {:.2}% CPU (budget {:.1}%/GiB)",
         s.sampling.interval_ms, s.sampling.overhead_pct, s.sampling.budget_pct_per_gb

@@ -17,6 +17,11 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
             vec![
                 n.node.to_string(),
                 n.tier.to_string(),
+                if n.tier_source.is_empty() {
+                    "-".into()
+                } else {
+                    n.tier_source.clone()
+                },
                 opt(n.memory_tier.clone()),
                 if n.cpus.is_empty() {
                     "-".into()
@@ -34,6 +39,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         &[
             "NODE",
             "TIER",
+            "FROM",
             "MEMORY_TIER",
             "CPUS",
             "TOTAL",
@@ -43,5 +49,20 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         ],
         &rows,
     );
+    for n in &t.nodes {
+        for d in &n.devices {
+            let gpu = d.gpu_index.map_or(String::new(), |i| format!(" #{i}"));
+            println!(
+                "node {}: {}{} {} [{:04x}:{:04x}]{}",
+                n.node,
+                d.kind,
+                gpu,
+                d.pci,
+                d.vendor_id,
+                d.device_id,
+                d.name.as_deref().map_or(String::new(), |s| format!(" {s}"))
+            );
+        }
+    }
     Ok(())
 }

@@ -310,6 +310,8 @@ mod tests {
 
     fn node(id: u32, tier: u32, total: u64, free: u64) -> NodeInfo {
         NodeInfo {
+            tier_source: "kernel".into(),
+            devices: vec![],
             node: id,
             tier,
             memory_tier: None,

@@ -82,6 +82,8 @@ pub struct MigrationEngine {
     pub counters: EngineCounters,
     /// Ranges no job may move (pinned client regions): cut out of every job.
     pub pinned: super::pinned::PinnedRanges,
+    /// The PSI backoff on `bucket` (fed by `note_pressure`, once a second).
+    psi: super::pressure::Throttle,
 }
 
 const TOPOLOGY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -118,6 +120,7 @@ impl MigrationEngine {
             topo_cache: Mutex::new(None),
             counters: EngineCounters::default(),
             pinned: Default::default(),
+            psi: Default::default(),
         }
     }
 
@@ -137,9 +140,57 @@ impl MigrationEngine {
 
     /// Applies a reloaded `[migrate]` section.
     pub fn set_config(&self, cfg: MigrateConfig) {
-        self.bucket.set_rate(cfg.rate_limit_mbps);
+        self.bucket.set_rate(self.psi.cap_mbps(&cfg));
         self.urgent_bucket.set_rate(cfg.prefetch_rate_mbps);
         *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+    }
+
+    /// One memory-pressure reading (`None`: unreadable): steps the PSI backoff and
+    /// sets the shared bucket's rate. Called once a second by `tierd-ops`.
+    pub fn note_pressure(&self, pressure_pct: Option<f64>) {
+        let before = self.psi.snapshot().1;
+        let cap = self.psi.step(pressure_pct, &self.config());
+        let factor = self.psi.snapshot().1;
+        if factor != before {
+            tracing::info!(
+                pressure_pct = ?pressure_pct,
+                factor,
+                rate_limit_mbps = cap,
+                "PSI backoff: migration rate factor changed"
+            );
+        }
+        self.bucket.set_rate(cap);
+    }
+
+    /// Reads memory pressure from `src` and steps the backoff (an unreadable source
+    /// counts as no pressure; the error is returned for the caller to log once).
+    pub fn sample_pressure(
+        &self,
+        src: &dyn super::pressure::PressureSource,
+    ) -> Result<(), super::pressure::PressureError> {
+        match src.memory_some_avg10_pct() {
+            Ok(p) => {
+                self.note_pressure(Some(p));
+                Ok(())
+            }
+            Err(e) => {
+                self.note_pressure(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// The PSI backoff now, for status and metrics.
+    pub fn psi_status(&self) -> tierd_api::PsiStatus {
+        let (pressure, factor, measured) = self.psi.snapshot();
+        let cfg = self.config();
+        tierd_api::PsiStatus {
+            memory_some_avg10_pct: pressure,
+            threshold_pct: cfg.psi_threshold_pct,
+            rate_factor: factor,
+            rate_limit_mbps: self.bucket.rate_mbps(),
+            measured_mbps: measured,
+        }
     }
 
     /// The topology, re-read from its source at most once a second: nodes change
@@ -336,8 +387,9 @@ impl MigrationEngine {
         // headroom check: another allocator got there first, or free_watermark is 0):
         // the job stops as at a headroom stop, keeping what it moved so far.
         let mut full = None;
+        let t0 = Instant::now();
         match self.mover.move_pages(job.pid, &addrs, &nodes, &mut status) {
-            Ok(()) => {}
+            Ok(()) => self.psi.note_moved(bytes, t0.elapsed()),
             Err(MoveError::NoSuchProcess(_)) => return Ok(Some("process exited".into())),
             Err(MoveError::Other {
                 errno: nix::errno::Errno::ENOMEM,
@@ -487,6 +539,38 @@ mod tests {
             min_free_bytes: 0,
             cause: MoveCause::Migrate,
         }
+    }
+
+    #[test]
+    fn memory_pressure_slows_the_shared_bucket_and_it_recovers() {
+        use crate::migrate::pressure::fake::FakePressure;
+        let (e, _, _) = engine(10, vec![], 16);
+        e.set_config(MigrateConfig {
+            rate_limit_mbps: 200,
+            psi_threshold_pct: 10.0,
+            psi_min_rate_pct: 25.0,
+            ..MigrateConfig::default()
+        });
+        let p = FakePressure::default();
+        let rates = |n: usize| -> Vec<u64> {
+            (0..n)
+                .map(|_| {
+                    e.sample_pressure(&p).unwrap();
+                    e.psi_status().rate_limit_mbps
+                })
+                .collect()
+        };
+        *p.0.lock().unwrap() = 3.0;
+        assert_eq!(rates(1), vec![200]);
+        *p.0.lock().unwrap() = 60.0;
+        assert_eq!(rates(3), vec![100, 50, 50]);
+        let st = e.psi_status();
+        assert_eq!(
+            (st.memory_some_avg10_pct, st.rate_factor),
+            (Some(60.0), 0.25)
+        );
+        *p.0.lock().unwrap() = 1.0;
+        assert_eq!(rates(3), vec![100, 200, 200]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod errno;
 #[cfg(test)]
 pub mod fake;
 pub mod pinned;
+pub mod pressure;
 pub mod syscall;
 pub mod thp;
 pub mod urgent;

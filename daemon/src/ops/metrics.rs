@@ -156,6 +156,24 @@ pub fn encode_inputs(i: &Inputs) -> String {
     );
     gauge(
         &mut reg,
+        "memory_pressure_some_avg10_pct",
+        "/proc/pressure/memory some avg10 as last read (-1: unreadable)",
+        s.psi.memory_some_avg10_pct.unwrap_or(-1.0),
+    );
+    gauge(
+        &mut reg,
+        "migration_rate_factor",
+        "PSI backoff factor on the migration rate (1: full rate)",
+        s.psi.rate_factor,
+    );
+    gauge(
+        &mut reg,
+        "migration_rate_limit_mbps",
+        "Cap on the shared migration bucket now, MB/s (0: none)",
+        s.psi.rate_limit_mbps as f64,
+    );
+    gauge(
+        &mut reg,
         "uptime_seconds",
         "Seconds since tierd started",
         s.uptime_s,
@@ -483,6 +501,8 @@ mod tests {
 
     fn node(id: u32, tier: u32, total: u64, free: u64) -> NodeInfo {
         NodeInfo {
+            tier_source: "kernel".into(),
+            devices: vec![],
             node: id,
             tier,
             memory_tier: None,
@@ -545,6 +565,8 @@ mod tests {
         i.status
             .kernel_vmstat
             .insert("pgmigrate_success".into(), 600);
+        i.status.psi.memory_some_avg10_pct = Some(42.5);
+        i.status.psi.rate_factor = 0.25;
         i.status.managed = vec![ManagedProc {
             pid: 42,
             comm: "kv".into(),
@@ -636,6 +658,11 @@ mod tests {
             600.0
         );
         assert_eq!(value(sample(&s, "tierd_config_generation", &[])), 2.0);
+        assert_eq!(
+            value(sample(&s, "tierd_memory_pressure_some_avg10_pct", &[])),
+            42.5
+        );
+        assert_eq!(value(sample(&s, "tierd_migration_rate_factor", &[])), 0.25);
         assert!(
             text.ends_with("# EOF\n"),
             "OpenMetrics text ends with # EOF"

@@ -6,7 +6,8 @@
 //! protocol are up, and [`stop`] on the way out. [`start`] binds the metrics endpoint,
 //! starts the `tierd-ops` thread and sends `READY=1`. That thread ticks every second
 //! (faster if the systemd watchdog wants it): it rewrites the state tree, updates
-//! `STATUS=` when the summary changed, prunes the managed-process journal and pings
+//! `STATUS=` when the summary changed, reads memory pressure for the migration engine's
+//! PSI backoff, prunes the managed-process journal and pings
 //! the watchdog, but only while every worker thread beats ([`liveness`]): a stalled
 //! tiering loop or migration worker stops the pings and systemd restarts tierd. The
 //! same thread takes the registry, heat and topology locks to build the tree, so a
@@ -67,7 +68,7 @@ pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
     let s = crate::status::status(d);
     // The one refresh of the daemon's topology copy, once a second.
     let nodes = match d.refresh_topology() {
-        Ok(t) => crate::state::tiers_reply(&t).nodes,
+        Ok(t) => crate::state::tiers_reply(&t, &d.devices()).nodes,
         Err(e) => {
             tracing::warn!(error = %e, "state tree: cannot read the topology");
             Vec::new()
@@ -94,6 +95,7 @@ fn run(d: &Daemon, metrics_addr: Option<String>) {
     let mut last_status = String::new();
     let mut was_ok = true;
     let mut root = d.config().daemon.state_dir.clone();
+    let mut psi_failed = false;
     while !d.shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(tick);
         if d.shutdown.load(Ordering::Relaxed) {
@@ -101,6 +103,15 @@ fn run(d: &Daemon, metrics_addr: Option<String>) {
         }
         if last_tree.elapsed() >= TREE_PERIOD {
             last_tree = Instant::now();
+            // The PSI backoff's one reader, once a second (migrate/pressure.rs).
+            match d.engine.sample_pressure(d.pressure.as_ref()) {
+                Ok(()) => psi_failed = false,
+                Err(e) if !psi_failed => {
+                    psi_failed = true;
+                    tracing::warn!(error = %e, "memory pressure unreadable: no PSI backoff");
+                }
+                Err(_) => {}
+            }
             let now_root = d.config().daemon.state_dir.clone();
             if now_root != root {
                 // daemon.state_dir changed on reload: move the tree.

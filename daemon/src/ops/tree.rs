@@ -230,6 +230,8 @@ mod tests {
 
     fn node(id: u32, tier: u32, cpus: Vec<u32>) -> NodeInfo {
         NodeInfo {
+            tier_source: "kernel".into(),
+            devices: vec![],
             node: id,
             tier,
             memory_tier: None,

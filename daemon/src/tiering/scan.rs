@@ -114,6 +114,7 @@ mod tests {
             free_bytes: 1 << 29,
             kernel_tier: None,
             tier,
+            tier_source: Default::default(),
             perf: Perf::default(),
             distances: vec![10, 20],
         };

@@ -3,14 +3,18 @@
 //! Read once at start and again on reload (and for free memory, before every migration
 //! batch) through the [`TopologySource`] trait, so the policy and the migration engine
 //! can be tested on a fake machine. Tier ranks are the kernel's memory tiers
-//! (`/sys/devices/virtual/memory_tiering/memory_tierN`) sorted by N: rank 0 is fastest.
+//! (`/sys/devices/virtual/memory_tiering/memory_tierN`) sorted by N: rank 0 is fastest,
+//! unless `[topology] node_tier` overrides them ([`overlay`], laid over the source).
 
 mod cpulist;
+pub mod devices;
 #[cfg(feature = "hwloc")]
 pub mod hwloc;
+pub mod overlay;
 mod sysfs;
 
 pub use cpulist::parse_cpulist;
+pub use overlay::{TierOverlay, TierSource};
 pub use sysfs::SysfsTopology;
 
 use std::path::PathBuf;
@@ -32,6 +36,8 @@ pub enum TopologyError {
     NoNodes(PathBuf),
     #[error("node {0} does not exist or has no memory")]
     NoSuchNode(u32),
+    #[error("topology.node_tier: {0}")]
+    Override(String),
 }
 
 /// HMAT access performance from the node's nearest initiator (`access0`).
@@ -53,6 +59,8 @@ pub struct Node {
     pub kernel_tier: Option<u32>,
     /// Rank among this machine's tiers, 0 fastest.
     pub tier: u32,
+    /// Where `tier` came from: the kernel, or the `[topology] node_tier` override.
+    pub tier_source: TierSource,
     pub perf: Perf,
     /// SLIT distances to every node id listed in `Topology::all_ids`, in order.
     pub distances: Vec<u32>,
@@ -157,6 +165,7 @@ pub(crate) mod fake {
                     free_bytes: total,
                     kernel_tier: Some(4 * (tier + 1)),
                     tier,
+                    tier_source: TierSource::Kernel,
                     perf: Perf::default(),
                     distances: all_ids
                         .iter()

@@ -1,6 +1,6 @@
 //! Topology from sysfs, under an injectable root (`/` in production, a tempdir in tests).
 
-use super::{parse_cpulist, Node, Perf, Topology, TopologyError, TopologySource};
+use super::{parse_cpulist, Node, Perf, TierSource, Topology, TopologyError, TopologySource};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -69,6 +69,7 @@ impl SysfsTopology {
             free_bytes,
             kernel_tier: None,
             tier: 0,
+            tier_source: TierSource::Kernel,
             perf,
             distances,
         })

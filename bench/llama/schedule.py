@@ -5,7 +5,10 @@ Input: the Mooncake conversation trace (.jsonl: timestamp ms, input_length,
 output_length, hash_ids = 512-token prefix blocks) or the Azure LLM inference trace
 (.csv: TIMESTAMP, ContextTokens, GeneratedTokens). Output, one turn per line:
 
-    ARRIVAL_MS SESSION NEW_TOKENS OUTPUT_TOKENS
+    ARRIVAL_MS SESSION NEW_TOKENS OUTPUT_TOKENS HISTORY_TOKENS
+
+HISTORY_TOKENS: the conversation's tokens before this turn (0 for a first turn); the
+driver uses it when it no longer holds the session's KV.
 
 Sessions. Mooncake has no session ids, but a later turn of a conversation repeats the
 whole prompt of the earlier turn (and its answer) as its prefix: a request whose
@@ -20,7 +23,8 @@ Scale. The test VM runs llama.cpp under TCG, about two orders of magnitude slowe
 a server, so token counts are divided by --token-scale (default 16: Mooncake's ~12k
 token prompts become ~750) and outputs capped by --max-output; --seconds keeps the
 turns that arrive in the first N seconds of the trace (after --time-scale, which the
-driver applies too: pass the same value to both). Called by bench/llama/run.sh on the
+driver applies too: pass the same value to both), starting --start-s seconds into the
+trace (default 600: sessions begun earlier come back with their history). Called by bench/llama/run.sh on the
 host; the traces themselves never enter the repository (see docs/benchmarks.md).
 """
 
@@ -67,7 +71,8 @@ def azure(path):
 
 
 def turns(rows, token_scale, max_output):
-    """Yields (arrival_ms, session, new_tokens, output_tokens), sessions by prefix."""
+    """Yields (arrival_ms, session, new_tokens, output_tokens, history_tokens), sessions
+    by prefix."""
     by_prefix = {}  # full prompt blocks of a request -> (session, its input+output tokens)
     next_session = 0
     for t, inp, out, hashes in rows:
@@ -83,7 +88,8 @@ def turns(rows, token_scale, max_output):
         new = max(1, inp - reused)
         if hashes and inp // BLOCK_TOKENS >= 2:
             by_prefix[tuple(hashes[: inp // BLOCK_TOKENS])] = (session, inp + out)
-        yield t, session, max(1, round(new / token_scale)), max(1, min(max_output, round(out / token_scale)))
+        scaled_out = max(1, min(max_output, round(out / token_scale)))
+        yield t, session, max(1, round(new / token_scale)), scaled_out, round(reused / token_scale)
 
 
 def main():
@@ -94,6 +100,12 @@ def main():
     ap.add_argument("--max-output", type=int, default=32)
     ap.add_argument("--time-scale", type=float, default=1.0, help="the driver's --time-scale")
     ap.add_argument("--seconds", type=float, default=0, help="keep turns arriving in the first N s (0: all)")
+    ap.add_argument(
+        "--start-s",
+        type=float,
+        default=600,
+        help="begin this far into the trace (earlier turns only name sessions: the server has been up)",
+    )
     a = ap.parse_args()
     if a.token_scale <= 0 or a.max_output < 1 or a.time_scale <= 0:
         sys.exit("schedule.py: --token-scale and --time-scale must be > 0, --max-output >= 1")
@@ -102,10 +114,13 @@ def main():
     seen = set()
     with open(a.out, "w") as f:
         f.write(f"# {a.trace} token_scale={a.token_scale} max_output={a.max_output}\n")
-        for t, s, new, out in turns(rows, a.token_scale, a.max_output):
+        for t, s, new, out, history in turns(rows, a.token_scale, a.max_output):
+            t -= a.start_s * 1000.0
+            if t < 0:
+                continue
             if a.seconds and t * a.time_scale > a.seconds * 1000.0:
                 break
-            f.write(f"{t:.1f} {s} {new} {out}\n")
+            f.write(f"{t:.1f} {s} {new} {out} {history}\n")
             kept += 1
             if s not in seen:
                 seen.add(s)

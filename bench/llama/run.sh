@@ -18,7 +18,8 @@
 #
 # Sizes (environment): LLAMA_SLOTS (32 sequences), LLAMA_CTX (8192 cells each),
 # LLAMA_WARM (7168 cells of KV already in every slot at the start: a server that has
-# been up; computed once on the host into target/llama/warm-N.state and loaded), LLAMA_ORACLE_MIB (300: what the oracle keeps on node0), LLAMA_FAST_SLOTS (6:
+# been up; computed once on the host into target/llama/warm-*.state and loaded),
+# LLAMA_ORACLE_MIB (300: what the oracle keeps on node0), LLAMA_FAST_SLOTS (6:
 # all-fast's cache, small enough for node0). With the model of make_model.py a cell is
 # 4 KiB over all layers: 32 x 8192 cells = 1 GiB of KV, 896 MiB of it live, next to a
 # 512 MiB fast node. The VM: tests/vm/run.sh's two nodes (node0 512 MiB + 2 CPUs,
@@ -88,21 +89,24 @@ vm=$root/target/llama/vm
 rm -rf "$vm"
 mkdir -p "$vm"
 cp target/llama/model.gguf "$vm/"
-# The warm start's KV, computed once on the host (seconds here, minutes under TCG).
-warm_state=target/llama/warm-$warm.state
-if [[ ! -s $warm_state || $warm_state -ot target/llama/model.gguf || $warm_state -ot target/llama/llama-kvdriver ]]; then
-  nice -n 10 target/llama/llama-kvdriver --model target/llama/model.gguf --slots 1 --ctx-per-seq "$ctx" \
-    --warm-cells "$warm" --warm-state "$warm_state" --warm-only
-fi
-cp "$warm_state" "$vm/warm.state"
-target/llama/venv/bin/python "$here/schedule.py" "$trace" --out "$vm/schedule.txt" \
+# The warm start's KV, computed once on the host (seconds here, minutes under TCG). A
+# saved sequence state records the cache's stream count: one file per slot count.
+for n in "$slots" "$fast_slots"; do
+  state=target/llama/warm-$n-$ctx-$warm.state
+  if [[ ! -s $state || $state -ot target/llama/model.gguf || $state -ot target/llama/llama-kvdriver ]]; then
+    nice -n 10 target/llama/llama-kvdriver --model target/llama/model.gguf --slots "$n" --ctx-per-seq "$ctx" \
+      --warm-cells "$warm" --warm-state "$state" --warm-only
+  fi
+  cp "$state" "$vm/warm-$n.state"
+done
+python3 "$here/schedule.py" "$trace" --out "$vm/schedule.txt" \
   --token-scale "$token_scale" --time-scale "$time_scale" --seconds "$seconds"
-common="--slots $slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm.state --time-scale $time_scale"
+common="--slots $slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$slots.state --time-scale $time_scale"
 cat >"$vm/env" <<ENV
 LLAMA_SECONDS=$seconds
 LLAMA_ARMS="$arms"
 LLAMA_ARGS="$common"
-LLAMA_FAST_ARGS="--slots $fast_slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm.state --time-scale $time_scale"
+LLAMA_FAST_ARGS="--slots $fast_slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$fast_slots.state --time-scale $time_scale"
 LLAMA_ORACLE_MIB=$oracle_mib
 ENV
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The llama.cpp harness (issue 15): builds llama.cpp and its driver, makes the model and
+# the schedule, boots the two-tier VM once and runs one arm after another on the same
+# requests, then prints every figure as "RESULT <arm>.<figure>=<value>".
+#
+#   bench/llama/run.sh [--trace PATH] [--seconds N] [--arms "none kernel ..."]
+#                      [--time-scale X] [--token-scale X] [--out DIR] [--no-build]
+#
+#   --trace PATH       Mooncake .jsonl or Azure .csv (default: $TIERD_TRACES, else
+#                      ../shared/traces beside the checkout, mooncake_conversation_trace.jsonl)
+#   --seconds N        length of each arm (default 60)
+#   --arms LIST        default "none kernel damon tierd tierd-hints oracle all-fast"
+#   --time-scale X     trace milliseconds x X = wall milliseconds (default 10: the VM
+#                      runs llama.cpp under TCG, far slower than a server)
+#   --token-scale X    trace token counts / X (default 16), see schedule.py
+#   --out DIR          results (default target/llama-run): console.log, results.txt, ...
+#   --no-build         use what target/ has (bench/llama/build.sh, cargo --release)
+#
+# Sizes (environment): LLAMA_SLOTS (32 sequences), LLAMA_CTX (8192 cells each),
+# LLAMA_WARM (7168 cells of KV already in every slot at the start: a server that has
+# been up; computed once on the host into target/llama/warm-*.state and loaded),
+# LLAMA_ORACLE_MIB (300: what the oracle keeps on node0), LLAMA_FAST_SLOTS (6:
+# all-fast's cache, small enough for node0). With the model of make_model.py a cell is
+# 4 KiB over all layers: 32 x 8192 cells = 1 GiB of KV, 896 MiB of it live, next to a
+# 512 MiB fast node. The VM: tests/vm/run.sh's two nodes (node0 512 MiB + 2 CPUs,
+# node1 1536 MiB CPU-less, HMAT 3x latency / 1/5 bandwidth), one boot, under the host's
+# VM lock ($TIERD_VM_LOCK, default /tmp/tierd-vm.lock).
+# Exit status: 1 if the boot or an arm failed, 2 on usage errors.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+
+die() {
+  echo "bench/llama/run.sh: $*" >&2
+  exit 2
+}
+
+traces=${TIERD_TRACES:-$root/../shared/traces}
+trace=$traces/mooncake_conversation_trace.jsonl
+seconds=60 time_scale=10 token_scale=16 build=1
+arms="none kernel damon tierd tierd-hints oracle all-fast"
+out=$root/target/llama-run
+while (($#)); do
+  case $1 in
+    --trace | --seconds | --arms | --time-scale | --token-scale | --out)
+      (($# >= 2)) || die "$1 needs a value"
+      case $1 in
+        --trace) trace=$2 ;;
+        --seconds) seconds=$2 ;;
+        --arms) arms=$2 ;;
+        --time-scale) time_scale=$2 ;;
+        --token-scale) token_scale=$2 ;;
+        --out) out=$2 ;;
+      esac
+      shift 2
+      ;;
+    --no-build) build='' && shift ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[[ $seconds =~ ^[1-9][0-9]*$ ]] || die "--seconds wants a positive integer, not '$seconds'"
+for a in $arms; do
+  case $a in
+    none | kernel | damon | tierd | tierd-hints | oracle | all-fast) ;;
+    *) die "--arms: unknown arm '$a'" ;;
+  esac
+done
+[[ -s $trace ]] || die "no trace at $trace (Mooncake .jsonl or Azure .csv; see docs/benchmarks.md, \"Workloads and traces\")"
+[[ $out != *,* ]] || die "--out: QEMU cannot take paths with commas: $out"
+
+slots=${LLAMA_SLOTS:-32} ctx=${LLAMA_CTX:-8192} warm=${LLAMA_WARM:-7168}
+oracle_mib=${LLAMA_ORACLE_MIB:-300} fast_slots=${LLAMA_FAST_SLOTS:-6}
+
+if [[ -n $build ]]; then
+  echo "bench/llama/run.sh: building (cargo build --release --workspace, bench/llama/build.sh)"
+  nice -n 10 cargo build --release --workspace
+  bash "$here/build.sh" >/dev/null
+  bash tests/vm/setup.sh
+fi
+[[ -x target/llama/llama-kvdriver && -s target/llama/model.gguf ]] || die "no driver or model in target/llama (run without --no-build)"
+
+vm=$root/target/llama/vm
+rm -rf "$vm"
+mkdir -p "$vm"
+cp target/llama/model.gguf "$vm/"
+# The warm start's KV, computed once on the host (seconds here, minutes under TCG). A
+# saved sequence state records the cache's stream count: one file per slot count.
+for n in "$slots" "$fast_slots"; do
+  state=target/llama/warm-$n-$ctx-$warm.state
+  if [[ ! -s $state || $state -ot target/llama/model.gguf || $state -ot target/llama/llama-kvdriver ]]; then
+    nice -n 10 target/llama/llama-kvdriver --model target/llama/model.gguf --slots "$n" --ctx-per-seq "$ctx" \
+      --warm-cells "$warm" --warm-state "$state" --warm-only
+  fi
+  cp "$state" "$vm/warm-$n.state"
+done
+python3 "$here/schedule.py" "$trace" --out "$vm/schedule.txt" \
+  --token-scale "$token_scale" --time-scale "$time_scale" --seconds "$seconds"
+common="--slots $slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$slots.state --time-scale $time_scale"
+cat >"$vm/env" <<ENV
+LLAMA_SECONDS=$seconds
+LLAMA_ARMS="$arms"
+LLAMA_ARGS="$common"
+LLAMA_FAST_ARGS="--slots $fast_slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$fast_slots.state --time-scale $time_scale"
+LLAMA_ORACLE_MIB=$oracle_mib
+ENV
+
+narms=$(wc -w <<<"$arms")
+# Per arm: the run, the warm start and the KV's first move to node1, the movers' start
+# and stop.
+timeout_s=$((120 + narms * (seconds + 150)))
+rm -rf "$out"
+mkdir -p "$out"
+lock=${TIERD_VM_LOCK:-/tmp/tierd-vm.lock}
+echo "bench/llama/run.sh: arms [$arms], ${seconds}s each, trace $trace (waits for the VM lock $lock)"
+set +e +o pipefail
+TIERD_VM_OUT=$out flock "$lock" bash tests/vm/run.sh --group bench-llama --timeout "$timeout_s" \
+  --extra-bin target/llama/llama-kvdriver \
+  --extra-file bench/peers:/tierd/peers \
+  --extra-file "$vm:/tierd/llama" 2>&1 | tee "$out/run.log"
+rc=${PIPESTATUS[0]}
+set -e -o pipefail
+# The figures again, together (the VM's log: $out/bench-llama/console.log).
+echo "bench/llama/run.sh: results ($out/run.log)"
+grep '^RESULT ' "$out/run.log" || echo "bench/llama/run.sh: no RESULT lines"
+((rc == 0)) || exit 1

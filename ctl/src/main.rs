@@ -59,6 +59,13 @@ enum Cmd {
 }
 
 fn main() {
+    // Like other command-line tools, end quietly when the reader of our output goes
+    // away (`tierctl tiers | head -1`) instead of panicking on EPIPE: Rust ignores
+    // SIGPIPE by default.
+    // SAFETY: restoring a signal's default disposition at start, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let s = &cli.socket;
     let j = cli.json;

@@ -279,7 +279,9 @@ mod tests {
     #[test]
     fn root_at_a_full_socket_evicts_the_idlest_other_users_connection_first() {
         let limits = Limits {
-            evict_idle_for_root: Some(Duration::from_millis(30)),
+            // Long enough that a loaded machine's scheduling delays in the loop below
+            // do not make the first connections idle before the "refused" check.
+            evict_idle_for_root: Some(Duration::from_millis(400)),
             ..L
         };
         let g = Gate::default();
@@ -295,7 +297,7 @@ mod tests {
         }
         // Nobody idle long enough yet: root is refused.
         assert!(g.admit(0, &limits).is_err());
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(450));
         // The first of uid 1000's is busy: the second one goes, although root's own
         // are older.
         held[2].busy();

@@ -13,6 +13,7 @@ mod metrics;
 mod migrate;
 mod policy;
 mod sampling;
+mod scope;
 mod socket;
 pub mod units;
 
@@ -23,6 +24,7 @@ pub use metrics::MetricsConfig;
 pub use migrate::MigrateConfig;
 pub use policy::{PolicyConfig, PolicyName};
 pub use sampling::{BackendKind, DamonConfig, SamplingConfig};
+pub use scope::{ScopeConfig, Selector};
 pub use units::{Amount, Bytes};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub client: ClientConfig,
     pub metrics: MetricsConfig,
+    /// `[[scope]]` entries: groups of processes managed together.
+    #[serde(rename = "scope", skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +143,7 @@ impl Config {
         self.policy.validate()?;
         self.client.validate()?;
         self.metrics.validate()?;
+        scope::validate(&self.scopes)?;
         Ok(())
     }
 

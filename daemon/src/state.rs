@@ -89,6 +89,8 @@ pub struct Daemon {
     /// The kernel's access rule for requests that name a pid, and the per-user ceilings.
     pub access: crate::access::Access,
     pub ceilings: crate::access::ceilings::Ceilings,
+    /// Scopes (config and runtime) and what the scope watcher last found.
+    pub scopes: crate::scope::Scopes,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -134,6 +136,7 @@ impl Daemon {
             journal: Journal::default(),
             access: crate::access::Access::default(),
             ceilings: Default::default(),
+            scopes: crate::scope::Scopes::default(),
         }))
     }
 

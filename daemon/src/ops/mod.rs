@@ -82,6 +82,7 @@ pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
         nodes,
         procs: s.managed,
         clients: s.clients,
+        scopes: s.scopes,
     }
 }
 

@@ -95,7 +95,10 @@ impl DaemonConfig {
             ));
         }
         if !self.scopes_file.is_absolute() {
-            return Err(Invalid::new("daemon.scopes_file", "must be an absolute path"));
+            return Err(Invalid::new(
+                "daemon.scopes_file",
+                "must be an absolute path",
+            ));
         }
         if !self.state_dir.is_absolute() {
             return Err(Invalid::new("daemon.state_dir", "must be an absolute path"));

@@ -131,7 +131,10 @@ impl StateTree {
             opt_put(&d.join("fast_min_bytes"), min.as_deref())?;
             opt_put(&d.join("cgroup"), c.cgroup.as_deref())?;
         }
-        prune(&r.join("scopes"), s.scopes.iter().map(|c| scope_dir(&c.name)))?;
+        prune(
+            &r.join("scopes"),
+            s.scopes.iter().map(|c| scope_dir(&c.name)),
+        )?;
         prune(&r.join("nodes"), s.nodes.iter().map(|n| n.node.to_string()))?;
         prune(&r.join("tiers"), tiers.keys().map(|t| t.to_string()))?;
         prune(&r.join("procs"), s.procs.iter().map(|p| p.pid.to_string()))?;
@@ -311,7 +314,10 @@ mod tests {
         s.procs[0].scope = Some("cgroup:/a/b".into());
         tree.write(&s).unwrap();
         assert_eq!(read(root, "scopes/cgroup:%2Fa%2Fb/pids"), "7\n8\n");
-        assert_eq!(read(root, "scopes/cgroup:%2Fa%2Fb/fast_budget_bytes"), "4096\n");
+        assert_eq!(
+            read(root, "scopes/cgroup:%2Fa%2Fb/fast_budget_bytes"),
+            "4096\n"
+        );
         assert!(!root.join("scopes/cgroup:%2Fa%2Fb/fast_min_bytes").exists());
         assert_eq!(read(root, "procs/7/scope"), "cgroup:/a/b\n");
         assert!(!root.join("procs/9/scope").exists());

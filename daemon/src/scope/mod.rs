@@ -58,7 +58,11 @@ pub struct ScopeDef {
 
 impl ScopeDef {
     /// Checks `c`; an unset policy is `default_policy`.
-    pub fn new(c: &ScopeConfig, origin: Origin, default_policy: PolicyName) -> Result<ScopeDef, String> {
+    pub fn new(
+        c: &ScopeConfig,
+        origin: Origin,
+        default_policy: PolicyName,
+    ) -> Result<ScopeDef, String> {
         c.check()?;
         let selector = c.selector()?;
         let comm = match &selector {
@@ -102,6 +106,9 @@ pub enum ScopeError {
     NoSuchScope { name: String },
 }
 
+/// Per scope name: its fast-tier budget and guaranteed minimum in bytes.
+pub type ResolvedBudgets = HashMap<Arc<str>, (Option<u64>, Option<u64>)>;
+
 /// The scopes: runtime definitions (written by the control handlers), the watcher's
 /// published states and the budgets the tiering loop resolved.
 pub struct Scopes {
@@ -111,7 +118,7 @@ pub struct Scopes {
     file: OnceLock<PathBuf>,
     states: RwLock<Arc<Vec<ScopeState>>>,
     /// Fast-tier budget and minimum in bytes per scope, as the last plan resolved them.
-    resolved: RwLock<HashMap<Arc<str>, (Option<u64>, Option<u64>)>>,
+    resolved: RwLock<ResolvedBudgets>,
     /// Set (and notified) to make the watcher run a pass now.
     wake: (Mutex<bool>, Condvar),
 }
@@ -178,7 +185,9 @@ impl Scopes {
         }
         let def = ScopeDef::new(&c, Origin::Runtime, cfg.policy.default_policy).map_err(invalid)?;
         if let Selector::Cgroup(p) = &def.selector {
-            self.source.cgroup_pids(p).map_err(|e| invalid(e.to_string()))?;
+            self.source
+                .cgroup_pids(p)
+                .map_err(|e| invalid(e.to_string()))?;
         }
         let mut rt = self.runtime();
         rt.insert(c.name.clone(), c);
@@ -195,7 +204,9 @@ impl Scopes {
             return Err(ScopeError::InConfig { name: name.into() });
         }
         let mut rt = self.runtime();
-        let c = rt.remove(name).ok_or(ScopeError::NoSuchScope { name: name.into() })?;
+        let c = rt
+            .remove(name)
+            .ok_or(ScopeError::NoSuchScope { name: name.into() })?;
         self.save(&rt);
         drop(rt);
         self.wake_watcher();
@@ -213,19 +224,24 @@ impl Scopes {
             .map(|c| (c, Origin::Runtime));
         cfg_scopes
             .chain(rt_scopes)
-            .filter_map(|(c, o)| match ScopeDef::new(c, o, cfg.policy.default_policy) {
-                Ok(d) => Some(Arc::new(d)),
-                Err(e) => {
-                    tracing::warn!(scope = %c.name, error = %e, "scope ignored");
-                    None
-                }
-            })
+            .filter_map(
+                |(c, o)| match ScopeDef::new(c, o, cfg.policy.default_policy) {
+                    Ok(d) => Some(Arc::new(d)),
+                    Err(e) => {
+                        tracing::warn!(scope = %c.name, error = %e, "scope ignored");
+                        None
+                    }
+                },
+            )
             .collect()
     }
 
     /// The states the watcher published last.
     pub fn states(&self) -> Arc<Vec<ScopeState>> {
-        self.states.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.states
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Budget and minimum in bytes of scope `name`, as the last plan resolved them.
@@ -239,7 +255,7 @@ impl Scopes {
     }
 
     /// Written by the tiering loop after each plan.
-    pub fn set_resolved(&self, r: HashMap<Arc<str>, (Option<u64>, Option<u64>)>) {
+    pub fn set_resolved(&self, r: ResolvedBudgets) {
         *self.resolved.write().unwrap_or_else(|p| p.into_inner()) = r;
     }
 
@@ -262,7 +278,12 @@ impl Scopes {
     /// One pass: resolves every scope, manages its new processes and drops those that
     /// left it (or whose scope is gone); publishes and returns the states. `own_pid`
     /// (tierd) is never managed.
-    pub fn reconcile(&self, registry: &Registry, cfg: &Config, own_pid: i32) -> Arc<Vec<ScopeState>> {
+    pub fn reconcile(
+        &self,
+        registry: &Registry,
+        cfg: &Config,
+        own_pid: i32,
+    ) -> Arc<Vec<ScopeState>> {
         let mut claimed: HashMap<i32, Arc<ScopeDef>> = HashMap::new();
         let mut states = Vec::new();
         for def in self.defs(cfg) {
@@ -289,11 +310,12 @@ impl Scopes {
         }
         // Drop what left its scope (or whose scope went) first, then adopt.
         for p in registry.all() {
-            let Some(s) = p.scope.as_deref() else { continue };
-            if claimed.get(&p.pid).is_none_or(|d| &*d.name != s) {
-                if registry.unmanage_from(p.pid, s) {
-                    tracing::info!(pid = p.pid, scope = s, "left its scope: no longer managed");
-                }
+            let Some(s) = p.scope.as_deref() else {
+                continue;
+            };
+            if claimed.get(&p.pid).is_none_or(|d| &*d.name != s) && registry.unmanage_from(p.pid, s)
+            {
+                tracing::info!(pid = p.pid, scope = s, "left its scope: no longer managed");
             }
         }
         for st in &mut states {

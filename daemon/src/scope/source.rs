@@ -230,7 +230,12 @@ fn parse_stat(stat: &str) -> Option<(&str, u64)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?;
     // After ") ": state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9).
-    let flags = stat.get(close + 1..)?.split_whitespace().nth(6)?.parse().ok()?;
+    let flags = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(6)?
+        .parse()
+        .ok()?;
     Some((comm, flags))
 }
 

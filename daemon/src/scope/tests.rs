@@ -7,7 +7,10 @@ fn scopes() -> (Arc<FakeSource>, Scopes) {
 }
 
 fn sleeper() -> std::process::Child {
-    std::process::Command::new("sleep").arg("30").spawn().unwrap()
+    std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -26,7 +29,10 @@ fn processes_entering_and_leaving_a_cgroup_scope_are_managed_and_dropped() {
     });
     let st = s.reconcile(&reg, &cfg, 0);
     assert_eq!(st[0].pids, Vec::<i32>::new());
-    assert!(st[0].problem.as_deref().unwrap().contains("no cgroup"), "{st:?}");
+    assert!(
+        st[0].problem.as_deref().unwrap().contains("no cgroup"),
+        "{st:?}"
+    );
 
     src.cgroups
         .lock()
@@ -109,7 +115,11 @@ fn runtime_scopes_are_checked_kept_in_the_file_and_removed() {
     };
     let e = s.add(cg("a", "/a"), &cfg).unwrap_err();
     assert!(e.to_string().contains("no cgroup /a"), "{e}");
-    assert!(s.add(cg("a", "/a/../b"), &cfg).unwrap_err().to_string().contains(".."));
+    assert!(s
+        .add(cg("a", "/a/../b"), &cfg)
+        .unwrap_err()
+        .to_string()
+        .contains(".."));
     assert_eq!(
         s.add(cg("fixed", "/a"), &cfg).unwrap_err(),
         ScopeError::InConfig {
@@ -118,7 +128,10 @@ fn runtime_scopes_are_checked_kept_in_the_file_and_removed() {
     );
     src.cgroups.lock().unwrap().insert("/a".into(), vec![]);
     s.add(cg("a", "/a"), &cfg).unwrap();
-    assert_eq!(crate::persist::scopes::load(&file).unwrap(), vec![cg("a", "/a")]);
+    assert_eq!(
+        crate::persist::scopes::load(&file).unwrap(),
+        vec![cg("a", "/a")]
+    );
     let names: Vec<String> = s.defs(&cfg).iter().map(|d| d.name.to_string()).collect();
     assert_eq!(names, vec!["fixed", "a"]);
 
@@ -130,5 +143,8 @@ fn runtime_scopes_are_checked_kept_in_the_file_and_removed() {
     assert!(s.remove("fixed", &cfg).is_err());
     s.remove("a", &cfg).unwrap();
     assert!(crate::persist::scopes::load(&file).unwrap().is_empty());
-    assert!(matches!(s.remove("a", &cfg), Err(ScopeError::NoSuchScope { .. })));
+    assert!(matches!(
+        s.remove("a", &cfg),
+        Err(ScopeError::NoSuchScope { .. })
+    ));
 }

@@ -183,6 +183,8 @@ impl Daemon {
         *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::decide(&topo, &new);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        // Edited `[[scope]]` entries apply at once, not at the watcher's next pass.
+        self.scopes.wake_watcher();
         for c in &changes {
             tracing::info!(change = %c, "config reloaded");
         }

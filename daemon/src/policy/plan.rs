@@ -318,8 +318,12 @@ impl<'a> NodePlan<'a> {
     }
 
     /// Residents beyond their scope's budget go whatever the free memory, coldest
-    /// first (the victims' order).
+    /// first (the victims' order), until the scope holds no more than its budget: a
+    /// scope within its budget is not made to swap its own data.
     fn enforce_budgets(&mut self, ledger: &mut Ledger) {
+        if !self.fast {
+            return;
+        }
         let over: Vec<usize> = self
             .victims
             .iter()
@@ -327,7 +331,12 @@ impl<'a> NodePlan<'a> {
             .filter(|&i| self.over_budget[i])
             .collect();
         for i in over {
-            self.demote(i, ledger);
+            let Some(s) = self.residents[i].scope else {
+                continue;
+            };
+            if ledger.scopes.max[s].is_some_and(|m| ledger.scopes.fast[s] > m) {
+                self.demote(i, ledger);
+            }
         }
     }
 

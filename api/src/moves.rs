@@ -26,17 +26,20 @@ pub enum MoveCause {
     Policy,
     /// `tierctl migrate`.
     Migrate,
+    /// A scope held more of the fast tier than its `fast_budget`.
+    Budget,
 }
 
 impl MoveCause {
     /// Every cause, in the order of the enum.
-    pub const ALL: [MoveCause; 6] = [
+    pub const ALL: [MoveCause; 7] = [
         MoveCause::Sampling,
         MoveCause::Hint,
         MoveCause::Prefetch,
         MoveCause::Headroom,
         MoveCause::Policy,
         MoveCause::Migrate,
+        MoveCause::Budget,
     ];
 
     /// The name used in JSON, metrics labels and the state tree.
@@ -48,6 +51,7 @@ impl MoveCause {
             MoveCause::Headroom => "headroom",
             MoveCause::Policy => "policy",
             MoveCause::Migrate => "migrate",
+            MoveCause::Budget => "budget",
         }
     }
 }

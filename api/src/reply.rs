@@ -114,6 +114,9 @@ pub struct ManagedProc {
     /// placement; see `client.sample_hinting_processes`).
     #[serde(default = "yes")]
     pub sampled: bool,
+    /// The scope that manages it (absent: managed by pid or by a client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 fn yes() -> bool {
@@ -173,6 +176,9 @@ pub struct StatusReply {
     /// The PSI backoff on the migration rate (`migrate.psi_threshold_pct`).
     #[serde(default)]
     pub psi: PsiStatus,
+    /// Scopes (config and runtime) and their processes.
+    #[serde(default)]
+    pub scopes: Vec<ScopeStatus>,
 }
 
 /// `status.psi`: memory pressure and what it does to the migration rate.
@@ -188,6 +194,48 @@ pub struct PsiStatus {
     pub rate_limit_mbps: u64,
     /// Measured move_pages throughput, MB/s (the full rate when no cap is configured).
     pub measured_mbps: f64,
+}
+
+/// One scope in `status` (and the reply of `manage_scope` / `unmanage_scope`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScopeStatus {
+    pub name: String,
+    /// `cgroup`, `unit` or `comm`.
+    pub kind: String,
+    /// The cgroup path, unit name or regex.
+    pub selector: String,
+    /// `config` or `runtime` (added with tierctl).
+    pub origin: String,
+    pub policy: String,
+    pub priority: i32,
+    /// The cgroup the scope resolved to (cgroup and unit scopes), if it exists now.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Why the scope has no processes, if it cannot be resolved (`no cgroup ...`).
+    #[serde(default)]
+    pub problem: Option<String>,
+    pub pids: Vec<i32>,
+    /// Fast-tier cap and guaranteed minimum in bytes (resolved against the fast tier).
+    #[serde(default)]
+    pub fast_budget_bytes: Option<u64>,
+    #[serde(default)]
+    pub fast_min_bytes: Option<u64>,
+    /// Bytes of the scope's processes on the fast tier (tierd's placement scans).
+    #[serde(default)]
+    pub fast_bytes: u64,
+    /// The cgroup's `memory.max` / `memory.high` (null: `max` or no cgroup).
+    #[serde(default)]
+    pub memory_max_bytes: Option<u64>,
+    #[serde(default)]
+    pub memory_high_bytes: Option<u64>,
+    /// The cgroup's `memory.current`.
+    #[serde(default)]
+    pub memory_current_bytes: Option<u64>,
+    /// The cgroup is near `memory.high`/`memory.max`: tierd promotes none of its pages.
+    #[serde(default)]
+    pub near_limit: bool,
+    /// Whether tierd manages it now (false in the reply of `unmanage_scope`).
+    pub managed: bool,
 }
 
 /// Liveness of tierd's worker threads (`status.health`).

@@ -49,4 +49,31 @@ pub enum Request {
     Reload,
     /// Prometheus text exposition, as the metrics endpoint serves it.
     Metrics,
+    /// Manage every process of a scope, present and future (root only): exactly one of
+    /// `cgroup` (relative to the cgroup2 root), `unit`, `comm` (a regex). Kept across
+    /// restarts in `daemon.scopes_file`.
+    ManageScope {
+        /// Unique name; unset: `<kind>:<value>` (`cgroup:/system.slice/vllm.service`).
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        cgroup: Option<String>,
+        #[serde(default)]
+        unit: Option<String>,
+        #[serde(default)]
+        comm: Option<String>,
+        #[serde(default)]
+        policy: Option<String>,
+        #[serde(default)]
+        priority: Option<i32>,
+        /// Fast-tier cap: bytes (`"2GiB"`) or percent of the fast tier (`"25%"`).
+        #[serde(default)]
+        fast_budget: Option<String>,
+        /// Guaranteed fast-tier share, same units.
+        #[serde(default)]
+        fast_min: Option<String>,
+    },
+    /// Stop managing a scope added with `manage_scope` (its processes stay where they
+    /// are); `name` as `status.scopes[].name` shows it.
+    UnmanageScope { name: String },
 }

@@ -34,6 +34,9 @@ pub struct DaemonConfig {
     pub monitor_only: bool,
     /// Highest `manage --priority` a caller other than root may set (>= 0).
     pub max_priority_unprivileged: i32,
+    /// Scopes added with `tierctl manage --cgroup/--unit/--comm`, kept across restarts
+    /// (and reboots: not under `/run`).
+    pub scopes_file: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -52,6 +55,7 @@ impl Default for DaemonConfig {
             log_level: "info".into(),
             monitor_only: false,
             max_priority_unprivileged: 0,
+            scopes_file: PathBuf::from("/var/lib/tierd/scopes.json"),
         }
     }
 }
@@ -88,6 +92,12 @@ impl DaemonConfig {
                     "{} must be >= 0 (a registering client's process is managed at priority 0)",
                     self.max_priority_unprivileged
                 ),
+            ));
+        }
+        if !self.scopes_file.is_absolute() {
+            return Err(Invalid::new(
+                "daemon.scopes_file",
+                "must be an absolute path",
             ));
         }
         if !self.state_dir.is_absolute() {

@@ -13,6 +13,7 @@ mod metrics;
 mod migrate;
 mod policy;
 mod sampling;
+mod scope;
 mod socket;
 mod topology;
 pub mod units;
@@ -25,6 +26,7 @@ pub use migrate::MigrateConfig;
 pub use policy::{PolicyConfig, PolicyName};
 pub use sampling::{BackendKind, DamonConfig, SamplingConfig};
 pub use topology::TopologyConfig;
+pub use scope::{ScopeConfig, Selector};
 pub use units::{Amount, Bytes};
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,9 @@ pub struct Config {
     pub client: ClientConfig,
     pub metrics: MetricsConfig,
     pub topology: TopologyConfig,
+    /// `[[scope]]` entries: groups of processes managed together.
+    #[serde(rename = "scope", skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +147,7 @@ impl Config {
         self.client.validate()?;
         self.metrics.validate()?;
         self.topology.validate()?;
+        scope::validate(&self.scopes)?;
         Ok(())
     }
 

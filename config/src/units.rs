@@ -62,6 +62,23 @@ pub enum Amount {
 }
 
 impl Amount {
+    /// `"25%"`, `"2GiB"` or a plain byte count, as the config takes them.
+    pub fn parse(s: &str) -> Result<Amount, String> {
+        match s.trim().strip_suffix('%') {
+            Some(p) => {
+                let v: f64 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{s:?} is not a percentage"))?;
+                if !(0.0..=100.0).contains(&v) {
+                    return Err(format!("{s:?}: a percentage must be within 0%..100%"));
+                }
+                Ok(Amount::Percent(v))
+            }
+            None => parse_bytes(s).map(Amount::Bytes),
+        }
+    }
+
     /// Resolves against a node of `total_bytes`.
     pub fn of(&self, total_bytes: u64) -> u64 {
         match *self {
@@ -81,22 +98,7 @@ impl<'de> Deserialize<'de> for Amount {
         }
         match Raw::deserialize(d)? {
             Raw::Int(n) => Ok(Amount::Bytes(n)),
-            Raw::Text(s) => match s.trim().strip_suffix('%') {
-                Some(p) => {
-                    let v: f64 = p.trim().parse().map_err(|_| {
-                        serde::de::Error::custom(format!("{s:?} is not a percentage"))
-                    })?;
-                    if !(0.0..=100.0).contains(&v) {
-                        return Err(serde::de::Error::custom(format!(
-                            "{s:?}: a percentage must be within 0%..100%"
-                        )));
-                    }
-                    Ok(Amount::Percent(v))
-                }
-                None => parse_bytes(&s)
-                    .map(Amount::Bytes)
-                    .map_err(serde::de::Error::custom),
-            },
+            Raw::Text(s) => Amount::parse(&s).map_err(serde::de::Error::custom),
         }
     }
 }

@@ -35,7 +35,7 @@ enum Cmd {
     Placement(cmd::placement::Args),
     /// Move a process's pages (or a range of them) to a node now.
     Migrate(cmd::migrate::Args),
-    /// Put a process under a tiering policy.
+    /// Put a process, or every process of a cgroup, unit or command name, under a policy.
     Manage(cmd::manage::ManageArgs),
     /// Stop managing a process (its pages stay where they are).
     Unmanage(cmd::manage::UnmanageArgs),

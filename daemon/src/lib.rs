@@ -19,6 +19,7 @@ pub mod proc;
 pub mod protocol;
 pub mod registry;
 pub mod sampling;
+pub mod scope;
 pub mod sockets;
 pub mod state;
 pub mod status;

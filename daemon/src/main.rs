@@ -126,6 +126,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     adopt(&daemon, &persist);
+    load_scopes(&daemon);
+    tierd::scope::watch::start(&daemon).context("starting the scope watcher")?;
     tierd::tiering::start(&daemon).context("starting the tiering loop")?;
     tierd::protocol::start(&daemon).context("starting the client protocol")?;
     tierd::ops::start(&daemon).context("starting operations endpoints")?;
@@ -206,4 +208,21 @@ fn adopt(daemon: &tierd::state::Daemon, persist: &tierd::persist::Paths) {
         Err(e) => tracing::warn!(error = %e, "managed processes of the previous tierd not adopted"),
     }
     daemon.journal.enable(path);
+}
+
+/// Loads the runtime scopes a previous tierd kept (`daemon.scopes_file`); the scope
+/// watcher's first pass manages their processes again, with the config's scopes.
+fn load_scopes(daemon: &tierd::state::Daemon) {
+    let path = daemon.config().daemon.scopes_file.clone();
+    let kept = match tierd::persist::scopes::load(&path) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "runtime scopes of the previous tierd not adopted");
+            Vec::new()
+        }
+    };
+    if !kept.is_empty() {
+        tracing::info!(scopes = kept.len(), path = %path.display(), "runtime scopes of the previous tierd");
+    }
+    daemon.scopes.enable_file(path, kept);
 }

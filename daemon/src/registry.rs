@@ -56,6 +56,9 @@ pub struct ManagedProcess {
     pub priority: i32,
     pub since: Instant,
     pub stats: ProcStats,
+    /// The scope that manages it ([`crate::scope`]); `None`: managed by pid (tierctl)
+    /// or by a protocol client.
+    pub scope: Option<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,6 +91,17 @@ impl Registry {
         policy: PolicyName,
         priority: i32,
     ) -> Result<Arc<ManagedProcess>, RegistryError> {
+        self.manage_in(pid, policy, priority, None)
+    }
+
+    /// [`Registry::manage`] on behalf of a scope (`Some(name)`), or by pid (`None`).
+    pub fn manage_in(
+        &self,
+        pid: i32,
+        policy: PolicyName,
+        priority: i32,
+        scope: Option<Arc<str>>,
+    ) -> Result<Arc<ManagedProcess>, RegistryError> {
         let (uid, comm) = process_identity(pid)?;
         let pidfd = PidFd::open(pid).map_err(|_| RegistryError::NoSuchProcess(pid))?;
         let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
@@ -102,6 +116,7 @@ impl Registry {
             priority,
             since: since.unwrap_or_else(Instant::now),
             stats: ProcStats::default(),
+            scope,
         };
         if let (Some(old), Some(_)) = (map.get(&pid), since) {
             copy_stats(&old.stats, &entry.stats);
@@ -132,6 +147,16 @@ impl Registry {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Stops managing `pid` if `scope` manages it (not if it was managed by pid since).
+    pub fn unmanage_from(&self, pid: i32, scope: &str) -> bool {
+        let mut map = self.procs.write().unwrap_or_else(|p| p.into_inner());
+        if map.get(&pid).and_then(|p| p.scope.as_deref()) == Some(scope) {
+            map.remove(&pid);
+            return true;
+        }
+        false
     }
 
     /// Removes processes that exited; returns their pids.

@@ -118,6 +118,8 @@ pub struct Daemon {
     pub vmstat: crate::vmstat::KernelCounters,
     /// Memory pressure for the migration engine's PSI backoff, read by `tierd-ops`.
     pub pressure: Arc<dyn crate::migrate::pressure::PressureSource>,
+    /// Scopes (config and runtime) and what the scope watcher last found.
+    pub scopes: crate::scope::Scopes,
 }
 
 /// Hint-ring counters summed over every client region, including closed ones.
@@ -180,6 +182,7 @@ impl Daemon {
                 crate::vmstat::ProcVmstat::default(),
             )),
             pressure: Arc::new(crate::migrate::pressure::PsiFile::system()),
+            scopes: crate::scope::Scopes::default(),
         }))
     }
 
@@ -252,6 +255,8 @@ impl Daemon {
         *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::decide(&topo, &new);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        // Edited `[[scope]]` entries apply at once, not at the watcher's next pass.
+        self.scopes.wake_watcher();
         for c in &changes {
             tracing::info!(change = %c, "config reloaded");
         }

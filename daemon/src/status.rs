@@ -3,7 +3,7 @@
 use crate::kernel;
 use crate::state::Daemon;
 use std::sync::atomic::Ordering;
-use tierd_api::{ManagedProc, StatusReply};
+use tierd_api::{ManagedProc, ScopeStatus, StatusReply};
 
 pub fn status(d: &Daemon) -> StatusReply {
     let cfg = d.config();
@@ -42,6 +42,7 @@ pub fn status(d: &Daemon) -> StatusReply {
                 kernel_tiering_active: kernel_moves,
                 heat_table_bytes: heat.table_bytes.get(&p.pid).copied().unwrap_or(0),
                 sampled: d.sampled(p, now),
+                scope: p.scope.as_deref().map(str::to_string),
             }
         })
         .collect();
@@ -68,5 +69,51 @@ pub fn status(d: &Daemon) -> StatusReply {
         moves: d.engine.counters.moves.snapshot(d.engine.page_size()),
         kernel_vmstat: d.vmstat.deltas(),
         psi: d.engine.psi_status(),
+        scopes: scopes(d),
+    }
+}
+
+/// Every scope with its processes and budgets, as the scope watcher and the last plan
+/// left them.
+pub fn scopes(d: &Daemon) -> Vec<ScopeStatus> {
+    let procs = d.registry.all();
+    d.scopes
+        .states()
+        .iter()
+        .map(|s| {
+            let fast_bytes = procs
+                .iter()
+                .filter(|p| s.pids.contains(&p.pid))
+                .map(|p| p.stats.fast_bytes.load(Ordering::Relaxed))
+                .sum();
+            scope_status(s, d.scopes.resolved(&s.def.name), fast_bytes)
+        })
+        .collect()
+}
+
+/// One scope's status line.
+pub fn scope_status(
+    s: &crate::scope::ScopeState,
+    (budget, min): (Option<u64>, Option<u64>),
+    fast_bytes: u64,
+) -> ScopeStatus {
+    ScopeStatus {
+        name: s.def.name.to_string(),
+        kind: s.def.selector.kind().into(),
+        selector: s.def.selector.value().into(),
+        origin: s.def.origin.as_str().into(),
+        policy: s.def.policy.as_str().into(),
+        priority: s.def.priority,
+        cgroup: s.cgroup.clone(),
+        problem: s.problem.clone(),
+        pids: s.pids.clone(),
+        fast_budget_bytes: budget,
+        fast_min_bytes: min,
+        fast_bytes,
+        memory_max_bytes: s.memory.max_bytes,
+        memory_high_bytes: s.memory.high_bytes,
+        memory_current_bytes: s.memory.current_bytes,
+        near_limit: s.memory.near_limit(crate::scope::NEAR_LIMIT_BYTES),
+        managed: true,
     }
 }

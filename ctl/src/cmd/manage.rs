@@ -1,25 +1,62 @@
-//! `tierctl manage --pid PID [--policy NAME] [--priority N]`, `tierctl unmanage --pid PID`.
+//! `tierctl manage --pid PID | --cgroup PATH | --unit NAME | --comm REGEX [--policy NAME]
+//! [--priority N] [--name NAME] [--fast-budget AMOUNT] [--fast-min AMOUNT]`,
+//! `tierctl unmanage --pid PID | --scope NAME | --cgroup PATH | --unit NAME | --comm REGEX`.
+//! A cgroup, unit or comm makes a scope: every process in it, present and future.
 
 use crate::client::{call, Failure};
+use crate::output::opt;
 use std::path::Path;
-use tierd_api::{ManageReply, Request};
+use tierd_api::{ManageReply, Request, ScopeStatus, StatusReply};
 
 #[derive(clap::Args, Debug)]
 pub struct ManageArgs {
+    #[arg(long, required_unless_present_any = ["cgroup", "unit", "comm"],
+          conflicts_with_all = ["cgroup", "unit", "comm", "name", "fast_budget", "fast_min"])]
+    pid: Option<i32>,
+    /// Every process of this cgroup (and its sub-cgroups), relative to the cgroup2 root,
+    /// e.g. /system.slice/vllm.service.
+    #[arg(long, conflicts_with_all = ["unit", "comm"])]
+    cgroup: Option<String>,
+    /// Every process of this systemd unit (e.g. vllm.service; no suffix: .service).
+    #[arg(long, conflicts_with = "comm")]
+    unit: Option<String>,
+    /// Every process whose command name matches this regex.
     #[arg(long)]
-    pid: i32,
+    comm: Option<String>,
     /// tpp (default), lru-tiered, static or off.
     #[arg(long)]
     policy: Option<String>,
     /// Higher wins the fast tier when it is short.
     #[arg(long)]
     priority: Option<i32>,
+    /// A scope's name (default: KIND:VALUE, e.g. cgroup:/system.slice/vllm.service).
+    #[arg(long)]
+    name: Option<String>,
+    /// A scope's cap on the fast tier: bytes (2GiB) or percent of the fast tier (25%).
+    #[arg(long)]
+    fast_budget: Option<String>,
+    /// A scope's guaranteed share of the fast tier, same units.
+    #[arg(long)]
+    fast_min: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
+#[group(id = "target", required = true, multiple = false)]
 pub struct UnmanageArgs {
     #[arg(long)]
-    pid: i32,
+    pid: Option<i32>,
+    /// A scope by name, as `tierctl status` lists it.
+    #[arg(long)]
+    scope: Option<String>,
+    /// The runtime scope of this cgroup.
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// The runtime scope of this unit.
+    #[arg(long)]
+    unit: Option<String>,
+    /// The runtime scope of this regex.
+    #[arg(long)]
+    comm: Option<String>,
 }
 
 fn show(json: bool, m: ManageReply, v: serde_json::Value) -> Result<(), Failure> {
@@ -37,19 +74,89 @@ fn show(json: bool, m: ManageReply, v: serde_json::Value) -> Result<(), Failure>
     Ok(())
 }
 
+fn show_scope(json: bool, s: ScopeStatus, v: serde_json::Value) -> Result<(), Failure> {
+    if json {
+        return super::print_json(&v);
+    }
+    if !s.managed {
+        println!("scope {} no longer managed", s.name);
+        return Ok(());
+    }
+    println!(
+        "scope {} ({} {}) managed: policy {}, priority {}, fast budget {}, processes: {}",
+        s.name,
+        s.kind,
+        s.selector,
+        s.policy,
+        s.priority,
+        opt(s.fast_budget_bytes.map(crate::output::bytes)),
+        if s.pids.is_empty() {
+            "none yet".to_string()
+        } else {
+            s.pids
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    );
+    if let Some(p) = &s.problem {
+        println!("  note: {p}");
+    }
+    Ok(())
+}
+
 pub fn manage(socket: &Path, json: bool, a: ManageArgs) -> Result<(), Failure> {
-    let (m, v) = call(
+    if let Some(pid) = a.pid {
+        let (m, v) = call(
+            socket,
+            &Request::Manage {
+                pid,
+                policy: a.policy,
+                priority: a.priority,
+            },
+        )?;
+        return show(json, m, v);
+    }
+    let (s, v) = call(
         socket,
-        &Request::Manage {
-            pid: a.pid,
+        &Request::ManageScope {
+            name: a.name,
+            cgroup: a.cgroup,
+            unit: a.unit,
+            comm: a.comm,
             policy: a.policy,
             priority: a.priority,
+            fast_budget: a.fast_budget,
+            fast_min: a.fast_min,
         },
     )?;
-    show(json, m, v)
+    show_scope(json, s, v)
 }
 
 pub fn unmanage(socket: &Path, json: bool, a: UnmanageArgs) -> Result<(), Failure> {
-    let (m, v) = call(socket, &Request::Unmanage { pid: a.pid })?;
-    show(json, m, v)
+    if let Some(pid) = a.pid {
+        let (m, v) = call(socket, &Request::Unmanage { pid })?;
+        return show(json, m, v);
+    }
+    let name = match (a.scope, a.cgroup, a.unit, a.comm) {
+        (Some(n), ..) => n,
+        (None, c, u, r) => {
+            let (kind, value) = match (c, u, r) {
+                (Some(c), _, _) => ("cgroup", c),
+                (_, Some(u), _) => ("unit", u),
+                (_, _, Some(r)) => ("comm", r),
+                _ => return Err(Failure::Other("nothing to unmanage".into())),
+            };
+            // The runtime scope with this selector, whatever its name.
+            let (st, _): (StatusReply, _) = call(socket, &Request::Status)?;
+            st.scopes
+                .into_iter()
+                .find(|s| s.origin == "runtime" && s.kind == kind && s.selector == value)
+                .map(|s| s.name)
+                .unwrap_or(format!("{kind}:{value}"))
+        }
+    };
+    let (s, v) = call(socket, &Request::UnmanageScope { name })?;
+    show_scope(json, s, v)
 }

@@ -99,6 +99,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         );
     }
     print_moves(&s);
+    print_scopes(&s.scopes);
     if s.managed.is_empty() {
         println!("no managed processes");
         return Ok(());
@@ -149,4 +150,42 @@ pub fn run(socket: &Path, json: bool) -> Result<(), Failure> {
         &rows,
     );
     Ok(())
+}
+
+/// The scopes, one line each, with their processes.
+fn print_scopes(scopes: &[tierd_api::ScopeStatus]) {
+    if scopes.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = scopes
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                format!("{} {}", c.kind, c.selector),
+                c.origin.clone(),
+                c.policy.clone(),
+                c.priority.to_string(),
+                bytes(c.fast_bytes),
+                crate::output::opt(c.fast_budget_bytes.map(bytes)),
+                crate::output::opt(c.fast_min_bytes.map(bytes)),
+                match (&c.problem, c.pids.is_empty()) {
+                    (Some(p), true) => p.clone(),
+                    (_, true) => "-".into(),
+                    _ => c
+                        .pids
+                        .iter()
+                        .map(i32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SCOPE", "SELECTS", "ORIGIN", "POLICY", "PRIO", "FAST", "BUDGET", "MIN", "PIDS",
+        ],
+        &rows,
+    );
 }

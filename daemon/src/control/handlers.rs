@@ -45,6 +45,30 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
         Request::Metrics => Ok(Response::ok(&MetricsReply {
             text: crate::ops::metrics::render(d),
         })),
+        Request::ManageScope {
+            name,
+            cgroup,
+            unit,
+            comm,
+            policy,
+            priority,
+            fast_budget,
+            fast_min,
+        } => super::scope::manage(
+            d,
+            caller,
+            super::scope::ScopeRequest {
+                name,
+                cgroup,
+                unit,
+                comm,
+                policy,
+                priority,
+                fast_budget,
+                fast_min,
+            },
+        ),
+        Request::UnmanageScope { name } => super::scope::unmanage(d, caller, name),
     };
     r.unwrap_or_else(|e| e)
 }

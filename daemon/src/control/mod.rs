@@ -10,6 +10,7 @@
 mod caller;
 mod handlers;
 mod lines;
+mod scope;
 mod server;
 
 pub use caller::{Caller, CallerError};

@@ -85,6 +85,7 @@ pub fn snapshot(d: &Daemon, metrics_address: Option<String>) -> tree::Snapshot {
         clients: s.clients,
         moves: s.moves,
         kernel_vmstat: s.kernel_vmstat,
+        scopes: s.scopes,
     }
 }
 

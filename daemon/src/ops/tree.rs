@@ -6,6 +6,9 @@
 //! tiers/N/{nodes,total_bytes,free_bytes}
 //! nodes/N/{tier,cpus,total_bytes,free_bytes}
 //! procs/PID/{comm,policy,priority,fast_bytes,slow_bytes,promoted,demoted,pingpong}
+//! procs/PID/scope                         (only for processes a scope manages)
+//! scopes/NAME/{kind,selector,origin,policy,priority,pids,fast_bytes}
+//! scopes/NAME/{fast_budget_bytes,fast_min_bytes,cgroup}   (when set)
 //! clients/count
 //! moves/FROM-TO/CAUSE/{pages,bytes}      (tier ranks; what tierd moved since start)
 //! kernel_vmstat/COUNTER                  (/proc/vmstat growth since start)
@@ -16,14 +19,15 @@
 //! written to a temporary name and renamed, so a reader never sees half a value; a
 //! file whose value did not change is left alone; directories of processes, nodes and
 //! tiers that are gone are removed. The root is injectable, so tests use a tempdir.
-//! Lists (`nodes`, `cpus`) use the kernel's cpulist format (`0-3,8`).
+//! Lists (`nodes`, `cpus`) use the kernel's cpulist format (`0-3,8`); `pids` is one pid
+//! per line. A scope's NAME has `%` and `/` escaped as `%25` and `%2F`.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use tierd_api::{ManagedProc, MoveCount, NodeInfo};
+use tierd_api::{ManagedProc, MoveCount, NodeInfo, ScopeStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
@@ -52,6 +56,7 @@ pub struct Snapshot {
     pub clients: u64,
     pub moves: Vec<MoveCount>,
     pub kernel_vmstat: BTreeMap<String, u64>,
+    pub scopes: Vec<ScopeStatus>,
 }
 
 /// The tree rooted at one directory.
@@ -113,7 +118,28 @@ impl StateTree {
             put(&d.join("promoted"), &p.promoted_pages.to_string())?;
             put(&d.join("demoted"), &p.demoted_pages.to_string())?;
             put(&d.join("pingpong"), &p.pingpong_pages.to_string())?;
+            opt_put(&d.join("scope"), p.scope.as_deref())?;
         }
+        for c in &s.scopes {
+            let d = r.join("scopes").join(scope_dir(&c.name));
+            put(&d.join("kind"), &c.kind)?;
+            put(&d.join("selector"), &c.selector)?;
+            put(&d.join("origin"), &c.origin)?;
+            put(&d.join("policy"), &c.policy)?;
+            put(&d.join("priority"), &c.priority.to_string())?;
+            let pids: Vec<String> = c.pids.iter().map(i32::to_string).collect();
+            put(&d.join("pids"), &pids.join("\n"))?;
+            put(&d.join("fast_bytes"), &c.fast_bytes.to_string())?;
+            let budget = c.fast_budget_bytes.map(|b| b.to_string());
+            opt_put(&d.join("fast_budget_bytes"), budget.as_deref())?;
+            let min = c.fast_min_bytes.map(|b| b.to_string());
+            opt_put(&d.join("fast_min_bytes"), min.as_deref())?;
+            opt_put(&d.join("cgroup"), c.cgroup.as_deref())?;
+        }
+        prune(
+            &r.join("scopes"),
+            s.scopes.iter().map(|c| scope_dir(&c.name)),
+        )?;
         prune(&r.join("nodes"), s.nodes.iter().map(|n| n.node.to_string()))?;
         prune(&r.join("tiers"), tiers.keys().map(|t| t.to_string()))?;
         prune(&r.join("procs"), s.procs.iter().map(|p| p.pid.to_string()))?;
@@ -141,6 +167,7 @@ impl StateTree {
             "clients",
             "moves",
             "kernel_vmstat",
+            "scopes",
         ] {
             let p = self.root.join(d);
             match fs::remove_dir_all(&p) {
@@ -175,6 +202,19 @@ fn put(path: &Path, value: &str) -> Result<(), TreeError> {
             source: io::Error::other(other.to_string()),
         },
     })
+}
+
+/// Writes `value`, or removes the file when there is none.
+fn opt_put(path: &Path, value: Option<&str>) -> Result<(), TreeError> {
+    match value {
+        Some(v) => put(path, v),
+        None => remove_file(path),
+    }
+}
+
+/// A scope's directory name: its name with `%` and `/` escaped.
+pub fn scope_dir(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
 }
 
 fn remove_file(path: &Path) -> Result<(), TreeError> {
@@ -295,9 +335,26 @@ mod tests {
                 bytes: 3 * 4096,
             }],
             kernel_vmstat: BTreeMap::from([("pgmigrate_success".to_string(), 5)]),
+            scopes: vec![ScopeStatus {
+                name: "cgroup:/a/b".into(),
+                kind: "cgroup".into(),
+                selector: "/a/b".into(),
+                pids: vec![7, 8],
+                fast_budget_bytes: Some(4096),
+                ..Default::default()
+            }],
             ..Default::default()
         };
+        s.procs[0].scope = Some("cgroup:/a/b".into());
         tree.write(&s).unwrap();
+        assert_eq!(read(root, "scopes/cgroup:%2Fa%2Fb/pids"), "7\n8\n");
+        assert_eq!(
+            read(root, "scopes/cgroup:%2Fa%2Fb/fast_budget_bytes"),
+            "4096\n"
+        );
+        assert!(!root.join("scopes/cgroup:%2Fa%2Fb/fast_min_bytes").exists());
+        assert_eq!(read(root, "procs/7/scope"), "cgroup:/a/b\n");
+        assert!(!root.join("procs/9/scope").exists());
         assert_eq!(read(root, "mode"), "tiering\n");
         assert_eq!(read(root, "tiers/1/nodes"), "1-2\n");
         assert_eq!(read(root, "tiers/1/total_bytes"), "2003\n");

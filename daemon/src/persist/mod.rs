@@ -11,6 +11,10 @@
 //!                             policy, priority
 //! ```
 //!
+//! Runtime scopes (`tierctl manage --cgroup/--unit/--comm`) are kept apart, in
+//! `daemon.scopes_file` (`/var/lib/tierd/scopes.json`), as they outlive a reboot
+//! ([`scopes`]).
+//!
 //! Every record is written before the change it allows to undo, to a temporary name
 //! renamed over the old one ([`write_atomic`]), so a reader sees the old or the new
 //! record, never half of one. Writers: [`crate::kernel::KnobGuard`] (knobs), the DAMON
@@ -19,6 +23,7 @@
 //! mistake must not undo the first one's work.
 
 pub mod managed;
+pub mod scopes;
 
 use std::fs::{self, File};
 use std::io;

@@ -16,13 +16,17 @@
 //! granules are eligible and how they rank (`classify.rs`); capacity planning per node
 //! is shared (`plan.rs`).
 
+mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod classify;
 mod plan;
 #[cfg(test)]
 mod tests;
 
+pub use budget::{Budgets, ScopeBudget};
 pub use classify::may_promote;
-pub use plan::plan;
+pub use plan::{plan, plan_with_budgets};
 
 use tierd_config::PolicyName;
 
@@ -76,6 +80,9 @@ pub struct Plan {
     pub moves: Vec<Move>,
     /// The capacity-aware heat threshold used per upper node (for status/debugging).
     pub thresholds: Vec<(u32, f64)>,
+    /// Each scope's fast-tier budget and guaranteed minimum in bytes, as resolved for
+    /// this plan (indices of [`Budgets::scopes`]).
+    pub scope_budgets: Vec<(Option<u64>, u64)>,
 }
 
 /// The policy knobs of one decision, in the units the planner uses.

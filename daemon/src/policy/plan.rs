@@ -3,8 +3,12 @@
 //! [`plan`] visits the upper-tier nodes fastest tier first and runs the same phases on
 //! each (the methods of [`NodePlan`], in the order `plan` lists them). What crosses
 //! nodes (the granules already planned this tick, the tick's byte budgets, the moves so
-//! far) is kept in a [`Ledger`].
+//! far, what each scope holds on the fast tier against its budget) is kept in a
+//! [`Ledger`]. Scope budgets ([`super::budget`]) come before priorities: a scope's
+//! guaranteed minimum fits first, what is beyond its budget never fits and is demoted
+//! regardless of pressure, and no promotion takes it past the budget.
 
+use super::budget::{Budgets, Resolved};
 use super::classify::{
     demote_rank, demote_unconditionally, idle, promote_cause, promote_score, recent,
     unconditional_cause, wants_fast,
@@ -12,7 +16,7 @@ use super::classify::{
 use super::{Direction, GranuleView, Knobs, Move, MoveCause, NodeState, Plan, ProcInput};
 use crate::heat::flags;
 use std::cmp::Reverse;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tierd_config::PolicyName;
 
 /// Sort keys, compared as integers (computed once per candidate, not per comparison):
@@ -21,32 +25,58 @@ use tierd_config::PolicyName;
 /// candidate's index, so the order is the stable order of the keys.
 type FitKey = (Reverse<i32>, bool, bool, Reverse<i64>, usize);
 type VictimKey = (i32, bool, i64, usize);
-type PromoteKey = (Reverse<i32>, Reverse<i64>, u64, usize);
+type PromoteKey = (bool, Reverse<i32>, Reverse<i64>, u64, usize);
 
 #[derive(Clone, Copy)]
 struct Cand<'a> {
     pid: i32,
     policy: PolicyName,
     priority: i32,
+    /// Index of its scope in the plan's budgets.
+    scope: Option<usize>,
     g: &'a GranuleView,
 }
 
 /// Decides this tick's moves. `nodes` lists every node with memory.
 pub fn plan(procs: &[ProcInput], nodes: &[NodeState], k: &Knobs) -> Plan {
+    plan_with_budgets(procs, nodes, k, &Budgets::default())
+}
+
+/// [`plan`] with scopes' fast-tier budgets honoured before priorities.
+pub fn plan_with_budgets(
+    procs: &[ProcInput],
+    nodes: &[NodeState],
+    k: &Knobs,
+    budgets: &Budgets,
+) -> Plan {
+    let scopes = Resolved::new(budgets, procs, nodes, |n| {
+        k.demote_watermark.of(n.total_bytes)
+    });
     let mut ledger = Ledger {
-        out: Plan::default(),
+        out: Plan {
+            scope_budgets: scopes
+                .max
+                .iter()
+                .copied()
+                .zip(scopes.min.iter().copied())
+                .collect(),
+            ..Plan::default()
+        },
         promotions: Vec::new(),
         moved: HashSet::new(),
         promote_budget: k.promote_budget_bytes,
         demote_budget: k.demote_budget_bytes,
+        scopes,
     };
     let mut uppers: Vec<&NodeState> = nodes.iter().filter(|n| n.demote_to.is_some()).collect();
     uppers.sort_by_key(|n| (n.tier, n.id));
     for up in uppers {
         let Some(down) = up.demote_to else { continue };
-        let mut node = NodePlan::gather(procs, nodes, up, down, k);
+        let mut node = NodePlan::gather(procs, nodes, up, down, k, &budgets.of_pid);
+        node.fast = ledger.scopes.is_fast(up.id);
         node.fit(&mut ledger);
         node.rank_victims();
+        node.enforce_budgets(&mut ledger);
         node.demote_regardless_of_pressure(&mut ledger);
         node.restore_headroom(&mut ledger);
         node.promote(&mut ledger);
@@ -67,6 +97,8 @@ struct Ledger {
     moved: HashSet<(i32, u64)>,
     promote_budget: u64,
     demote_budget: u64,
+    /// Scopes' budgets in bytes and what each holds on the fast tier.
+    scopes: Resolved,
 }
 
 impl Ledger {
@@ -90,6 +122,13 @@ struct NodePlan<'a> {
     lower: Vec<(Cand<'a>, f64)>,
     /// Candidates by index, residents first, then `lower`: in the fitting set.
     fits: Vec<bool>,
+    /// ... fitting within their scope's guaranteed minimum (never victims, promoted
+    /// first).
+    guaranteed: Vec<bool>,
+    /// ... beyond their scope's budget (residents: demoted regardless of pressure).
+    over_budget: Vec<bool>,
+    /// The node is on the fast tier, where scope budgets apply.
+    fast: bool,
     /// Residents that give up their place when room is needed, in order (indices into
     /// `residents`); `next_victim` is the first not yet taken.
     victims: Vec<usize>,
@@ -110,6 +149,7 @@ impl<'a> NodePlan<'a> {
         up: &'a NodeState,
         down: u32,
         k: &'a Knobs,
+        scope_of: &HashMap<i32, usize>,
     ) -> NodePlan<'a> {
         let tier_of = |id: u32| {
             nodes
@@ -119,10 +159,12 @@ impl<'a> NodePlan<'a> {
         };
         let all = || {
             procs.iter().flat_map(|p| {
+                let scope = scope_of.get(&p.pid).copied();
                 p.granules.iter().map(move |g| Cand {
                     pid: p.pid,
                     policy: p.policy,
                     priority: p.priority,
+                    scope,
                     g,
                 })
             })
@@ -144,6 +186,9 @@ impl<'a> NodePlan<'a> {
             residents,
             lower,
             fits: Vec::new(),
+            guaranteed: Vec::new(),
+            over_budget: Vec::new(),
+            fast: false,
             victims: Vec::new(),
             next_victim: 0,
             free: up.free_bytes,
@@ -194,24 +239,106 @@ impl<'a> NodePlan<'a> {
             })
             .collect();
         ranked.sort_unstable();
-        let mut fits = vec![false; ranked.len()];
+        let n = ranked.len();
+        let mut fits = vec![false; n];
+        let mut guaranteed = vec![false; n];
+        let mut over_budget = vec![false; n];
         let mut used = 0u64;
         let mut threshold = 0.0;
+        // Each scope's room on this node: its budget (and minimum) less what it holds
+        // on the other fast nodes.
+        let (mut room, mut min_left) = self.scope_room(&ledger.scopes);
+        // Scopes' guaranteed minimums first, whatever the priorities.
+        for &(.., i) in &ranked {
+            let c = self.cand(i);
+            let Some(s) = c.scope else { continue };
+            if c.g.flags & flags::FREE != 0 || min_left[s] < c.g.bytes {
+                continue;
+            }
+            if used + c.g.bytes > capacity {
+                break;
+            }
+            used += c.g.bytes;
+            min_left[s] -= c.g.bytes;
+            room[s] = room[s].saturating_sub(c.g.bytes);
+            fits[i] = true;
+            guaranteed[i] = true;
+        }
         // Dead contents never fit: they are victims, demoted first when room is needed.
         for &(.., i) in &ranked {
             let c = self.cand(i);
-            if c.g.flags & flags::FREE != 0 {
+            if fits[i] || c.g.flags & flags::FREE != 0 {
                 continue;
+            }
+            if let Some(s) = c.scope {
+                if room[s] < c.g.bytes {
+                    over_budget[i] = true;
+                    continue;
+                }
             }
             if used + c.g.bytes > capacity {
                 threshold = c.g.heat;
                 break;
             }
             used += c.g.bytes;
+            if let Some(s) = c.scope {
+                room[s] -= c.g.bytes;
+            }
             fits[i] = true;
         }
+        self.guaranteed = guaranteed;
+        self.over_budget = over_budget;
         self.fits = fits;
         ledger.out.thresholds.push((self.up.id, threshold));
+    }
+
+    /// Per scope, the room under its budget and its minimum left to fill on this node:
+    /// the scope's limits less what it holds on the other fast nodes (no limits on a
+    /// node that is not on the fast tier).
+    fn scope_room(&self, r: &Resolved) -> (Vec<u64>, Vec<u64>) {
+        let n = r.max.len();
+        if !self.fast {
+            return (vec![u64::MAX; n], vec![0; n]);
+        }
+        let mut here = vec![0u64; n];
+        for c in &self.residents {
+            if let Some(s) = c.scope {
+                if c.g.flags & flags::FREE == 0 {
+                    here[s] += c.g.bytes;
+                }
+            }
+        }
+        let elsewhere = |s: usize| r.fast[s].saturating_sub(here[s]);
+        let room = (0..n)
+            .map(|s| r.max[s].map_or(u64::MAX, |m| m.saturating_sub(elsewhere(s))))
+            .collect();
+        let min = (0..n)
+            .map(|s| r.min[s].saturating_sub(elsewhere(s)))
+            .collect();
+        (room, min)
+    }
+
+    /// Residents beyond their scope's budget go whatever the free memory, coldest
+    /// first (the victims' order), until the scope holds no more than its budget: a
+    /// scope within its budget is not made to swap its own data.
+    fn enforce_budgets(&mut self, ledger: &mut Ledger) {
+        if !self.fast {
+            return;
+        }
+        let over: Vec<usize> = self
+            .victims
+            .iter()
+            .copied()
+            .filter(|&i| self.over_budget[i])
+            .collect();
+        for i in over {
+            let Some(s) = self.residents[i].scope else {
+                continue;
+            };
+            if ledger.scopes.max[s].is_some_and(|m| ledger.scopes.fast[s] > m) {
+                self.demote(i, ledger, MoveCause::Budget);
+            }
+        }
     }
 
     /// Victims: residents outside the fitting set (and those demoted regardless of
@@ -271,6 +398,7 @@ impl<'a> NodePlan<'a> {
             .filter(|(i, (c, _))| self.fits[nres + i] || wants_fast(c.g))
             .map(|(i, (c, score))| {
                 (
+                    !self.guaranteed[nres + i],
                     Reverse(c.priority),
                     Reverse(total_order(heat_class(*score))),
                     c.g.hot_for_ms,
@@ -284,13 +412,20 @@ impl<'a> NodePlan<'a> {
             if ledger.promote_budget < c.g.bytes || ledger.moved.contains(&(c.pid, c.g.addr)) {
                 continue;
             }
+            // Not past the scope's budget; nothing while its cgroup is near its limit.
+            if let (true, Some(s)) = (self.fast, c.scope) {
+                if !ledger.scopes.promote[s] || ledger.scopes.room(s) < c.g.bytes {
+                    continue;
+                }
+            }
             while self.free < self.pwm + c.g.bytes {
                 let Some(&v) = self.victims.get(self.next_victim) else {
                     break;
                 };
                 // Victims are outside the fitting set, which already applied the
-                // hysteresis; only priority can still protect them.
-                if self.residents[v].priority > c.priority {
+                // hysteresis; only priority can still protect them (not against a
+                // scope's guaranteed minimum, which comes before priorities).
+                if self.residents[v].priority > c.priority && !self.guaranteed[nres + j] {
                     break;
                 }
                 self.next_victim += 1;
@@ -302,6 +437,9 @@ impl<'a> NodePlan<'a> {
             ledger.moved.insert((c.pid, c.g.addr));
             self.free -= c.g.bytes;
             ledger.promote_budget -= c.g.bytes;
+            if let (true, Some(s)) = (self.fast, c.scope) {
+                ledger.scopes.fast[s] += c.g.bytes;
+            }
             ledger.promotions.push(Move {
                 pid: c.pid,
                 addr: c.g.addr,
@@ -365,6 +503,9 @@ impl<'a> NodePlan<'a> {
         }
         ledger.demote_budget -= c.g.bytes;
         self.free += c.g.bytes;
+        if let (true, Some(s)) = (self.fast, c.scope) {
+            ledger.scopes.fast[s] = ledger.scopes.fast[s].saturating_sub(c.g.bytes);
+        }
         ledger.out.moves.push(Move {
             pid: c.pid,
             addr: c.g.addr,

@@ -348,7 +348,15 @@ impl Loop {
         };
         self.costs.views += t.elapsed();
         let t = Instant::now();
-        let plan = policy::plan(&inputs, &nodes, &knobs);
+        let (budgets, scope_names) = budgets(&d);
+        let plan = policy::plan_with_budgets(&inputs, &nodes, &knobs, &budgets);
+        d.scopes.set_resolved(
+            scope_names
+                .into_iter()
+                .zip(plan.scope_budgets.iter())
+                .map(|(name, &(max, min))| (name, (max, (min > 0).then_some(min))))
+                .collect(),
+        );
         self.costs.plan += t.elapsed();
         self.costs.plans += 1;
         tracing::debug!(
@@ -375,6 +383,26 @@ impl Loop {
             tracing::debug!("the migration worker is gone: plan dropped");
         }
     }
+}
+
+/// The scopes' budgets as the scope watcher last published them, and their names (in
+/// the order of [`policy::Budgets::scopes`]).
+fn budgets(d: &Daemon) -> (policy::Budgets, Vec<Arc<str>>) {
+    let states = d.scopes.states();
+    let mut b = policy::Budgets::default();
+    let mut names = Vec::new();
+    for (i, st) in states.iter().enumerate() {
+        b.scopes.push(policy::ScopeBudget {
+            fast_budget: st.def.fast_budget,
+            fast_min: st.def.fast_min,
+            promote: !st.memory.near_limit(crate::scope::NEAR_LIMIT_BYTES),
+        });
+        names.push(st.def.name.clone());
+        for &pid in &st.pids {
+            b.of_pid.insert(pid, i);
+        }
+    }
+    (b, names)
 }
 
 /// The policy's view of a heat table: granules of known placement for which

@@ -25,8 +25,8 @@ pub use metrics::MetricsConfig;
 pub use migrate::MigrateConfig;
 pub use policy::{PolicyConfig, PolicyName};
 pub use sampling::{BackendKind, DamonConfig, SamplingConfig};
-pub use topology::TopologyConfig;
 pub use scope::{ScopeConfig, Selector};
+pub use topology::TopologyConfig;
 pub use units::{Amount, Bytes};
 
 use serde::{Deserialize, Serialize};

@@ -143,21 +143,10 @@ impl Journal {
 /// Reads the file a previous tierd wrote; no file is an empty list, a file of another
 /// version or a corrupt one an error (the caller logs it and adopts nothing).
 pub fn load(path: &Path) -> Result<Vec<Record>, PersistError> {
-    let Some(text) = super::read(path)? else {
-        return Ok(Vec::new());
-    };
-    let parse = |msg: String| PersistError::Parse {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let file: FileV1 = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
-    if file.version != VERSION {
-        return Err(parse(format!(
-            "version {} (this tierd writes {VERSION})",
-            file.version
-        )));
-    }
-    Ok(file.processes)
+    Ok(
+        super::read_versioned(path, VERSION, |f: &FileV1| f.version)?
+            .map_or_else(Vec::new, |f| f.processes),
+    )
 }
 
 /// What [`adopt`] did with each record.

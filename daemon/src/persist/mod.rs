@@ -124,6 +124,29 @@ pub fn read(path: &Path) -> Result<Option<String>, PersistError> {
     }
 }
 
+/// Reads a versioned JSON record: `Ok(None)` when there is none; a corrupt file, or one
+/// whose `version(&file)` is not `want` (another tierd's format), is a `Parse` error the
+/// caller logs before starting without it.
+pub fn read_versioned<F: serde::de::DeserializeOwned>(
+    path: &Path,
+    want: u32,
+    version: impl Fn(&F) -> u32,
+) -> Result<Option<F>, PersistError> {
+    let Some(text) = read(path)? else {
+        return Ok(None);
+    };
+    let parse = |msg: String| PersistError::Parse {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let file: F = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
+    let found = version(&file);
+    if found != want {
+        return Err(parse(format!("version {found} (this tierd writes {want})")));
+    }
+    Ok(Some(file))
+}
+
 /// Removes a record (none is fine).
 pub fn remove(path: &Path) -> Result<(), PersistError> {
     match fs::remove_file(path) {

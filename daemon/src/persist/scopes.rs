@@ -34,21 +34,10 @@ pub fn save(path: &Path, scopes: &[ScopeConfig]) -> Result<(), PersistError> {
 /// The scopes a previous tierd kept; no file is none, another version or a corrupt
 /// file an error (the caller logs it and starts with none).
 pub fn load(path: &Path) -> Result<Vec<ScopeConfig>, PersistError> {
-    let Some(text) = super::read(path)? else {
-        return Ok(Vec::new());
-    };
-    let parse = |msg: String| PersistError::Parse {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let file: FileV1 = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
-    if file.version != VERSION {
-        return Err(parse(format!(
-            "version {} (this tierd writes {VERSION})",
-            file.version
-        )));
-    }
-    Ok(file.scopes)
+    Ok(
+        super::read_versioned(path, VERSION, |f: &FileV1| f.version)?
+            .map_or_else(Vec::new, |f| f.scopes),
+    )
 }
 
 #[cfg(test)]

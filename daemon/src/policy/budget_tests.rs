@@ -2,34 +2,12 @@
 //! the fake placement tick after tick, as the migration worker would.
 
 use super::*;
-use tierd_config::{Amount, PolicyConfig};
+use tierd_config::Amount;
 
-const G: u64 = 64 << 10;
-const MB: u64 = 1 << 20;
-
-fn knobs() -> Knobs {
-    Knobs::from_config(&PolicyConfig::default(), 200)
-}
+use super::tests::{knobs, nodes_with, G, MB};
 
 fn nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
-    vec![
-        NodeState {
-            id: 0,
-            tier: 0,
-            total_bytes: fast_total,
-            free_bytes: fast_free,
-            demote_to: Some(1),
-            promote_to: None,
-        },
-        NodeState {
-            id: 1,
-            tier: 1,
-            total_bytes: 16 * fast_total,
-            free_bytes: 15 * fast_total,
-            demote_to: None,
-            promote_to: Some(0),
-        },
-    ]
+    nodes_with(fast_total, fast_free, 16)
 }
 
 /// `n` granules from `base`, hot (heat 10 + i) and recently accessed, on `node`.

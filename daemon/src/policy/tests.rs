@@ -4,14 +4,16 @@ use super::*;
 use crate::heat::flags;
 use tierd_config::{Amount, PolicyConfig};
 
-const G: u64 = 64 << 10;
-const MB: u64 = 1 << 20;
+pub(super) const G: u64 = 64 << 10;
+pub(super) const MB: u64 = 1 << 20;
 
-fn knobs() -> Knobs {
+pub(super) fn knobs() -> Knobs {
     Knobs::from_config(&PolicyConfig::default(), 200)
 }
 
-fn two_nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
+/// A fast node 0 and a slow node 1 `slow_factor` times its size (all free but one
+/// fast node's worth).
+pub(super) fn nodes_with(fast_total: u64, fast_free: u64, slow_factor: u64) -> Vec<NodeState> {
     vec![
         NodeState {
             id: 0,
@@ -24,12 +26,16 @@ fn two_nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
         NodeState {
             id: 1,
             tier: 1,
-            total_bytes: 4 * fast_total,
-            free_bytes: 3 * fast_total,
+            total_bytes: slow_factor * fast_total,
+            free_bytes: (slow_factor - 1) * fast_total,
             demote_to: None,
             promote_to: Some(0),
         },
     ]
+}
+
+fn two_nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
+    nodes_with(fast_total, fast_free, 4)
 }
 
 /// A granule hot for a while, recently accessed, never moved.

@@ -174,21 +174,10 @@ impl Ledger {
 }
 
 fn load(file: &Path) -> Result<Vec<Entry>, PersistError> {
-    let Some(text) = persist::read(file)? else {
-        return Ok(Vec::new());
-    };
-    let parse = |msg: String| PersistError::Parse {
-        path: file.to_path_buf(),
-        msg,
-    };
-    let f: FileV1 = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
-    if f.version != VERSION {
-        return Err(parse(format!(
-            "version {} (this tierd writes {VERSION})",
-            f.version
-        )));
-    }
-    Ok(f.kdamonds)
+    Ok(
+        persist::read_versioned(file, VERSION, |f: &FileV1| f.version)?
+            .map_or_else(Vec::new, |f| f.kdamonds),
+    )
 }
 
 /// Writes the entries (the file goes when there are none). A failure is logged: the

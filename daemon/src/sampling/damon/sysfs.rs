@@ -231,16 +231,22 @@ impl Drop for SysfsKdamond {
             Ok(()) => self.ledger.released(&dir),
             Err(e) => tracing::warn!(error = %e, "DAMON: cannot stop tierd's kdamond"),
         }
-        // Shrinking nr_kdamonds recreates every directory: only do it when ours is
-        // the sole one, so no peer configuration is lost.
-        let nr_path = self.admin.join("nr_kdamonds");
-        if dir.file_name().and_then(|n| n.to_str()) == Some("0")
-            && read_num(&nr_path).is_ok_and(|n| n == 1)
-        {
-            match write(&nr_path, 0) {
-                Ok(()) => tracing::info!("DAMON: removed tierd's kdamond"),
-                Err(e) => tracing::warn!(error = %e, "DAMON: cannot remove tierd's kdamond"),
-            }
+        remove_if_sole(&dir);
+    }
+}
+
+/// Removes tierd's stopped kdamond directory when it is the only one, so clean stops
+/// leave `nr_kdamonds` as they found it. Shrinking `nr_kdamonds` recreates every
+/// directory: never when a peer has one, so no peer configuration is lost.
+fn remove_if_sole(dir: &Path) {
+    let Some(admin) = dir.parent() else { return };
+    let nr_path = admin.join("nr_kdamonds");
+    if dir.file_name().and_then(|n| n.to_str()) == Some("0")
+        && read_num(&nr_path).is_ok_and(|n| n == 1)
+    {
+        match write(&nr_path, 0) {
+            Ok(()) => tracing::info!("DAMON: removed tierd's kdamond"),
+            Err(e) => tracing::warn!(error = %e, "DAMON: cannot remove tierd's kdamond"),
         }
     }
 }
@@ -269,7 +275,10 @@ pub fn release_all() {
             Ok(())
         };
         match res {
-            Ok(()) => ledger.released(&dir),
+            Ok(()) => {
+                ledger.released(&dir);
+                remove_if_sole(&dir);
+            }
             Err(e) => tracing::warn!(error = %e, "DAMON: cannot stop tierd's kdamond"),
         }
     }

@@ -85,6 +85,9 @@ kernel_numa_balancing = 0
 backends = ["damon"]
 TOML
 
+# Earlier scenarios' tierds stopped cleanly: each removed its kdamond directory.
+check_eq "kdamond directories left by clean stops" 0 "$(cat $admin/nr_kdamonds)"
+
 # --- First tierd: set up, then kill it mid-migration and mid-hint-stream.
 start 1
 check_eq "numa_balancing while tierd runs" 0 "$(cat $nb)"

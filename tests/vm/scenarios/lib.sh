@@ -180,3 +180,32 @@ start_memhold() {
 	# shellcheck disable=SC2034 # read by the scenarios
 	MEMHOLD_RANGE=$(sed -n 's/^range=\([^ ]*\).*/\1/p' "$_out")
 }
+
+# kdamond_pid: the kthread of the running kdamond with a vaddr context (tierd's), or
+# nothing.
+kdamond_pid() {
+	for d in /sys/kernel/mm/damon/admin/kdamonds/[0-9]*; do
+		[ -e "$d/state" ] || continue
+		if [ "$(cat "$d/state" 2>/dev/null)" = on ] && [ "$(cat "$d/contexts/0/operations" 2>/dev/null)" = vaddr ]; then
+			cat "$d/pid" 2>/dev/null
+			return
+		fi
+	done
+}
+
+# thread_ticks: CPU ticks per tierd thread name ("name ticks"), and of the kernel's
+# kdamonds, read by one awk (a process per thread would take seconds with tierd's
+# connection threads).
+thread_ticks() {
+	awk '{
+		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
+		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
+		if (FILENAME ~ "^/proc/'"$TIERD_PID"'/task/" || c ~ /^kdamond/) print c, f[12] + f[13]
+	}' /proc/"$TIERD_PID"/task/*/stat /proc/[0-9]*/stat 2>/dev/null || true
+}
+
+# busiest BEFORE AFTER [N]: the N (6) busiest threads between two thread_ticks files.
+busiest() {
+	awk 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 } END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%d\n", n, a[n] - b[n] }' "$1" "$2" |
+		sort -t= -k2 -nr | head -n "${3:-6}" | tr '\n' ' '
+}

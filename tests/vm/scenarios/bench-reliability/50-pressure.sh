@@ -47,20 +47,6 @@ moved_bytes() { tierctl metrics | awk '$1 == "tierd_migrated_bytes_total" { prin
 failed_pages() {
 	tierctl metrics | sed -n 's/^tierd_migration_failed_pages_total{errno="\([A-Z_]*\)"} \([0-9.e+]*\)$/\1 \2/p'
 }
-# CPU ticks per tierd thread name ("name ticks"), and of the kernel's kdamonds, read by
-# one awk (a process per thread would take seconds with tierd's 256 connection threads).
-thread_ticks() {
-	awk '{
-		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
-		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
-		if (FILENAME ~ "^/proc/'"$TIERD_PID"'/task/" || c ~ /^kdamond/) print c, f[12] + f[13]
-	}' /proc/"$TIERD_PID"/task/*/stat /proc/[0-9]*/stat 2>/dev/null || true
-}
-# busiest BEFORE AFTER: the threads' ticks between two thread_ticks files, busiest first.
-busiest() {
-	awk 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 } END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%d\n", n, a[n] - b[n] }' "$1" "$2" |
-		sort -t= -k2 -nr | head -n 6 | tr '\n' ' '
-}
 # Violated bounds, reported together at the end (so one run shows every case).
 FAILS=
 soft_fail() {

@@ -23,20 +23,6 @@
 . /tierd/scenarios/lib.sh
 
 now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
-# CPU ticks per tierd thread name ("name ticks"), and of the kernel's kdamonds, read by
-# one awk (a process per thread would take seconds with tierd's 256 connection threads).
-thread_ticks() {
-	awk '{
-		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
-		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
-		if (FILENAME ~ "^/proc/'"$TIERD_PID"'/task/" || c ~ /^kdamond/) print c, f[12] + f[13]
-	}' /proc/"$TIERD_PID"/task/*/stat /proc/[0-9]*/stat 2>/dev/null || true
-}
-# busiest BEFORE AFTER: the threads' ticks between two thread_ticks files, busiest first.
-busiest() {
-	awk 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 } END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%d\n", n, a[n] - b[n] }' "$1" "$2" |
-		sort -t= -k2 -nr | head -n 8 | tr '\n' ' '
-}
 cg=/sys/fs/cgroup
 echo +cpu >$cg/cgroup.subtree_control || cannot_run "no cgroup v2 cpu controller"
 mkdir -p $cg/daemon $cg/clients $cg/admin
@@ -102,7 +88,7 @@ wait "$hl" || rc=$?
 thread_ticks >/tmp/threads1
 touch /tmp/load.done
 wait "$loop"
-echo "busiest threads (ticks of 10 ms over $((($(now_cs) - t0) / 100)) s): $(busiest /tmp/threads0 /tmp/threads1)"
+echo "busiest threads (ticks of 10 ms over $((($(now_cs) - t0) / 100)) s): $(busiest /tmp/threads0 /tmp/threads1 8)"
 echo $$ >$cg/cgroup.procs
 echo "$TIERD_PID" >$cg/cgroup.procs
 cat /tmp/hl.out

@@ -31,16 +31,6 @@ uptime_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # hotset's --progress file: "BYTES NS" (its byte total and when it reached it).
 progress() { od -An -tu8 /tmp/hotset.progress | awk '{ n = n " " $1 " " $2 } END { print n }'; }
-# The kthread of the kdamond running a vaddr context (tierd's), or nothing.
-kdamond_pid() {
-	for d in "$admin"/[0-9]*; do
-		[ -e "$d/state" ] || continue
-		if [ "$(cat "$d/state" 2>/dev/null)" = on ] && [ "$(cat "$d/contexts/0/operations" 2>/dev/null)" = vaddr ]; then
-			cat "$d/pid" 2>/dev/null
-			return
-		fi
-	done
-}
 # window KIND: hotset's throughput over the next win_s seconds, appended to /tmp/windows
 # as "KIND MiB/s".
 window() {

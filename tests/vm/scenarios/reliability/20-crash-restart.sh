@@ -20,16 +20,6 @@ record=/run/tierd/persist/knobs/proc/sys/kernel/numa_balancing
 [ -e $admin/nr_kdamonds ] || cannot_run "no DAMON sysfs interface"
 [ -w $nb ] || cannot_run "$nb not writable"
 
-# The kthread of the running vaddr kdamond (tierd's), or nothing.
-kdamond_pid() {
-	for d in "$admin"/[0-9]*; do
-		[ -e "$d/state" ] || continue
-		if [ "$(cat "$d/state" 2>/dev/null)" = on ] && [ "$(cat "$d/contexts/0/operations" 2>/dev/null)" = vaddr ]; then
-			cat "$d/pid" 2>/dev/null
-			return
-		fi
-	done
-}
 kdamond_running() { [ -n "$(kdamond_pid)" ]; }
 # A kdamond other than $1 runs.
 new_kdamond() { _k=$(kdamond_pid); [ -n "$_k" ] && [ "$_k" != "$1" ]; }

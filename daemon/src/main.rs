@@ -152,12 +152,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    let deadline = tierd::ops::shutdown::Deadline::arm(tierd::ops::shutdown::DEADLINE);
     daemon.shutdown.store(true, Ordering::SeqCst);
+    deadline.step(1);
+    tierd::ops::notify::stopping();
+    deadline.step(2);
     tierd::ops::stop(&daemon);
+    deadline.step(3);
     tierd::sampling::release_kernel_resources();
+    deadline.step(4);
     // Wake the accept loop so its thread sees the flag.
     let _ = std::os::unix::net::UnixStream::connect(&socket);
     let _ = std::fs::remove_file(&socket);
+    deadline.step(5);
     tracing::info!("stopped");
     Ok(())
 }

@@ -135,14 +135,21 @@ impl Daemon {
     }
 
     fn try_call(&self, req: &Request) -> std::io::Result<Response> {
+        self.held_call(req).map(|(r, _)| r)
+    }
+
+    /// One request on a new connection, and the connection (for tests that hold it).
+    fn held_call(&self, req: &Request) -> std::io::Result<(Response, UnixStream)> {
         let mut s = UnixStream::connect(self.ctl())?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut line = serde_json::to_vec(req).unwrap();
         line.push(b'\n');
         s.write_all(&line)?;
         let mut reply = String::new();
-        BufReader::new(s).read_line(&mut reply)?;
-        serde_json::from_str(&reply).map_err(|e| std::io::Error::other(format!("{reply:?}: {e}")))
+        BufReader::new(&s).read_line(&mut reply)?;
+        let r = serde_json::from_str(&reply)
+            .map_err(|e| std::io::Error::other(format!("{reply:?}: {e}")))?;
+        Ok((r, s))
     }
 
     /// Root's `status`, and how long it took.
@@ -796,24 +803,34 @@ fn out_of_descriptors(spare: u64) {
     }
     let first_refusal = first_refusal.unwrap();
     assert_eq!(first_refusal.kind, ErrorKind::Busy);
-    // ... and the next ones are refused, even root's, with a reason.
+    // ... and the next ones are refused, even root's, with a reason: five of them (each
+    // waits out the accept back-off, up to 250 ms; a loaded host stretches that, so the
+    // count, not the clock, ends the loop). A call may be served when one of tierd's
+    // threads has just closed a file it held while the rest count was taken (on a
+    // loaded host BPF loading can look settled): that connection is held too, so the
+    // descriptors stay used up.
     let mut refused = 0;
+    let mut served = 0;
     let mut messages = Vec::new();
     let cpu0 = t.cpu_time();
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(3) {
-        match t.try_call(&Request::Status) {
-            Ok(Response::Err { error, .. }) if error.kind == ErrorKind::Busy => {
+    while refused < 5 && t0.elapsed() < Duration::from_secs(30) {
+        match t.held_call(&Request::Status) {
+            Ok((Response::Err { error, .. }, _)) if error.kind == ErrorKind::Busy => {
                 refused += 1;
                 if messages.is_empty() {
                     messages.push(error.message);
                 }
             }
-            Ok(Response::Ok { .. }) => {}
-            other => messages.push(format!("{other:?}")),
+            Ok((Response::Ok { .. }, s)) => {
+                served += 1;
+                held.push(s);
+            }
+            other => messages.push(format!("{:?}", other.map(|(r, _)| r))),
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let refusing = t0.elapsed();
     // Plus connections left waiting in the backlog the whole time.
     let pending: Vec<UnixStream> = (0..20)
         .map(|_| {
@@ -822,32 +839,41 @@ fn out_of_descriptors(spare: u64) {
         })
         .collect();
     let cpu_busy = t.cpu_time() - cpu0;
+    let refusing_and_connecting = t0.elapsed();
     let t1 = Instant::now();
     let cpu1 = t.cpu_time();
     std::thread::sleep(Duration::from_secs(2));
     let cpu_pending = t.cpu_time() - cpu1;
     eprintln!(
-        "out of descriptors after {} held connections: {refused} calls refused in 3 s \
-         ({messages:?}); tierd CPU \
-         {cpu_busy:?} over {:?} of refusals, {cpu_pending:?} over {:?} with 20 \
-         connections pending",
+        "out of descriptors after {} held connections: {refused} calls refused \
+         ({served} served) in {refusing:?} ({messages:?}); tierd CPU \
+         {cpu_busy:?} over {refusing_and_connecting:?} of refusals, {cpu_pending:?} over \
+         {:?} with 20 connections pending",
         held.len(),
-        t0.elapsed() - t1.elapsed(),
         t1.elapsed()
     );
-    // Refusals are paced by the back-off (at most 250 ms apart).
-    assert!(refused >= 5, "{refused} refused; {messages:?}");
+    assert!(
+        refused >= 5,
+        "{refused} refused, {served} served; {messages:?}"
+    );
     assert!(
         messages[0].contains("out of file descriptors"),
         "{messages:?}"
     );
-    assert!(cpu_busy < Duration::from_millis(600), "{cpu_busy:?}");
+    // Refusals are paced by the back-off: an accept loop spinning on EMFILE would
+    // take a whole CPU; 20 % of the time is the bound (it was 600 ms in 3 s).
+    assert!(
+        cpu_busy < refusing_and_connecting / 5,
+        "{cpu_busy:?} over {refusing_and_connecting:?}"
+    );
     assert!(cpu_pending < Duration::from_millis(300), "{cpu_pending:?}");
+    // One log line per burst of failures, not one per failure: a served call ends a
+    // burst ("accept recovered"), so each one may start another.
     let log = t.log_text();
     let bursts = log.matches("accept failed").count();
     assert!(
-        (1..=3).contains(&bursts),
-        "one log line per burst, got {bursts}"
+        (1..=3 + served).contains(&bursts),
+        "one log line per burst, got {bursts} with {refused} refused and {served} served"
     );
     // Descriptors come back: root is served again.
     drop(pending);

@@ -78,6 +78,7 @@ for script in /tierd/scenarios/"$group"/*.sh; do
 	timeout_s=${timeout_s:-$default_timeout_s}
 	mkdir -p "/tmp/$name"
 	echo "TIERD-SCENARIO-BEGIN $id"
+	began_s=$(cut -d' ' -f1 /proc/uptime)
 	# tlbtick (run.sh, tlbtick.c): one per vCPU, beside the scenario; kill -1 below ends it.
 	tlbtick_us=$(cat /tierd/tlbtick_us 2>/dev/null || echo 0)
 	if [ "$tlbtick_us" -gt 0 ]; then
@@ -107,6 +108,7 @@ for script in /tierd/scenarios/"$group"/*.sh; do
 		grace=$((grace - 1))
 	done
 	kill -KILL -1 2>/dev/null
+	echo "TIERD-SCENARIO-TIME $id s=$(awk -v b="$began_s" '{ printf "%.0f", $1 - b }' /proc/uptime)"
 	echo "TIERD-SCENARIO-END $id rc=$rc"
 done
 

@@ -9,7 +9,7 @@
 # scenarios), boots it under QEMU/TCG with node0 = CPUs + fast RAM and node1 = CPU-less
 # slower RAM (HMAT; --no-hmat: a plain q35 without HMAT, so the kernel puts both nodes
 # in one memory tier, as on firmware without HMAT/CDAT), then parses the serial log.
-# Prints "PASS|FAIL <group>/<name>" per scenario, its RESULT lines, and finally "vm-<group>: N passed, N failed". Exits 1 if
+# Prints "PASS|FAIL <group>/<name> (N s)" per scenario, its RESULT lines, and finally "vm-<group>: N passed, N failed". Exits 1 if
 # any scenario failed or never reported, or if the VM did not boot, timed out or could
 # not send /out back; 2 on usage errors. Needs tests/vm/setup.sh to have run.
 #
@@ -312,7 +312,7 @@ wall_s=$((SECONDS - started))
 
 # --- report -----------------------------------------------------------------------
 
-declare -A began=() rc=() reason=() timed_out=() output=() results=()
+declare -A began=() rc=() reason=() timed_out=() output=() results=() secs=()
 ready='' done_seen='' out_sent='' current=''
 while IFS= read -r line; do
   line=${line//$'\r'/}
@@ -325,6 +325,10 @@ while IFS= read -r line; do
     *"TIERD-SCENARIO-TIMEOUT $group/"*)
       t=${line##*"TIERD-SCENARIO-TIMEOUT $group/"}
       timed_out[${t%% *}]=${t##*after_s=}
+      ;;
+    *"TIERD-SCENARIO-TIME $group/"*" s="*)
+      t=${line##*"TIERD-SCENARIO-TIME $group/"}
+      secs[${t%% s=*}]=${t##* s=}
       ;;
     *"TIERD-SCENARIO-END $group/"*" rc="*)
       t=${line##*"TIERD-SCENARIO-END $group/"}
@@ -349,7 +353,7 @@ done <"$out/console.log" 2>/dev/null || true
 for s in "${scenarios[@]}"; do
   id=$group/$s
   if [[ ${rc[$s]:-} == 0 ]]; then
-    echo "PASS $id"
+    echo "PASS $id${secs[$s]:+ (${secs[$s]} s)}"
     passed=$((passed + 1))
   else
     if [[ -z ${began[$s]:-} ]]; then
@@ -363,10 +367,10 @@ for s in "${scenarios[@]}"; do
     else
       why="rc=${rc[$s]}"
     fi
-    echo "FAIL $id ($why)"
+    echo "FAIL $id ($why${secs[$s]:+, ${secs[$s]} s})"
     failed=$((failed + 1))
     if [[ -n ${output[$s]:-} ]]; then
-      printf '%s' "${output[$s]}" | tail -n 25 | sed 's/^/    | /'
+      printf '%s' "${output[$s]}" | tail -n 60 | sed 's/^/    | /'
     fi
   fi
   if [[ -n ${results[$s]:-} ]]; then

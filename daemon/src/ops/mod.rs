@@ -1,6 +1,7 @@
 //! Operations endpoints: Prometheus metrics ([`metrics`] over [`http`]), the
 //! `/run/tierd` state tree ([`tree`]), systemd notification ([`notify`]), the worker
-//! threads' heartbeats ([`liveness`]) and the panic hook ([`panic`]).
+//! threads' heartbeats ([`liveness`]), the panic hook ([`panic`]) and the shutdown
+//! deadline ([`shutdown`]).
 //!
 //! main calls [`start`] once the control socket, the tiering loop and the client
 //! protocol are up, and [`stop`] on the way out. [`start`] binds the metrics endpoint,
@@ -18,6 +19,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod panic;
+pub mod shutdown;
 pub mod tree;
 
 use crate::state::Daemon;
@@ -54,9 +56,8 @@ pub fn start(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tells systemd the daemon is stopping and removes the state tree.
+/// Removes the state tree (main sends STOPPING=1 first, [`notify::stopping`]).
 pub fn stop(daemon: &Daemon) {
-    notify::stopping();
     let t = tree::StateTree::new(&daemon.config().daemon.state_dir);
     if let Err(e) = t.clear() {
         tracing::warn!(error = %e, "state tree not removed");

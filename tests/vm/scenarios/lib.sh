@@ -113,6 +113,8 @@ node_free_kb() {
 # shellcheck disable=SC2120 # arguments are optional
 start_tierd() {
 	mkdir -p /out
+	# A socket left by a tierd that did not stop would satisfy wait_for_socket at once.
+	rm -f "${TIERD_SOCKET:-/run/tierd/tierd.sock}"
 	# shellcheck disable=SC2086 # TIERD_TASKSET is taskset's arguments, split on purpose
 	RUST_LOG=${RUST_LOG:-info} ${TIERD_TASKSET:+taskset $TIERD_TASKSET} tierd "$@" \
 		>"/out/tierd-${TIERD_SCENARIO:-scenario}.log" 2>&1 &
@@ -120,12 +122,43 @@ start_tierd() {
 	wait_for_socket "${TIERD_SOCKET:-/run/tierd/tierd.sock}" 30
 }
 
-# stop_tierd: SIGTERM, then waits up to 10 s for a clean exit; fails otherwise.
+# stop_tierd: SIGTERM, then waits up to 10 s for a clean exit; fails otherwise, after
+# printing where each of tierd's threads is (state, wchan, kernel stack), the end of its
+# log and of the kernel's, and killing it so the next scenario starts clean.
 stop_tierd() {
 	kill -TERM "$TIERD_PID"
-	wait_until 10 "tierd did not stop" tierd_gone
+	_st_left=100
+	until tierd_gone; do
+		if [ "$_st_left" -le 0 ]; then
+			tierd_where "$TIERD_PID" >&2
+			kill -KILL "$TIERD_PID" 2>/dev/null
+			fail "tierd did not stop within 10 s of SIGTERM"
+		fi
+		_st_left=$((_st_left - 1))
+		sleep 0.1
+	done
 }
 tierd_gone() { ! kill -0 "$TIERD_PID" 2>/dev/null; }
+
+# tierd_where PID: the state of every thread of PID (comm, state, wchan, kernel stack),
+# the last lines of tierd's log and of the kernel log: what a hang report needs.
+tierd_where() {
+	echo "--- threads of $1"
+	for _t in /proc/"$1"/task/*; do
+		[ -e "$_t/comm" ] || continue
+		# One line per thread: tid, name, state, wchan, then its kernel stack innermost first.
+		echo "${_t##*/} $(cat "$_t/comm" 2>/dev/null) $(awk '{ print $3 }' "$_t/stat" 2>/dev/null)" \
+			"wchan=$(cat "$_t/wchan" 2>/dev/null) stack: $(sed 's/^\[<[0-9a-f]*>\] //; s/+0x.*//' "$_t/stack" 2>/dev/null | head -n 8 | tr '\n' ' ')"
+	done
+	echo "--- last lines of the tierd logs in /out"
+	# shellcheck disable=SC2012 # newest first; the names are tierd-<scenario>.log
+	for _l in $(ls -t /out/tierd-*.log 2>/dev/null | head -n 1); do
+		echo "$_l:"
+		tail -n 12 "$_l" | sed "s/$(printf '\033')\[[0-9;]*m//g"
+	done
+	echo "--- dmesg"
+	dmesg | tail -n 8
+}
 
 # wait_backends: the tiering thread publishes sampling status once every backend
 # has tried to load (BPF verification takes seconds under TCG).

@@ -28,6 +28,7 @@ run_with() { # run_with LABEL CAP...
 	bset=-all
 	[ $# -eq 0 ] || bset="-all,$(setpriv_caps "$@")"
 	echo "=== $label: bounding set $bset"
+	rm -f /run/tierd/tierd.sock # see start_tierd
 	RUST_LOG=info /tierd/bin/setpriv --no-new-privs --bounding-set "$bset" tierd >"/out/tierd-caps-$label.log" 2>&1 &
 	TIERD_PID=$!
 	wait_for_socket /run/tierd/tierd.sock 30

@@ -29,6 +29,7 @@ stop_tierd
 
 start_tierd_cpu0() {
 	mkdir -p /out
+	rm -f /run/tierd/tierd.sock # see start_tierd
 	RUST_LOG=info,tierd::protocol=debug taskset -c 0 tierd --config /tmp/hints-only.toml >"/out/tierd-${TIERD_SCENARIO:-scenario}-cpu0.log" 2>&1 &
 	TIERD_PID=$!
 	wait_for_socket /run/tierd/tierd.sock 30

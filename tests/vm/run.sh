@@ -3,6 +3,7 @@
 #
 #   tests/vm/run.sh --group NAME [--mem0 512M] [--mem1 1536M] [--smp 2] [--timeout SEC]
 #                   [--no-hmat] [--extra-bin PATH ...] [--extra-file HOST:GUEST ...]
+#                   [--only NAME[,NAME...]]
 #
 # Builds an initramfs (busybox, guest-init.sh as /init, the release binaries and
 # lib*.so of target/release, numactl, the static helpers of tests/vm/helpers, the group's
@@ -40,14 +41,14 @@ die() {
 }
 
 usage() {
-  sed -n '3,5p' "${BASH_SOURCE[0]}" | sed 's/^# *//'
+  sed -n '3,6p' "${BASH_SOURCE[0]}" | sed 's/^# *//'
 }
 
-group='' mem0=512M mem1=1536M smp=2 timeout_s='' hmat=1
+group='' mem0=512M mem1=1536M smp=2 timeout_s='' hmat=1 only=''
 extra_bins=() extra_files=()
 while (($#)); do
   case $1 in
-    --group | --mem0 | --mem1 | --smp | --timeout | --extra-file)
+    --group | --mem0 | --mem1 | --smp | --timeout | --extra-file | --only)
       (($# >= 2)) || die "$1 needs a value"
       case $1 in
         --group) group=$2 ;;
@@ -56,6 +57,7 @@ while (($#)); do
         --smp) smp=$2 ;;
         --timeout) timeout_s=$2 ;;
         --extra-file) extra_files+=("$2") ;;
+        --only) only=$2 ;;
       esac
       shift 2
       ;;
@@ -102,6 +104,17 @@ for f in "$scenario_dir"/*.sh; do # globs sort by the locale; the guest's ash us
   [[ -e $f ]] && scenarios+=("$(basename "$f" .sh)")
 done
 mapfile -t scenarios < <(printf '%s\n' "${scenarios[@]}" | LC_ALL=C sort)
+# --only: a subset of the group's scenarios (by name, e.g. 30-permissions), for working
+# on one scenario without booting through the others.
+if [[ -n $only ]]; then
+  wanted=()
+  IFS=, read -ra names <<<"$only"
+  for n in "${names[@]}"; do
+    [[ -e $scenario_dir/$n.sh ]] || die "--only: no scenario $scenario_dir/$n.sh"
+    wanted+=("$n")
+  done
+  scenarios=("${wanted[@]}")
+fi
 [[ -n ${scenarios[0]:-} ]] || die "no scenarios in $scenario_dir/*.sh"
 
 cache=${TIERD_VM_CACHE:-/var/cache/tierd-vm}

@@ -6,7 +6,7 @@
 
 echo 0 >/proc/sys/kernel/numa_balancing
 start_tierd
-hotwindow --mb 128 --hot-mb 32 --move-s 10 --seconds 30 --go /tmp/go --tag off >/tmp/hw.out 2>&1 &
+hotwindow --mb 128 --hot-mb 32 --move-s 5 --seconds 15 --go /tmp/go --tag off >/tmp/hw.out 2>&1 &
 hw=$!
 i=0
 until grep -q '^ready ' /tmp/hw.out; do

@@ -27,9 +27,10 @@ tierctl manage --pid "$(cat /tmp/low.pid)" --priority 0
 tierctl manage --pid "$(cat /tmp/high.pid)" --priority 10
 touch /tmp/go
 sleep 60
-tierctl status
-# Where the policy converged: each process's fast share near the end of the run.
+# Where the policy converged: each process's fast share near the end of the run (first
+# thing after the sleep: the workloads end 10 s later and leave the managed list).
 tierctl status --json >/tmp/s.json
+tierctl status
 echo "managed pids: $(jget managed.0.pid </tmp/s.json) $(jget managed.1.pid </tmp/s.json)"
 share() { # share PID: fast_share of that managed process
 	for i in 0 1; do

@@ -11,7 +11,7 @@ fn nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
 }
 
 /// `n` granules from `base`, hot (heat 10 + i) and recently accessed, on `node`.
-fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
+pub(super) fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
     (0..n)
         .map(|i| GranuleView {
             addr: base + i * G,
@@ -27,7 +27,7 @@ fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
         .collect()
 }
 
-fn proc_(pid: i32, priority: i32, granules: Vec<GranuleView>) -> ProcInput {
+pub(super) fn proc_(pid: i32, priority: i32, granules: Vec<GranuleView>) -> ProcInput {
     ProcInput {
         pid,
         policy: PolicyName::Tpp,
@@ -40,7 +40,7 @@ fn scope(budget: Option<Amount>, min: Option<Amount>) -> ScopeBudget {
     ScopeBudget {
         fast_budget: budget,
         fast_min: min,
-        promote: true,
+        ..ScopeBudget::default()
     }
 }
 
@@ -53,7 +53,7 @@ fn fast_bytes(p: &ProcInput) -> u64 {
 }
 
 /// Applies a plan's moves to the fake placement and the nodes' free memory.
-fn apply(plan: &Plan, procs: &mut [ProcInput], nodes: &mut [NodeState]) {
+pub(super) fn apply(plan: &Plan, procs: &mut [ProcInput], nodes: &mut [NodeState]) {
     for m in &plan.moves {
         let p = procs.iter_mut().find(|p| p.pid == m.pid).unwrap();
         let g = p.granules.iter_mut().find(|g| g.addr == m.addr).unwrap();

@@ -186,7 +186,10 @@ fn a_percentage_is_of_what_managed_processes_hold_plus_free_above_the_watermark(
         proc_(2, 0, hot_set(1 << 40, 24 * MB / G, 0)),
     ];
     let mut b = Budgets::default();
-    b.scopes.push(scope(Some(Amount::Percent(25.0)), Some(Amount::Percent(10.0))));
+    b.scopes.push(scope(
+        Some(Amount::Percent(25.0)),
+        Some(Amount::Percent(10.0)),
+    ));
     b.of_pid.insert(1, 0);
     let plan = plan_with_budgets(&procs, &nodes(64 * MB, 16 * MB), &knobs(), &b);
     let watermark = Amount::Percent(6.0).of(64 * MB);

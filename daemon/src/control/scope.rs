@@ -119,6 +119,7 @@ pub fn unmanage(d: &Daemon, caller: &Caller, name: String) -> Reply {
     let mut s = before.unwrap_or(ScopeStatus {
         name,
         origin: "runtime".into(),
+        psi_rate_factor: 1.0,
         ..Default::default()
     });
     s.managed = false;

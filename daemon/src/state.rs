@@ -459,4 +459,36 @@ mod tests {
             .to_string();
         assert!(e.contains("node 1 does not exist"), "{e}");
     }
+
+    #[test]
+    fn a_scope_naming_a_gpu_the_machine_lacks_is_refused_on_reload_and_a_known_one_applies() {
+        use crate::topology::devices::{DeviceKind, PciDevice};
+        let (dir, d) = no_hmat(OVERRIDE);
+        d.set_devices(vec![PciDevice {
+            kind: DeviceKind::Gpu,
+            pci: "0000:17:00.0".into(),
+            class_id: 0x0302,
+            vendor_id: 0x10de,
+            device_id: 0x2330,
+            name: None,
+            nodes: vec![0],
+        }]);
+        let scope = |gpu: &str| {
+            format!("{OVERRIDE}[[scope]]\nname = \"llm\"\ncomm = \"^x$\"\ngpu = \"{gpu}\"\n")
+        };
+        std::fs::write(dir.path().join("tierd.toml"), scope("0000:3b:00.0")).unwrap();
+        let e = d.reload().unwrap_err().to_string();
+        assert!(
+            e.contains("scope.gpu")
+                && e.contains(
+                    "scope \"llm\": gpu \"0000:3b:00.0\": no GPU 0000:3b:00.0 (GPUs: 0000:17:00.0)"
+                ),
+            "{e}"
+        );
+        assert!(d.config().scopes.is_empty(), "the old config stays");
+        std::fs::write(dir.path().join("tierd.toml"), scope("0")).unwrap();
+        d.reload().unwrap();
+        assert_eq!(d.config().scopes[0].gpu.as_deref(), Some("0"));
+        assert_eq!(d.fast_nodes_near_gpu(&GpuRef::Index(0)).unwrap(), vec![0]);
+    }
 }

@@ -234,8 +234,28 @@ pub struct ScopeStatus {
     /// The cgroup is near `memory.high`/`memory.max`: tierd promotes none of its pages.
     #[serde(default)]
     pub near_limit: bool,
+    /// The GPU the scope names (`gpu`): an index (`"3"`) or a PCI address
+    /// (`"0000:3b:00.0"`, lower case, with its domain).
+    #[serde(default)]
+    pub gpu: Option<String>,
+    /// The fast node(s) near that GPU: the scope's fast tier (empty: the whole fast
+    /// tier, or the GPU is not found; then `problem` says why).
+    #[serde(default)]
+    pub gpu_nodes: Vec<u32>,
+    /// The scope cgroup's `memory.pressure` "some avg10" as last read, percent (null:
+    /// not readable, or a comm scope).
+    #[serde(default)]
+    pub memory_pressure_some_avg10_pct: Option<f64>,
+    /// The PSI backoff's factor on the scope's promotions (1: full rate), stepped like
+    /// the machine's (`migrate.psi_threshold_pct`) on the cgroup's pressure.
+    #[serde(default = "full_rate")]
+    pub psi_rate_factor: f64,
     /// Whether tierd manages it now (false in the reply of `unmanage_scope`).
     pub managed: bool,
+}
+
+fn full_rate() -> f64 {
+    1.0
 }
 
 /// Liveness of tierd's worker threads (`status.health`).

@@ -72,6 +72,10 @@ pub enum Request {
         /// Guaranteed fast-tier share, same units.
         #[serde(default)]
         fast_min: Option<String>,
+        /// The scope's GPU, by PCI address (`"0000:3b:00.0"`) or index (`"3"`): its
+        /// fast tier becomes the fast node(s) near that GPU. An unknown GPU is refused.
+        #[serde(default)]
+        gpu: Option<String>,
     },
     /// Stop managing a scope added with `manage_scope` (its processes stay where they
     /// are); `name` as `status.scopes[].name` shows it.

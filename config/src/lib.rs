@@ -25,7 +25,7 @@ pub use metrics::MetricsConfig;
 pub use migrate::MigrateConfig;
 pub use policy::{PolicyConfig, PolicyName};
 pub use sampling::{BackendKind, DamonConfig, SamplingConfig};
-pub use scope::{ScopeConfig, Selector};
+pub use scope::{check_gpu, ScopeConfig, Selector};
 pub use topology::TopologyConfig;
 pub use units::{Amount, Bytes};
 

@@ -27,6 +27,50 @@ pub struct ScopeConfig {
     /// At least this much of the fast tier for the scope's hot data, before
     /// priorities; unset: no guarantee.
     pub fast_min: Option<Amount>,
+    /// The scope's GPU: a PCI address (`"0000:3b:00.0"`, or `"3b:00.0"` in domain 0)
+    /// or an index among the GPUs in PCI bus order (`3` or `"3"`). The scope's fast
+    /// tier becomes the fast node(s) near that GPU; unset: the whole fast tier.
+    #[serde(deserialize_with = "gpu_name", skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+}
+
+/// A GPU named by index (a TOML integer) or by text.
+fn gpu_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Index(u64),
+        Text(String),
+    }
+    Ok(Some(match Raw::deserialize(d)? {
+        Raw::Index(i) => i.to_string(),
+        Raw::Text(s) => s,
+    }))
+}
+
+/// Checks how a GPU is named: a decimal index, or a PCI address `[dddd:]bb:dd.f` in
+/// hex. Whether that GPU exists is the daemon's check (it knows the machine).
+pub fn check_gpu(g: &str) -> Result<(), String> {
+    let g = g.trim();
+    if !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> = g.split(':').collect();
+    let ok = match parts[..] {
+        [bus, df] => Some((bus, df)),
+        [dom, bus, df] if hex(dom, 4) => Some((bus, df)),
+        _ => None,
+    }
+    .and_then(|(bus, df)| Some((bus, df.split_once('.')?)))
+    .is_some_and(|(bus, (dev, fun))| hex(bus, 2) && hex(dev, 2) && hex(fun, 1));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "gpu {g:?} is neither an index (0, 1, ...) nor a PCI address (0000:3b:00.0)"
+        ))
+    }
 }
 
 /// What a scope selects, exactly one of the three.
@@ -107,6 +151,9 @@ impl ScopeConfig {
             return Err("name must be set".into());
         }
         self.selector()?.check()?;
+        if let Some(g) = &self.gpu {
+            check_gpu(g)?;
+        }
         // Comparable only when both are bytes or both percentages (the daemon caps the
         // minimum at the budget once the fast tier's size is known).
         let over = match (self.fast_min, self.fast_budget) {
@@ -179,5 +226,45 @@ mod tests {
             let m = Config::parse(text, Path::new("c")).unwrap_err().to_string();
             assert!(m.contains(want), "{text}: {m}");
         }
+    }
+
+    #[test]
+    fn a_scope_names_its_gpu_by_pci_address_or_index() {
+        let c = Config::parse(
+            "[[scope]]\nname = \"a\"\nunit = \"a\"\ngpu = \"0000:3B:00.0\"\n\
+             [[scope]]\nname = \"b\"\nunit = \"b\"\ngpu = 3\n\
+             [[scope]]\nname = \"c\"\nunit = \"c\"\ngpu = \"17:00.0\"\n\
+             [[scope]]\nname = \"d\"\nunit = \"d\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        let gpus: Vec<Option<&str>> = c.scopes.iter().map(|s| s.gpu.as_deref()).collect();
+        assert_eq!(
+            gpus,
+            [Some("0000:3B:00.0"), Some("3"), Some("17:00.0"), None]
+        );
+        let again = Config::parse(&c.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(again, c);
+        for bad in [
+            "\"\"",
+            "\"gpu0\"",
+            "\"3b:00\"",
+            "\"00:3b:00.0\"",
+            "\"1:2:3:4\"",
+            "-1",
+        ] {
+            let text = format!("[[scope]]\nname = \"a\"\nunit = \"a\"\ngpu = {bad}\n");
+            assert!(
+                Config::parse(&text, Path::new("c")).is_err(),
+                "{bad} accepted"
+            );
+        }
+        let m = Config::parse(
+            "[[scope]]\nname = \"a\"\nunit = \"a\"\ngpu = \"gpu0\"\n",
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(m.contains("neither an index"), "{m}");
     }
 }

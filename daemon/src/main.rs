@@ -90,6 +90,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "PCI locality unavailable: no GPUs or NICs listed"),
     }
+    daemon
+        .check_scope_gpus(&cfg)
+        .map_err(anyhow::Error::msg)
+        .context("loading config: [[scope]] gpu")?;
     match daemon.mode() {
         Mode::Tiering => tracing::info!(
             tiers = topo.tier_count(),

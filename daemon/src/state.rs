@@ -219,6 +219,23 @@ impl Daemon {
         devices::fast_node_near_gpu(&self.devices(), &self.topology(), gpu)
     }
 
+    /// The fast nodes near a GPU: the fast tier of a scope that names it.
+    pub fn fast_nodes_near_gpu(&self, gpu: &GpuRef) -> Result<Vec<u32>, DeviceError> {
+        devices::fast_nodes_near_gpu(&self.devices(), &self.topology(), gpu)
+    }
+
+    /// Checks that every `[[scope]]` naming a GPU names one of this machine's
+    /// (at start, after the devices are known, and on reload).
+    pub fn check_scope_gpus(&self, cfg: &Config) -> Result<(), String> {
+        for s in &cfg.scopes {
+            if let Some(g) = &s.gpu {
+                self.fast_nodes_near_gpu(&GpuRef::parse(g))
+                    .map_err(|e| format!("scope {:?}: gpu {g:?}: {e}", s.name))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -287,7 +304,8 @@ impl Daemon {
     }
 
     /// Reloads the config file; a bad file (or a `[topology] node_tier` that does not
-    /// fit the machine) is refused and the old config stays.
+    /// fit the machine, or a scope naming a GPU it does not have) is refused and the
+    /// old config stays.
     pub fn reload(&self) -> Result<ReloadReply, tierd_config::ConfigError> {
         let (cfg, _) = Config::load_default_or(self.config_path.as_deref())?;
         self.overlay.set(cfg.topology.node_tiers()).map_err(|e| {
@@ -301,6 +319,13 @@ impl Daemon {
                 },
             }
         })?;
+        self.check_scope_gpus(&cfg)
+            .map_err(|reason| tierd_config::ConfigError::Invalid {
+                path: self.config_path.clone().unwrap_or_default(),
+                line: 0,
+                key: "scope.gpu".into(),
+                reason,
+            })?;
         Ok(self.apply_config(cfg))
     }
 }
@@ -433,5 +458,37 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("node 1 does not exist"), "{e}");
+    }
+
+    #[test]
+    fn a_scope_naming_a_gpu_the_machine_lacks_is_refused_on_reload_and_a_known_one_applies() {
+        use crate::topology::devices::{DeviceKind, PciDevice};
+        let (dir, d) = no_hmat(OVERRIDE);
+        d.set_devices(vec![PciDevice {
+            kind: DeviceKind::Gpu,
+            pci: "0000:17:00.0".into(),
+            class_id: 0x0302,
+            vendor_id: 0x10de,
+            device_id: 0x2330,
+            name: None,
+            nodes: vec![0],
+        }]);
+        let scope = |gpu: &str| {
+            format!("{OVERRIDE}[[scope]]\nname = \"llm\"\ncomm = \"^x$\"\ngpu = \"{gpu}\"\n")
+        };
+        std::fs::write(dir.path().join("tierd.toml"), scope("0000:3b:00.0")).unwrap();
+        let e = d.reload().unwrap_err().to_string();
+        assert!(
+            e.contains("scope.gpu")
+                && e.contains(
+                    "scope \"llm\": gpu \"0000:3b:00.0\": no GPU 0000:3b:00.0 (GPUs: 0000:17:00.0)"
+                ),
+            "{e}"
+        );
+        assert!(d.config().scopes.is_empty(), "the old config stays");
+        std::fs::write(dir.path().join("tierd.toml"), scope("0")).unwrap();
+        d.reload().unwrap();
+        assert_eq!(d.config().scopes[0].gpu.as_deref(), Some("0"));
+        assert_eq!(d.fast_nodes_near_gpu(&GpuRef::Index(0)).unwrap(), vec![0]);
     }
 }

@@ -114,6 +114,10 @@ pub fn scope_status(
         memory_high_bytes: s.memory.high_bytes,
         memory_current_bytes: s.memory.current_bytes,
         near_limit: s.memory.near_limit(crate::scope::NEAR_LIMIT_BYTES),
+        gpu: s.def.gpu.as_ref().map(|g| g.to_string()),
+        gpu_nodes: s.gpu_nodes.clone(),
+        memory_pressure_some_avg10_pct: s.psi.pressure_pct,
+        psi_rate_factor: s.psi.factor(),
         managed: true,
     }
 }

@@ -93,6 +93,7 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
         priority: Some(3),
         fast_budget: Some("25%".into()),
         fast_min: None,
+        gpu: None,
     };
     if !nix::unistd::geteuid().is_root() {
         match call(&sock, &add) {
@@ -113,6 +114,7 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
                 priority: None,
                 fast_budget: None,
                 fast_min: None,
+                gpu: None,
             },
             "no cgroup /tierd-no-such-cgroup-x",
         ),
@@ -126,8 +128,37 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
                 priority: None,
                 fast_budget: None,
                 fast_min: None,
+                gpu: None,
             },
             "defined in the config file",
+        ),
+        (
+            Request::ManageScope {
+                name: Some("g".into()),
+                cgroup: None,
+                unit: None,
+                comm: Some("x".into()),
+                policy: None,
+                priority: None,
+                fast_budget: None,
+                fast_min: None,
+                gpu: Some("0000:3b:00.0".into()),
+            },
+            "no GPU 0000:3b:00.0 (GPUs: ",
+        ),
+        (
+            Request::ManageScope {
+                name: Some("g".into()),
+                cgroup: None,
+                unit: None,
+                comm: Some("x".into()),
+                policy: None,
+                priority: None,
+                fast_budget: None,
+                fast_min: None,
+                gpu: Some("gpu0".into()),
+            },
+            "neither an index",
         ),
     ] {
         match call(&sock, &bad) {
@@ -138,6 +169,9 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
             r => panic!("accepted: {r:?}"),
         }
     }
+    // Nothing of a refused scope was kept.
+    let st: StatusReply = ok(&sock, &Request::Status);
+    assert!(st.scopes.iter().all(|s| s.name != "g"), "{:?}", st.scopes);
     let rt_proc = sleeper(d, "tsc-rt");
     let rt_pid = rt_proc.0.id() as i32;
     let s: ScopeStatus = ok(&sock, &add);
@@ -172,4 +206,33 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
     let kept = std::fs::read_to_string(d.join("lib/scopes.json")).unwrap();
     assert!(!kept.contains("tsc-rt"), "{kept}");
     drop(tierd);
+}
+
+#[test]
+fn a_config_scope_naming_a_gpu_the_machine_lacks_stops_the_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("tierd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\nsocket = \"{d}/tierd.sock\"\nstate_dir = \"{d}/state\"\n\
+             scopes_file = \"{d}/lib/scopes.json\"\n\
+             [client]\nenabled = false\n[metrics]\nenabled = false\n\
+             [[scope]]\nname = \"llm\"\ncomm = \"^x$\"\ngpu = \"0000:3b:00.0\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tierd"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scope \"llm\": gpu \"0000:3b:00.0\": no GPU 0000:3b:00.0"),
+        "{err}"
+    );
 }

@@ -1,5 +1,5 @@
 //! `tierctl manage --pid PID | --cgroup PATH | --unit NAME | --comm REGEX [--policy NAME]
-//! [--priority N] [--name NAME] [--fast-budget AMOUNT] [--fast-min AMOUNT]`,
+//! [--priority N] [--name NAME] [--fast-budget AMOUNT] [--fast-min AMOUNT] [--gpu GPU]`,
 //! `tierctl unmanage --pid PID | --scope NAME | --cgroup PATH | --unit NAME | --comm REGEX`.
 //! A cgroup, unit or comm makes a scope: every process in it, present and future.
 
@@ -11,7 +11,7 @@ use tierd_api::{ManageReply, Request, ScopeStatus, StatusReply};
 #[derive(clap::Args, Debug)]
 pub struct ManageArgs {
     #[arg(long, required_unless_present_any = ["cgroup", "unit", "comm"],
-          conflicts_with_all = ["cgroup", "unit", "comm", "name", "fast_budget", "fast_min"])]
+          conflicts_with_all = ["cgroup", "unit", "comm", "name", "fast_budget", "fast_min", "gpu"])]
     pid: Option<i32>,
     /// Every process of this cgroup (and its sub-cgroups), relative to the cgroup2 root,
     /// e.g. /system.slice/vllm.service.
@@ -38,6 +38,10 @@ pub struct ManageArgs {
     /// A scope's guaranteed share of the fast tier, same units.
     #[arg(long)]
     fast_min: Option<String>,
+    /// A scope's GPU, by PCI address (0000:3b:00.0) or index in PCI bus order (3): its
+    /// fast tier becomes the fast node(s) near that GPU (`tierctl tiers` lists them).
+    #[arg(long)]
+    gpu: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,6 +104,13 @@ fn show_scope(json: bool, s: ScopeStatus, v: serde_json::Value) -> Result<(), Fa
                 .join(" ")
         }
     );
+    if let Some(g) = &s.gpu {
+        let nodes: Vec<String> = s.gpu_nodes.iter().map(u32::to_string).collect();
+        println!(
+            "  gpu {g}: fast node(s) {}",
+            opt((!nodes.is_empty()).then(|| nodes.join(" ")))
+        );
+    }
     if let Some(p) = &s.problem {
         println!("  note: {p}");
     }
@@ -129,6 +140,7 @@ pub fn manage(socket: &Path, json: bool, a: ManageArgs) -> Result<(), Failure> {
             priority: a.priority,
             fast_budget: a.fast_budget,
             fast_min: a.fast_min,
+            gpu: a.gpu,
         },
     )?;
     show_scope(json, s, v)

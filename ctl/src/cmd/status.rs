@@ -188,4 +188,25 @@ fn print_scopes(scopes: &[tierd_api::ScopeStatus]) {
         ],
         &rows,
     );
+    // A scope's GPU placement and its own PSI backoff, when it has them.
+    for c in scopes {
+        let mut notes = Vec::new();
+        if let Some(g) = &c.gpu {
+            let nodes: Vec<String> = c.gpu_nodes.iter().map(u32::to_string).collect();
+            notes.push(match nodes.is_empty() {
+                true => format!("gpu {g}: not found, whole fast tier"),
+                false => format!("gpu {g}: fast node(s) {}", nodes.join(" ")),
+            });
+        }
+        if c.psi_rate_factor < 1.0 {
+            notes.push(format!(
+                "memory.pressure {}%: promotions at {:.2} of the rate",
+                crate::output::opt(c.memory_pressure_some_avg10_pct),
+                c.psi_rate_factor
+            ));
+        }
+        if !notes.is_empty() {
+            println!("  scope {}: {}", c.name, notes.join("; "));
+        }
+    }
 }

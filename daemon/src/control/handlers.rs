@@ -54,6 +54,7 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
             priority,
             fast_budget,
             fast_min,
+            gpu,
         } => super::scope::manage(
             d,
             caller,
@@ -66,6 +67,7 @@ pub fn handle(d: &Daemon, caller: &Caller, req: Request) -> Response {
                 priority,
                 fast_budget,
                 fast_min,
+                gpu,
             },
         ),
         Request::UnmanageScope { name } => super::scope::unmanage(d, caller, name),

@@ -7,6 +7,7 @@
 use super::caller::Caller;
 use crate::scope::ScopeError;
 use crate::state::Daemon;
+use crate::topology::devices::GpuRef;
 use std::time::{Duration, Instant};
 use tierd_api::{ErrorKind, Response, ScopeStatus};
 use tierd_config::{Amount, PolicyName, ScopeConfig};
@@ -48,6 +49,7 @@ pub struct ScopeRequest {
     pub priority: Option<i32>,
     pub fast_budget: Option<String>,
     pub fast_min: Option<String>,
+    pub gpu: Option<String>,
 }
 
 pub fn manage(d: &Daemon, caller: &Caller, r: ScopeRequest) -> Reply {
@@ -70,7 +72,14 @@ pub fn manage(d: &Daemon, caller: &Caller, r: ScopeRequest) -> Reply {
         priority: r.priority.unwrap_or(0),
         fast_budget: amount("fast_budget", r.fast_budget)?,
         fast_min: amount("fast_min", r.fast_min)?,
+        gpu: r.gpu,
     };
+    // An unknown GPU is refused here, with the GPUs this machine has; nothing is added.
+    if let Some(g) = &c.gpu {
+        tierd_config::check_gpu(g).map_err(|m| bad(format!("scope {m}")))?;
+        d.fast_nodes_near_gpu(&GpuRef::parse(g))
+            .map_err(|e| bad(format!("scope gpu {g:?}: {e}")))?;
+    }
     let selector = c.selector().map_err(|m| bad(format!("scope {m}")))?;
     c.name = r
         .name
@@ -110,6 +119,7 @@ pub fn unmanage(d: &Daemon, caller: &Caller, name: String) -> Reply {
     let mut s = before.unwrap_or(ScopeStatus {
         name,
         origin: "runtime".into(),
+        psi_rate_factor: 1.0,
         ..Default::default()
     });
     s.managed = false;

@@ -172,6 +172,26 @@ pub fn encode_inputs(i: &Inputs) -> String {
         "Cap on the shared migration bucket now, MB/s (0: none)",
         s.psi.rate_limit_mbps as f64,
     );
+    if !s.scopes.is_empty() {
+        let per_scope = |v: &dyn Fn(&tierd_api::ScopeStatus) -> f64| {
+            s.scopes
+                .iter()
+                .map(|c| (labels(&[("scope", c.name.clone())]), v(c)))
+                .collect()
+        };
+        gauge_family(
+            &mut reg,
+            "scope_memory_pressure_some_avg10_pct",
+            "A scope cgroup's memory.pressure some avg10 as last read (-1: unreadable or no cgroup)",
+            per_scope(&|c| c.memory_pressure_some_avg10_pct.unwrap_or(-1.0)),
+        );
+        gauge_family(
+            &mut reg,
+            "scope_psi_rate_factor",
+            "A scope's PSI backoff factor on its promotions (1: full rate)",
+            per_scope(&|c| c.psi_rate_factor),
+        );
+    }
     gauge(
         &mut reg,
         "uptime_seconds",
@@ -567,6 +587,12 @@ mod tests {
             .insert("pgmigrate_success".into(), 600);
         i.status.psi.memory_some_avg10_pct = Some(42.5);
         i.status.psi.rate_factor = 0.25;
+        i.status.scopes = vec![tierd_api::ScopeStatus {
+            name: "llm".into(),
+            memory_pressure_some_avg10_pct: Some(31.5),
+            psi_rate_factor: 0.5,
+            ..Default::default()
+        }];
         i.status.managed = vec![ManagedProc {
             pid: 42,
             comm: "kv".into(),
@@ -663,6 +689,22 @@ mod tests {
             42.5
         );
         assert_eq!(value(sample(&s, "tierd_migration_rate_factor", &[])), 0.25);
+        assert_eq!(
+            value(sample(
+                &s,
+                "tierd_scope_memory_pressure_some_avg10_pct",
+                &[("scope", "llm")]
+            )),
+            31.5
+        );
+        assert_eq!(
+            value(sample(
+                &s,
+                "tierd_scope_psi_rate_factor",
+                &[("scope", "llm")]
+            )),
+            0.5
+        );
         assert!(
             text.ends_with("# EOF\n"),
             "OpenMetrics text ends with # EOF"

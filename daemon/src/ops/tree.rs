@@ -8,7 +8,8 @@
 //! procs/PID/{comm,policy,priority,fast_bytes,slow_bytes,promoted,demoted,pingpong}
 //! procs/PID/scope                         (only for processes a scope manages)
 //! scopes/NAME/{kind,selector,origin,policy,priority,pids,fast_bytes}
-//! scopes/NAME/{fast_budget_bytes,fast_min_bytes,cgroup}   (when set)
+//! scopes/NAME/psi_rate_factor
+//! scopes/NAME/{fast_budget_bytes,fast_min_bytes,cgroup,gpu,gpu_nodes}   (when set)
 //! clients/count
 //! moves/FROM-TO/CAUSE/{pages,bytes}      (tier ranks; what tierd moved since start)
 //! kernel_vmstat/COUNTER                  (/proc/vmstat growth since start)
@@ -135,6 +136,13 @@ impl StateTree {
             let min = c.fast_min_bytes.map(|b| b.to_string());
             opt_put(&d.join("fast_min_bytes"), min.as_deref())?;
             opt_put(&d.join("cgroup"), c.cgroup.as_deref())?;
+            opt_put(&d.join("gpu"), c.gpu.as_deref())?;
+            let near: Vec<String> = c.gpu_nodes.iter().map(u32::to_string).collect();
+            opt_put(
+                &d.join("gpu_nodes"),
+                (!near.is_empty()).then(|| near.join("\n")).as_deref(),
+            )?;
+            put(&d.join("psi_rate_factor"), &c.psi_rate_factor.to_string())?;
         }
         prune(
             &r.join("scopes"),

@@ -11,7 +11,7 @@ fn nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
 }
 
 /// `n` granules from `base`, hot (heat 10 + i) and recently accessed, on `node`.
-fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
+pub(super) fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
     (0..n)
         .map(|i| GranuleView {
             addr: base + i * G,
@@ -27,7 +27,7 @@ fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
         .collect()
 }
 
-fn proc_(pid: i32, priority: i32, granules: Vec<GranuleView>) -> ProcInput {
+pub(super) fn proc_(pid: i32, priority: i32, granules: Vec<GranuleView>) -> ProcInput {
     ProcInput {
         pid,
         policy: PolicyName::Tpp,
@@ -40,7 +40,7 @@ fn scope(budget: Option<Amount>, min: Option<Amount>) -> ScopeBudget {
     ScopeBudget {
         fast_budget: budget,
         fast_min: min,
-        promote: true,
+        ..ScopeBudget::default()
     }
 }
 
@@ -53,7 +53,7 @@ fn fast_bytes(p: &ProcInput) -> u64 {
 }
 
 /// Applies a plan's moves to the fake placement and the nodes' free memory.
-fn apply(plan: &Plan, procs: &mut [ProcInput], nodes: &mut [NodeState]) {
+pub(super) fn apply(plan: &Plan, procs: &mut [ProcInput], nodes: &mut [NodeState]) {
     for m in &plan.moves {
         let p = procs.iter_mut().find(|p| p.pid == m.pid).unwrap();
         let g = p.granules.iter_mut().find(|g| g.addr == m.addr).unwrap();
@@ -175,4 +175,39 @@ fn a_guaranteed_minimum_comes_before_a_higher_priority() {
     // Its granules on fast are not victims for the higher priority either.
     let plan = plan_with_budgets(&procs, &nodes, &knobs(), &b);
     assert!(plan.moves.iter().all(|m| m.pid != 2), "{plan:?}");
+}
+
+#[test]
+fn a_percentage_is_of_what_managed_processes_hold_plus_free_above_the_watermark() {
+    // A 64 MiB fast node: 16 MiB free, 32 MiB held by managed pid 1 (scope 0) and pid
+    // 2 (no scope), so 16 MiB is the kernel's and unmanaged processes'.
+    let procs = [
+        proc_(1, 0, hot_set(0, 8 * MB / G, 0)),
+        proc_(2, 0, hot_set(1 << 40, 24 * MB / G, 0)),
+    ];
+    let mut b = Budgets::default();
+    b.scopes.push(scope(
+        Some(Amount::Percent(25.0)),
+        Some(Amount::Percent(10.0)),
+    ));
+    b.of_pid.insert(1, 0);
+    let plan = plan_with_budgets(&procs, &nodes(64 * MB, 16 * MB), &knobs(), &b);
+    let watermark = Amount::Percent(6.0).of(64 * MB);
+    let shared = 32 * MB + 16 * MB - watermark;
+    assert_eq!(
+        plan.scope_budgets[0],
+        (
+            Some(Amount::Percent(25.0).of(shared)),
+            Amount::Percent(10.0).of(shared)
+        ),
+        "not a share of the node's 64 MiB"
+    );
+    // Pages moving between managed and free leave it unchanged: 8 MiB more held, 8 MiB
+    // less free.
+    let more = [
+        proc_(1, 0, hot_set(0, 16 * MB / G, 0)),
+        proc_(2, 0, hot_set(1 << 40, 24 * MB / G, 0)),
+    ];
+    let again = plan_with_budgets(&more, &nodes(64 * MB, 8 * MB), &knobs(), &b);
+    assert_eq!(again.scope_budgets[0].0, plan.scope_budgets[0].0);
 }

@@ -20,7 +20,11 @@ mod budget;
 #[cfg(test)]
 mod budget_tests;
 mod classify;
+#[cfg(all(test, feature = "hwloc"))]
+mod gpu_tests;
 mod plan;
+#[cfg(test)]
+mod psi_tests;
 #[cfg(test)]
 mod tests;
 

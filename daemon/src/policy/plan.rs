@@ -6,7 +6,11 @@
 //! far, what each scope holds on the fast tier against its budget) is kept in a
 //! [`Ledger`]. Scope budgets ([`super::budget`]) come before priorities: a scope's
 //! guaranteed minimum fits first, what is beyond its budget never fits and is demoted
-//! regardless of pressure, and no promotion takes it past the budget.
+//! regardless of pressure, and no promotion takes it past the budget. A scope placed
+//! near its GPU has its own fast nodes: its candidates below are promoted only there,
+//! its data on the other fast nodes is moved there when it fits (and never fits where
+//! it is), and those nodes are planned first in their tier so that move comes before
+//! the other node's demotions.
 
 use super::budget::{Budgets, Resolved};
 use super::classify::{
@@ -49,7 +53,7 @@ pub fn plan_with_budgets(
     k: &Knobs,
     budgets: &Budgets,
 ) -> Plan {
-    let scopes = Resolved::new(budgets, procs, nodes, |n| {
+    let scopes = Resolved::new(budgets, procs, nodes, k.promote_budget_bytes, |n| {
         k.demote_watermark.of(n.total_bytes)
     });
     let mut ledger = Ledger {
@@ -69,11 +73,10 @@ pub fn plan_with_budgets(
         scopes,
     };
     let mut uppers: Vec<&NodeState> = nodes.iter().filter(|n| n.demote_to.is_some()).collect();
-    uppers.sort_by_key(|n| (n.tier, n.id));
+    uppers.sort_by_key(|n| (n.tier, !ledger.scopes.is_gpu_node(n.id), n.id));
     for up in uppers {
         let Some(down) = up.demote_to else { continue };
-        let mut node = NodePlan::gather(procs, nodes, up, down, k, &budgets.of_pid);
-        node.fast = ledger.scopes.is_fast(up.id);
+        let mut node = NodePlan::gather(procs, nodes, up, down, k, &budgets.of_pid, &ledger.scopes);
         node.fit(&mut ledger);
         node.rank_victims();
         node.enforce_budgets(&mut ledger);
@@ -127,8 +130,6 @@ struct NodePlan<'a> {
     guaranteed: Vec<bool>,
     /// ... beyond their scope's budget (residents: demoted regardless of pressure).
     over_budget: Vec<bool>,
-    /// The node is on the fast tier, where scope budgets apply.
-    fast: bool,
     /// Residents that give up their place when room is needed, in order (indices into
     /// `residents`); `next_victim` is the first not yet taken.
     victims: Vec<usize>,
@@ -142,7 +143,9 @@ struct NodePlan<'a> {
 
 impl<'a> NodePlan<'a> {
     /// The node's residents, and the granules on the nodes that promote into it which
-    /// their policy would promote.
+    /// their policy would promote. For a scope placed near its GPU, the fast tier's
+    /// nodes promote only into the scope's own nodes, and its data on the other fast
+    /// nodes is a candidate for its own (ranked as one tier below).
     fn gather(
         procs: &'a [ProcInput],
         nodes: &'a [NodeState],
@@ -150,6 +153,7 @@ impl<'a> NodePlan<'a> {
         down: u32,
         k: &'a Knobs,
         scope_of: &HashMap<i32, usize>,
+        r: &Resolved,
     ) -> NodePlan<'a> {
         let tier_of = |id: u32| {
             nodes
@@ -174,10 +178,30 @@ impl<'a> NodePlan<'a> {
                 .iter()
                 .any(|n| n.id == node && n.promote_to == Some(up.id))
         };
+        let promotes_to = |node: u32| nodes.iter().find(|n| n.id == node)?.promote_to;
+        let up_is_fast = r.fast_nodes.contains(&up.id);
+        // The tier a candidate ranks as, if it is one for this node.
+        let source_tier = |c: &Cand<'_>| match c.scope {
+            Some(s) if r.placed[s] && up_is_fast => {
+                let from = c.g.node;
+                if !r.is_fast_for(s, up.id) {
+                    None
+                } else if r.is_foreign(s, from) {
+                    Some(up.tier + 1)
+                } else {
+                    promotes_to(from)
+                        .filter(|t| r.fast_nodes.contains(t))
+                        .map(|_| tier_of(from))
+                }
+            }
+            _ => feeds_up(c.g.node).then(|| tier_of(c.g.node)),
+        };
         let residents = all().filter(|c| c.g.node == up.id).collect();
         let lower = all()
-            .filter(|c| feeds_up(c.g.node))
-            .filter_map(|c| promote_score(c.policy, c.g, tier_of(c.g.node), k).map(|s| (c, s)))
+            .filter_map(|c| {
+                let tier = source_tier(&c)?;
+                promote_score(c.policy, c.g, tier, k).map(|s| (c, s))
+            })
             .collect();
         NodePlan {
             up,
@@ -188,7 +212,6 @@ impl<'a> NodePlan<'a> {
             fits: Vec::new(),
             guaranteed: Vec::new(),
             over_budget: Vec::new(),
-            fast: false,
             victims: Vec::new(),
             next_victim: 0,
             free: up.free_bytes,
@@ -293,13 +316,12 @@ impl<'a> NodePlan<'a> {
     }
 
     /// Per scope, the room under its budget and its minimum left to fill on this node:
-    /// the scope's limits less what it holds on the other fast nodes (no limits on a
-    /// node that is not on the fast tier).
+    /// the scope's limits less what it holds on its other fast nodes (no limits on a
+    /// node that is not on the fast tier; no room at all on a fast node that is not the
+    /// scope's own, for a scope placed near its GPU).
     fn scope_room(&self, r: &Resolved) -> (Vec<u64>, Vec<u64>) {
         let n = r.max.len();
-        if !self.fast {
-            return (vec![u64::MAX; n], vec![0; n]);
-        }
+        let id = self.up.id;
         let mut here = vec![0u64; n];
         for c in &self.residents {
             if let Some(s) = c.scope {
@@ -310,10 +332,24 @@ impl<'a> NodePlan<'a> {
         }
         let elsewhere = |s: usize| r.fast[s].saturating_sub(here[s]);
         let room = (0..n)
-            .map(|s| r.max[s].map_or(u64::MAX, |m| m.saturating_sub(elsewhere(s))))
+            .map(|s| {
+                if r.is_fast_for(s, id) {
+                    r.max[s].map_or(u64::MAX, |m| m.saturating_sub(elsewhere(s)))
+                } else if r.is_foreign(s, id) {
+                    0
+                } else {
+                    u64::MAX
+                }
+            })
             .collect();
         let min = (0..n)
-            .map(|s| r.min[s].saturating_sub(elsewhere(s)))
+            .map(|s| {
+                if r.is_fast_for(s, id) {
+                    r.min[s].saturating_sub(elsewhere(s))
+                } else {
+                    0
+                }
+            })
             .collect();
         (room, min)
     }
@@ -322,9 +358,6 @@ impl<'a> NodePlan<'a> {
     /// first (the victims' order), until the scope holds no more than its budget: a
     /// scope within its budget is not made to swap its own data.
     fn enforce_budgets(&mut self, ledger: &mut Ledger) {
-        if !self.fast {
-            return;
-        }
         let over: Vec<usize> = self
             .victims
             .iter()
@@ -335,7 +368,8 @@ impl<'a> NodePlan<'a> {
             let Some(s) = self.residents[i].scope else {
                 continue;
             };
-            if ledger.scopes.max[s].is_some_and(|m| ledger.scopes.fast[s] > m) {
+            let r = &ledger.scopes;
+            if r.is_fast_for(s, self.up.id) && r.max[s].is_some_and(|m| r.fast[s] > m) {
                 self.demote(i, ledger, MoveCause::Budget);
             }
         }
@@ -412,9 +446,13 @@ impl<'a> NodePlan<'a> {
             if ledger.promote_budget < c.g.bytes || ledger.moved.contains(&(c.pid, c.g.addr)) {
                 continue;
             }
-            // Not past the scope's budget; nothing while its cgroup is near its limit.
-            if let (true, Some(s)) = (self.fast, c.scope) {
-                if !ledger.scopes.promote[s] || ledger.scopes.room(s) < c.g.bytes {
+            // Not past the scope's budget; nothing while its cgroup is near its limit;
+            // within its share of the plan under memory pressure.
+            if let Some(s) = c.scope {
+                let r = &ledger.scopes;
+                if r.promote_left[s] < c.g.bytes
+                    || (r.is_fast_for(s, self.up.id) && (!r.promote[s] || r.room(s) < c.g.bytes))
+                {
                     continue;
                 }
             }
@@ -437,8 +475,12 @@ impl<'a> NodePlan<'a> {
             ledger.moved.insert((c.pid, c.g.addr));
             self.free -= c.g.bytes;
             ledger.promote_budget -= c.g.bytes;
-            if let (true, Some(s)) = (self.fast, c.scope) {
-                ledger.scopes.fast[s] += c.g.bytes;
+            if let Some(s) = c.scope {
+                let r = &mut ledger.scopes;
+                r.promote_left[s] = r.promote_left[s].saturating_sub(c.g.bytes);
+                if r.is_fast_for(s, self.up.id) {
+                    r.fast[s] += c.g.bytes;
+                }
             }
             ledger.promotions.push(Move {
                 pid: c.pid,
@@ -503,7 +545,10 @@ impl<'a> NodePlan<'a> {
         }
         ledger.demote_budget -= c.g.bytes;
         self.free += c.g.bytes;
-        if let (true, Some(s)) = (self.fast, c.scope) {
+        if let Some(s) = c
+            .scope
+            .filter(|&s| ledger.scopes.is_fast_for(s, self.up.id))
+        {
             ledger.scopes.fast[s] = ledger.scopes.fast[s].saturating_sub(c.g.bytes);
         }
         ledger.out.moves.push(Move {

@@ -11,16 +11,29 @@
 //! the state tree and the tiering loop. A process managed by pid (`tierctl manage
 //! --pid`) or by a protocol client is left as it is; a process in two scopes belongs
 //! to the first (config scopes in file order, then runtime ones by name).
+//!
+//! A scope may name its GPU (`gpu`): each pass resolves it to the fast node(s) near
+//! that GPU ([`crate::topology::devices::fast_nodes_near_gpu`]), the scope's fast tier
+//! for the planner. Each pass also reads the cgroup's `memory.pressure` and steps the
+//! scope's own PSI backoff ([`ScopePsi`]), which scales down its promotions.
 
+pub mod psi;
 pub mod source;
 pub mod watch;
 
 use crate::registry::Registry;
+use crate::topology::devices::{DeviceError, GpuRef};
+pub use psi::ScopePsi;
 use source::{CgroupMemory, ScopeSource, SysSource};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::Instant;
 use tierd_config::{Amount, Config, PolicyName, ScopeConfig, Selector};
+
+/// Resolves a GPU to the fast nodes near it (the daemon's devices and topology; a
+/// fixed answer in tests).
+pub type GpuNodes<'a> = &'a dyn Fn(&GpuRef) -> Result<Vec<u32>, DeviceError>;
 
 /// A cgroup whose usage is this close to its `memory.high`/`memory.max` gets no
 /// promotions: a migration allocates the new page before it frees the old one, and
@@ -53,6 +66,8 @@ pub struct ScopeDef {
     pub priority: i32,
     pub fast_budget: Option<Amount>,
     pub fast_min: Option<Amount>,
+    /// The GPU the scope names, if any.
+    pub gpu: Option<GpuRef>,
     pub origin: Origin,
 }
 
@@ -77,6 +92,7 @@ impl ScopeDef {
             priority: c.priority,
             fast_budget: c.fast_budget,
             fast_min: c.fast_min,
+            gpu: c.gpu.as_deref().map(GpuRef::parse),
             origin,
         })
     }
@@ -94,6 +110,10 @@ pub struct ScopeState {
     pub pids: Vec<i32>,
     /// Its cgroup's memory files (default for comm scopes).
     pub memory: CgroupMemory,
+    /// The fast nodes near its GPU: its fast tier (empty: the whole fast tier).
+    pub gpu_nodes: Vec<u32>,
+    /// Its cgroup's memory pressure and the backoff on its promotions.
+    pub psi: ScopePsi,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -283,14 +303,42 @@ impl Scopes {
         registry: &Registry,
         cfg: &Config,
         own_pid: i32,
+        gpus: GpuNodes<'_>,
     ) -> Arc<Vec<ScopeState>> {
+        self.reconcile_at(registry, cfg, own_pid, gpus, Instant::now())
+    }
+
+    /// [`Scopes::reconcile`] at `now` (the PSI backoff's clock).
+    pub fn reconcile_at(
+        &self,
+        registry: &Registry,
+        cfg: &Config,
+        own_pid: i32,
+        gpus: GpuNodes<'_>,
+        now: Instant,
+    ) -> Arc<Vec<ScopeState>> {
+        let before = self.states();
         let mut claimed: HashMap<i32, Arc<ScopeDef>> = HashMap::new();
         let mut states = Vec::new();
         for def in self.defs(cfg) {
             let (cgroup, found) = self.resolve(&def);
-            let (mut pids, problem) = match found {
+            let (mut pids, mut problem) = match found {
                 Ok(p) => (p, None),
                 Err(e) => (Vec::new(), Some(e)),
+            };
+            // A GPU that went away (a runtime scope kept by an older tierd, or hwloc
+            // unavailable): the scope keeps the whole fast tier and says why.
+            let gpu_nodes = match def.gpu.as_ref().map(gpus) {
+                None => Vec::new(),
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    let why = format!("gpu: {e}; its fast tier is the whole fast tier");
+                    problem = Some(match problem {
+                        Some(p) => format!("{p}; {why}"),
+                        None => why,
+                    });
+                    Vec::new()
+                }
             };
             pids.retain(|&p| p != own_pid && !claimed.contains_key(&p));
             for &p in &pids {
@@ -300,12 +348,23 @@ impl Scopes {
                 .as_deref()
                 .map(|c| self.source.memory(c))
                 .unwrap_or_default();
+            let mut psi = before
+                .iter()
+                .find(|s| s.def.name == def.name)
+                .map(|s| s.psi)
+                .unwrap_or_default();
+            let pressure = cgroup
+                .as_deref()
+                .and_then(|c| self.source.memory_pressure(c).ok());
+            psi.step(pressure, now, &cfg.migrate);
             states.push(ScopeState {
                 def,
                 cgroup,
                 problem,
                 pids,
                 memory,
+                gpu_nodes,
+                psi,
             });
         }
         // Drop what left its scope (or whose scope went) first, then adopt.

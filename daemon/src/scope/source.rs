@@ -1,9 +1,10 @@
 //! What the scope watcher reads from the kernel, behind [`ScopeSource`] so the watcher
 //! and the budget planning are tested without root: the processes of a cgroup subtree,
 //! a systemd unit's cgroup, the processes whose command name matches, and a cgroup's
-//! memory limits and per-node usage. [`SysSource`] reads a cgroup2 root and a proc
+//! memory limits, per-node usage and memory pressure. [`SysSource`] reads a cgroup2 root and a proc
 //! root (both injectable; tests use tempdirs); [`fake::FakeSource`] is a map.
 
+use crate::migrate::pressure::{PressureError, PressureSource, PsiFile};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,8 @@ pub trait ScopeSource: Send + Sync {
     fn comm_pids(&self, re: &regex::Regex) -> Vec<i32>;
     /// The memory files of cgroup `path`.
     fn memory(&self, path: &str) -> CgroupMemory;
+    /// Cgroup `path`'s `memory.pressure` "some avg10", percent.
+    fn memory_pressure(&self, path: &str) -> Result<f64, PressureError>;
 }
 
 /// The real cgroup2 hierarchy and `/proc`.
@@ -221,6 +224,10 @@ impl ScopeSource for SysSource {
                 .unwrap_or_default(),
         }
     }
+
+    fn memory_pressure(&self, path: &str) -> Result<f64, PressureError> {
+        PsiFile::cgroup(&self.dir(path)).memory_some_avg10_pct()
+    }
 }
 
 /// Command name and flags from `/proc/PID/stat` text (the name may hold spaces and
@@ -251,6 +258,8 @@ pub mod fake {
         pub units: Mutex<BTreeMap<String, String>>,
         pub comms: Mutex<BTreeMap<i32, String>>,
         pub memory: Mutex<BTreeMap<String, CgroupMemory>>,
+        /// `memory.pressure` "some avg10" per cgroup (absent: unreadable).
+        pub pressure: Mutex<BTreeMap<String, f64>>,
     }
 
     impl ScopeSource for FakeSource {
@@ -287,6 +296,17 @@ pub mod fake {
                 .get(path)
                 .cloned()
                 .unwrap_or_default()
+        }
+        fn memory_pressure(&self, path: &str) -> Result<f64, PressureError> {
+            self.pressure
+                .lock()
+                .unwrap()
+                .get(path)
+                .copied()
+                .ok_or_else(|| PressureError::Parse {
+                    path: path.into(),
+                    text: String::new(),
+                })
         }
     }
 }
@@ -345,6 +365,17 @@ mod tests {
         assert_eq!(m.node_bytes, BTreeMap::from([(0, 8192), (1, 8192)]));
         assert!(m.near_limit(16 << 20));
         assert!(!m.near_limit(1 << 20));
+        // memory.pressure through the PSI file reader; none yet is an error.
+        assert!(s.memory_pressure("/system.slice/vllm.service").is_err());
+        fs::write(
+            svc.join("memory.pressure"),
+            "some avg10=31.50 avg60=8.00 avg300=1.00 total=99\nfull avg10=2.00 avg60=0 avg300=0 total=1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.memory_pressure("/system.slice/vllm.service").unwrap(),
+            31.5
+        );
         let re = regex::Regex::new("^py").unwrap();
         assert_eq!(s.comm_pids(&re), vec![1, 3]);
         let all = regex::Regex::new(".").unwrap();

@@ -6,6 +6,11 @@ fn scopes() -> (Arc<FakeSource>, Scopes) {
     (src.clone(), Scopes::with_source(src))
 }
 
+/// A machine without GPUs.
+fn no_gpus(g: &GpuRef) -> Result<Vec<u32>, DeviceError> {
+    Err(DeviceError::NoSuchGpu(g.to_string(), "none found".into()))
+}
+
 fn sleeper() -> std::process::Child {
     std::process::Command::new("sleep")
         .arg("30")
@@ -27,7 +32,7 @@ fn processes_entering_and_leaving_a_cgroup_scope_are_managed_and_dropped() {
         policy: Some(PolicyName::LruTiered),
         ..Default::default()
     });
-    let st = s.reconcile(&reg, &cfg, 0);
+    let st = s.reconcile(&reg, &cfg, 0, &no_gpus);
     assert_eq!(st[0].pids, Vec::<i32>::new());
     assert!(
         st[0].problem.as_deref().unwrap().contains("no cgroup"),
@@ -38,7 +43,7 @@ fn processes_entering_and_leaving_a_cgroup_scope_are_managed_and_dropped() {
         .lock()
         .unwrap()
         .insert("/system.slice/svc.service".into(), vec![pa]);
-    let st = s.reconcile(&reg, &cfg, 0);
+    let st = s.reconcile(&reg, &cfg, 0, &no_gpus);
     assert_eq!(st[0].pids, vec![pa]);
     let p = reg.get(pa).unwrap();
     assert_eq!(
@@ -51,19 +56,19 @@ fn processes_entering_and_leaving_a_cgroup_scope_are_managed_and_dropped() {
         .lock()
         .unwrap()
         .insert("/system.slice/svc.service".into(), vec![pb]);
-    let st = s.reconcile(&reg, &cfg, 0);
+    let st = s.reconcile(&reg, &cfg, 0, &no_gpus);
     assert_eq!(st[0].pids, vec![pb]);
     assert!(reg.get(pa).is_none(), "left the scope");
     assert!(reg.get(pb).is_some());
 
     // A priority change in the config applies to the scope's processes.
     cfg.scopes[0].priority = 9;
-    s.reconcile(&reg, &cfg, 0);
+    s.reconcile(&reg, &cfg, 0, &no_gpus);
     assert_eq!(reg.get(pb).unwrap().priority, 9);
 
     // The scope removed from the config: its processes are no longer managed.
     cfg.scopes.clear();
-    assert!(s.reconcile(&reg, &cfg, 0).is_empty());
+    assert!(s.reconcile(&reg, &cfg, 0, &no_gpus).is_empty());
     assert!(reg.all().is_empty());
     for c in [&mut a, &mut b] {
         c.kill().unwrap();
@@ -87,7 +92,7 @@ fn a_process_managed_by_pid_is_left_alone_and_tierd_itself_is_never_managed() {
         comm: Some("^sleep".into()),
         ..Default::default()
     });
-    let st = s.reconcile(&reg, &cfg, me);
+    let st = s.reconcile(&reg, &cfg, me, &no_gpus);
     assert!(st[0].pids.is_empty(), "{st:?}");
     let p = reg.get(pa).unwrap();
     assert_eq!((p.policy, p.scope.clone()), (PolicyName::Off, None));
@@ -147,4 +152,72 @@ fn runtime_scopes_are_checked_kept_in_the_file_and_removed() {
         s.remove("a", &cfg),
         Err(ScopeError::NoSuchScope { .. })
     ));
+}
+
+#[test]
+fn a_scope_resolves_its_gpu_and_steps_its_own_psi_backoff_each_pass() {
+    use std::time::{Duration, Instant};
+    let (src, s) = scopes();
+    let reg = Registry::default();
+    let mut cfg = Config::default();
+    cfg.migrate.psi_threshold_pct = 10.0;
+    cfg.migrate.psi_min_rate_pct = 10.0;
+    for (name, gpu) in [("llm", "0000:17:00.0"), ("lost", "7")] {
+        cfg.scopes.push(ScopeConfig {
+            name: name.into(),
+            cgroup: Some(format!("/{name}")),
+            gpu: Some(gpu.into()),
+            ..Default::default()
+        });
+        src.cgroups
+            .lock()
+            .unwrap()
+            .insert(format!("/{name}"), vec![]);
+    }
+    let gpus = |g: &GpuRef| match g {
+        GpuRef::Pci(p) if p == "0000:17:00.0" => Ok(vec![0]),
+        g => no_gpus(g),
+    };
+    let t0 = Instant::now();
+    let pass = |secs: u64, pressure: Option<f64>| {
+        match pressure {
+            Some(p) => src.pressure.lock().unwrap().insert("/llm".into(), p),
+            None => src.pressure.lock().unwrap().remove("/llm"),
+        };
+        s.reconcile_at(&reg, &cfg, 0, &gpus, t0 + Duration::from_secs(secs))
+    };
+    let st = pass(0, Some(35.0));
+    assert_eq!(st[0].gpu_nodes, vec![0]);
+    assert_eq!(st[0].problem, None);
+    assert_eq!(st[1].gpu_nodes, Vec::<u32>::new());
+    let why = st[1].problem.as_deref().unwrap();
+    assert!(
+        why.contains("gpu: no GPU 7") && why.contains("whole fast tier"),
+        "{why}"
+    );
+    assert_eq!(
+        (st[0].psi.pressure_pct, st[0].psi.factor()),
+        (Some(35.0), 0.5)
+    );
+    assert_eq!(
+        st[1].psi.factor(),
+        1.0,
+        "no memory.pressure read: no backoff"
+    );
+    assert_eq!(pass(1, Some(35.0))[0].psi.factor(), 0.25);
+    assert_eq!(pass(2, Some(35.0))[0].psi.factor(), 0.125);
+    // Pressure gone: recovers, doubling each second.
+    assert_eq!(pass(3, Some(1.0))[0].psi.factor(), 0.25);
+    assert_eq!(pass(4, None)[0].psi.factor(), 0.5);
+    let st = pass(5, Some(0.0));
+    assert_eq!(st[0].psi.factor(), 1.0);
+
+    // status --json shows both under the scope.
+    pass(6, Some(50.0));
+    let st = s.states();
+    let v = serde_json::to_value(crate::status::scope_status(&st[0], (None, None), 0)).unwrap();
+    assert_eq!(v["gpu"], "0000:17:00.0");
+    assert_eq!(v["gpu_nodes"], serde_json::json!([0]));
+    assert_eq!(v["memory_pressure_some_avg10_pct"], 50.0);
+    assert_eq!(v["psi_rate_factor"], 0.5);
 }

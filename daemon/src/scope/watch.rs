@@ -16,7 +16,8 @@ pub const PERIOD: Duration = Duration::from_millis(500);
 
 pub fn start(d: &Arc<Daemon>) -> anyhow::Result<()> {
     let own = std::process::id() as i32;
-    let first = d.scopes.reconcile(&d.registry, &d.config(), own);
+    let gpus = |g: &_| d.fast_nodes_near_gpu(g);
+    let first = d.scopes.reconcile(&d.registry, &d.config(), own, &gpus);
     for s in first.iter() {
         tracing::info!(
             scope = %s.def.name,
@@ -25,6 +26,7 @@ pub fn start(d: &Arc<Daemon>) -> anyhow::Result<()> {
             selector = s.def.selector.value(),
             processes = s.pids.len(),
             problem = ?s.problem,
+            gpu_nodes = ?s.gpu_nodes,
             "scope"
         );
     }
@@ -36,7 +38,8 @@ pub fn start(d: &Arc<Daemon>) -> anyhow::Result<()> {
             while !d.shutdown.load(Ordering::Relaxed) {
                 heartbeat.beat();
                 d.scopes.wait(PERIOD);
-                d.scopes.reconcile(&d.registry, &d.config(), own);
+                let gpus = |g: &_| d.fast_nodes_near_gpu(g);
+                d.scopes.reconcile(&d.registry, &d.config(), own, &gpus);
             }
         })
         .context("spawning the scope watcher")?;

@@ -396,6 +396,8 @@ fn budgets(d: &Daemon) -> (policy::Budgets, Vec<Arc<str>>) {
             fast_budget: st.def.fast_budget,
             fast_min: st.def.fast_min,
             promote: !st.memory.near_limit(crate::scope::NEAR_LIMIT_BYTES),
+            promote_factor: st.psi.factor(),
+            fast_nodes: st.gpu_nodes.clone(),
         });
         names.push(st.def.name.clone());
         for &pid in &st.pids {

@@ -79,6 +79,16 @@ impl GpuRef {
     }
 }
 
+impl std::fmt::Display for GpuRef {
+    /// An index as a number, an address as `dddd:bb:dd.f` (what [`GpuRef::parse`] reads).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GpuRef::Pci(p) => f.write_str(p),
+            GpuRef::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     #[error("no GPU {0} (GPUs: {1})")]
@@ -109,6 +119,19 @@ pub fn fast_node_near_gpu(
     topo: &Topology,
     gpu: &GpuRef,
 ) -> Result<u32, DeviceError> {
+    let nodes = fast_nodes_near_gpu(devices, topo, gpu)?;
+    Ok(nodes[0])
+}
+
+/// The fast nodes (tier 0) near a GPU, never empty: every tier-0 node local to it (a
+/// package split into several nodes, sub-NUMA clustering, has more than one), else the
+/// tier-0 node nearest by SLIT distance to its first local node. A scope that names
+/// its GPU has these as its fast tier.
+pub fn fast_nodes_near_gpu(
+    devices: &[PciDevice],
+    topo: &Topology,
+    gpu: &GpuRef,
+) -> Result<Vec<u32>, DeviceError> {
     let all = gpus(devices);
     let found = match gpu {
         GpuRef::Index(i) => all.get(*i).copied(),
@@ -133,13 +156,20 @@ pub fn fast_node_near_gpu(
         .copied()
         .filter(|&n| topo.node(n).is_some())
         .collect();
-    if let Some(n) = local.iter().copied().find(|&n| topo.tier_of(n) == Some(0)) {
-        return Ok(n);
+    let mut fast: Vec<u32> = local
+        .iter()
+        .copied()
+        .filter(|&n| topo.tier_of(n) == Some(0))
+        .collect();
+    if !fast.is_empty() {
+        fast.sort_unstable();
+        return Ok(fast);
     }
     local
         .first()
         .and_then(|&n| topo.nearest_in_tier(n, 0))
         .or_else(|| topo.nodes_in_tier(0).map(|n| n.id).min())
+        .map(|n| vec![n])
         .ok_or_else(|| DeviceError::NoFastNode(dev.pci.clone()))
 }
 

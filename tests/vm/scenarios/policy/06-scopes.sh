@@ -1,8 +1,11 @@
 #!/bin/sh
 # Scopes (issue 17.1): a process started in a scope's cgroup after tierd is managed
 # within 2 s; after a tierd restart the config scope and the runtime scope (kept in
-# daemon.scopes_file) manage the same processes again without any command.
-# tierd-timeout: 120
+# daemon.scopes_file) manage the same processes again without any command. Then a
+# cgroup scope under memory pressure (issue 17.3): its own PSI backoff engages while a
+# hog in its cgroup is throttled, the other scope's does not; a scope naming a GPU the
+# VM does not have is refused.
+# tierd-timeout: 150
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
@@ -10,7 +13,7 @@ echo 0 >/proc/sys/kernel/numa_balancing
 cg=/sys/fs/cgroup
 mkdir -p $cg/tierd-cfg $cg/tierd-rt
 rm -f /tmp/scopes.json
-printf '[daemon]\nscopes_file = "/tmp/scopes.json"\n[[scope]]\nname = "cfg"\ncgroup = "/tierd-cfg"\npriority = 2\n' >/tmp/scope.toml
+printf '[daemon]\nscopes_file = "/tmp/scopes.json"\n[migrate]\npsi_threshold_pct = 10.0\n[[scope]]\nname = "cfg"\ncgroup = "/tierd-cfg"\npriority = 2\n' >/tmp/scope.toml
 start_tierd --config /tmp/scope.toml
 
 # Bad selectors are refused with a clear error; tierd goes on.
@@ -78,5 +81,37 @@ grep "managed as part of its scope" "/out/tierd-${TIERD_SCENARIO:-scenario}.log"
 tierctl unmanage --cgroup /tierd-rt
 wait_until 5 "process $rt no longer managed" sh -c "! tierctl --json status | tr -d ' \n' | grep -q '\"pid\":$rt,'"
 grep -q '"scopes": \[\]' /tmp/scopes.json || fail "scopes file still lists it: $(cat /tmp/scopes.json)"
+
+# No GPU in the VM: a scope naming one is refused, naming what there is; nothing added.
+! tierctl manage --cgroup /tierd-rt --gpu 0 2>/tmp/err || fail "a scope naming a missing GPU was accepted"
+grep -q "no GPU #0 (GPUs: none found)" /tmp/err || fail "unclear error: $(cat /tmp/err)"
+check_eq "scopes after the refused one" 1 "$(tierctl --json status | jget scopes)"
+
+# Per-scope memory pressure: memhold in a cgroup whose memory.high is far below what it
+# allocates is throttled by the kernel (failed reclaim without swap, then penalty
+# sleeps), which PSI counts as memory stall in that cgroup (as tiers-nohmat/03 does for
+# the machine). The hog scope's factor must halve; the config scope's stays at 1.
+mkdir -p $cg/tierd-hog
+echo +memory >$cg/cgroup.subtree_control
+echo 8M >$cg/tierd-hog/memory.high
+tierctl manage --cgroup /tierd-hog --name hog >/dev/null
+# shellcheck disable=SC2016 # $$ is the inner shell's pid, on purpose
+sh -c 'echo $$ >/sys/fs/cgroup/tierd-hog/cgroup.procs && exec memhold --mb 256' >/tmp/hog.out 2>&1 &
+hog=$!
+scope_field() { tierctl --json status | jget "scopes.$1.$2"; }
+hog_backed_off() { awk -v f="$(scope_field 1 psi_rate_factor)" 'BEGIN { exit !(f <= 0.5) }'; }
+t0=$(now_ms)
+wait_until 20 "the hog scope's PSI backoff engaged" hog_backed_off
+result scope_psi_backoff_ms "$(($(now_ms) - t0))"
+result scope_psi_pressure_pct "$(scope_field 1 memory_pressure_some_avg10_pct)"
+result scope_psi_rate_factor "$(scope_field 1 psi_rate_factor)"
+cfg_factor=$(scope_field 0 psi_rate_factor)
+awk -v f="$cfg_factor" 'BEGIN { exit !(f >= 1) }' || fail "the config scope backed off too ($cfg_factor)"
+tierctl status | grep -E '^  scope hog:' || fail "status does not show the hog scope's backoff"
+tree_backed_off() { awk -v f="$(cat /run/tierd/scopes/hog/psi_rate_factor)" 'BEGIN { exit !(f <= 0.5) }'; }
+wait_until 3 "the state tree shows the hog scope's factor" tree_backed_off
+kill -9 "$hog"
+wait "$hog" 2>/dev/null || true
+tierctl unmanage --scope hog >/dev/null
 kill "$rt" "$cf"
 echo "ok: scopes"

@@ -45,6 +45,10 @@ use tierd_bench::movecount::MovePagesCount;
 use tierd_bench::oracle::NextUse;
 use tierd_bench::{mem, numa, oracle, pace::Pacer, report::Reporter, sysfs, PAGE};
 
+/// Fast-node memory left free beside a pinned pool's fast slots (the replay's own
+/// allocations, tierd).
+const PINNED_MARGIN_MB: usize = 48;
+
 /// Who moves the blocks of a pinned pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PinnedMode {
@@ -229,6 +233,19 @@ fn main() -> anyhow::Result<()> {
     let t_off = a.trace_offset_s * 1000.0;
     reqs.retain(|r| r.arrival_ms >= t_off);
     let total_reqs = reqs.len();
+    if a.pinned.is_some() {
+        // Pinned pages bound to the fast node cannot be reclaimed or moved: fail clearly
+        // rather than be killed by the OOM killer halfway through the layout.
+        let free = sysfs::node_meminfo(a.fast, "MemFree")? as usize;
+        ensure!(
+            (a.pinned_fast_mb + PINNED_MARGIN_MB) << 20 <= free,
+            "--pinned-fast-mb {} needs {} MiB free on node {} (keeping {PINNED_MARGIN_MB} MiB), it has {}",
+            a.pinned_fast_mb,
+            a.pinned_fast_mb + PINNED_MARGIN_MB,
+            a.fast,
+            free >> 20
+        );
+    }
     let mut store = match a.pinned {
         None => Store::Plain(
             mem::Region::place(nblocks * block, Some(a.slow), mem::Thp::from_flag(a.thp))

@@ -2,7 +2,7 @@
 # Issue 16's first must-show: the Mooncake KV replay (bench-hints/01's pool of 4096
 # 256 KiB blocks, trace time compressed 2x, 25 ms decode steps, here 30 s an arm) with
 # its pool pinned like a GPU engine's: io_uring fixed buffers (the stand-in for
-# cudaHostRegister) over 256 MiB of fast-node slots then one slow-node slot per block,
+# cudaHostRegister) over 224 MiB of fast-node slots then one slow-node slot per block,
 # blocks reached through a block table (kvreplay --pinned, bench/src/kv/pinned.rs).
 # Arms, one tierd (default config), one boot:
 #   pinned_oracle  no tierd: the replay moves blocks itself knowing every future read,
@@ -38,9 +38,9 @@ kv() {
 }
 fig() { sed -n "s/^RESULT $1\.$2=//p" "/tmp/$1.out"; }
 
-kv pinned_oracle --pinned oracle --pinned-fast-mb 256
+kv pinned_oracle --pinned oracle --pinned-fast-mb 224
 skipped0=$(metric tierd_pinned_skipped_pages_total)
-kv pinned_hints --pinned hints --pinned-fast-mb 256
+kv pinned_hints --pinned hints --pinned-fast-mb 224
 result pinned_hints.tierd_pinned_skipped_pages "$(($(metric tierd_pinned_skipped_pages_total) - skipped0))"
 result pinned_hints.tierd_copied_bytes "$(metric tierd_relocation_copied_bytes_total)"
 result pinned_hints.tierd_avoided_bytes "$(metric tierd_relocation_avoided_bytes_total)"

@@ -164,7 +164,6 @@ mod tests {
         assert_eq!(n.after(1, 2), u64::MAX);
     }
 
-
     #[test]
     fn windows_that_fit_only_promote() {
         assert_eq!(window_moves(&[(0, 4), (4, 4)], 8), (8, 0));

@@ -209,7 +209,10 @@ fn future(reqs: Vec<trace::Request>, nblocks: u32, a: &Args, steps: u64, t_off: 
     let mut next = NextUse::new(nblocks as usize);
     let (mut fresh, mut reads) = (Vec::new(), Vec::new());
     for step in 0..steps {
-        s.admit(step as f64 * a.step_ms as f64 * a.compress + t_off, &mut fresh);
+        s.admit(
+            step as f64 * a.step_ms as f64 * a.compress + t_off,
+            &mut fresh,
+        );
         fresh.drain(..).for_each(|b| next.filled(b, step));
         s.reads(&mut reads);
         reads.iter().for_each(|&b| next.read(b, step));
@@ -473,7 +476,10 @@ fn main() -> anyhow::Result<()> {
     if let Store::Pinned(k) = &store {
         let p = &k.pool;
         rep.result("pinned_fast_slots", (a.pinned_fast_mb << 20) / block);
-        rep.ratio("table_fast_fraction", table_hits as f64 / total.max(1) as f64);
+        rep.ratio(
+            "table_fast_fraction",
+            table_hits as f64 / total.max(1) as f64,
+        );
         rep.result("copies", p.copies);
         rep.result("copied_bytes", p.copies * block as u64);
         rep.result("copies_avoided", p.repoints);

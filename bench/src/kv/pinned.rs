@@ -233,7 +233,11 @@ impl PinnedKv {
         l.shm.relocations(&mut reqs);
         let (mut moved, mut declined) = (Vec::new(), Vec::new());
         for &(slot, node) in &reqs {
-            let run = if node == self.fast { FAST_RUN } else { SLOW_RUN };
+            let run = if node == self.fast {
+                FAST_RUN
+            } else {
+                SLOW_RUN
+            };
             let s = self.pool.serve(slot, run);
             self.apply(s);
             match s {

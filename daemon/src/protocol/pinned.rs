@@ -542,10 +542,18 @@ mod tests {
     #[test]
     fn headroom_demotes_cold_blocks_ahead_of_need() {
         // 4 fast slots (0-3), 4 slow (4-7), all fast ones used, nothing slow wants up.
-        let mut m = PinnedMap::new(&[(FAST, 4), (SLOW, 4)], 8, |n| n == FAST || n == SLOW)
-            .unwrap();
+        let mut m = PinnedMap::new(&[(FAST, 4), (SLOW, 4)], 8, |n| n == FAST || n == SLOW).unwrap();
         m.used(0, 4);
-        let mut heat = [hot(5.0), hot(0.05), hot(3.0), hot(0.0), hot(0.0), hot(0.0), hot(0.0), hot(0.0)];
+        let mut heat = [
+            hot(5.0),
+            hot(0.05),
+            hot(3.0),
+            hot(0.0),
+            hot(0.0),
+            hot(0.0),
+            hot(0.0),
+            hot(0.0),
+        ];
         heat[3].cold = true;
         assert!(m.plan(&heat, fast, None).is_empty(), "no headroom asked");
         // 50 %: two fast slots kept free: the COLD block first, then the cooled one; the
@@ -557,7 +565,10 @@ mod tests {
         assert!(m.plan(&heat, fast, None).is_empty());
         m.moved(3, 4, 1);
         m.moved(1, 5, 1);
-        assert!(m.plan(&heat, fast, None).is_empty(), "two shadows are the room");
+        assert!(
+            m.plan(&heat, fast, None).is_empty(),
+            "two shadows are the room"
+        );
         // 100 %: only cold blocks go, warm ones are not pushed out for headroom.
         m.set_headroom_percent(100);
         assert!(m.plan(&heat, fast, None).is_empty());

@@ -50,7 +50,8 @@ pub struct ClientConfig {
     /// (a process goes back to being sampled `HINT_QUIET_MS` after its last hint).
     pub sample_hinting_processes: bool,
     /// Percent of each pinned region's fast slots tierd keeps free (or holding shadows)
-    /// for the client's new blocks, by asking it to demote cold blocks ahead of need.
+    /// for the client's new blocks, by asking it to demote cold blocks ahead of need
+    /// (0: demotions only make room for promotions).
     pub pinned_headroom_percent: u32,
 }
 
@@ -73,7 +74,7 @@ impl Default for ClientConfig {
             ring_entries: 65536,
             pool_tier: PoolTier::Slow,
             sample_hinting_processes: false,
-            pinned_headroom_percent: 5,
+            pinned_headroom_percent: 0,
         }
     }
 }

@@ -7,9 +7,11 @@
 # the wheel installed in a fresh venv (basic.py; offload_connector.py: a pinned pool
 # registered with REGISTER_PINNED whose relocation requests it serves); uid 40013 (not
 # in the group) is refused by both. Inputs: tests/vm/nonroot-inputs.sh prints the run.sh
-# arguments, e.g.
+# arguments. Run it without the trace, so 01 reports that it cannot run: with these
+# inputs in the initramfs node0 has too little room left for 01's 224 MiB of pinned
+# slots (01 refuses to start rather than meet the OOM killer):
 #   bash tests/vm/nonroot-inputs.sh && bash tests/vm/run.sh --group bench-pinned \
-#     $(cat target/nonroot/run-args) --extra-file .../mooncake_conversation_trace.jsonl:...
+#     $(cat target/nonroot/run-args)
 # tierd-timeout: 240
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh

@@ -10,6 +10,7 @@
 
 pub mod kv;
 pub mod mem;
+pub mod movecount;
 pub mod numa;
 pub mod oracle;
 pub mod pace;

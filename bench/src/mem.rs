@@ -62,6 +62,35 @@ impl Region {
         Ok(Region { map })
     }
 
+    /// Maps runs of `(node, bytes)` back to back (each a multiple of pages), every run's
+    /// pages allocated on its node at first touch and kept bound there: the per-node
+    /// layout of a pinned pool (fast-node slots, then slow-node slots).
+    pub fn place_runs(runs: &[(u32, usize)], thp: Thp) -> anyhow::Result<Region> {
+        anyhow::ensure!(
+            runs.iter().all(|&(_, l)| l % PAGE == 0),
+            "runs must be whole pages"
+        );
+        let len: usize = runs.iter().map(|&(_, l)| l).sum();
+        anyhow::ensure!(len > 0, "cannot map an empty region");
+        let mut map = MmapMut::map_anon(len).with_context(|| format!("mmap {len} bytes"))?;
+        let advice = match thp {
+            Thp::Huge => Advice::HugePage,
+            Thp::NoHuge => Advice::NoHugePage,
+        };
+        map.advise(advice).context("madvise")?;
+        let p = map.as_mut_ptr();
+        let mut off = 0;
+        for &(n, l) in runs {
+            numa::bind_range(p.wrapping_add(off), l, n)
+                .with_context(|| format!("mbind MPOL_BIND {l} bytes to node {n}"))?;
+            off += l;
+        }
+        for b in map.iter_mut().step_by(PAGE) {
+            *b = 1;
+        }
+        Ok(Region { map })
+    }
+
     pub fn base(&self) -> u64 {
         self.map.as_ptr() as u64
     }

@@ -9,6 +9,8 @@
 //!   farthest in the future), so every first read is a miss.
 //! - [`prefetch_hits`]: an oracle that may move any blocks before each step (unlimited
 //!   migration bandwidth): per step, the `cap` most-read blocks are fast.
+//! - [`NextUse`]: when each block is next read, for a replay that places its blocks
+//!   itself with that knowledge (`kvreplay --pinned oracle`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -97,9 +99,70 @@ pub fn prefetch_hits<'a>(steps: impl IntoIterator<Item = &'a [u32]>, cap: usize)
     hits
 }
 
+/// When each block is next read, over a replay's future: its reads per step and the
+/// steps where it gets new contents (a read after a refill is another block's). Asked
+/// with non-decreasing steps per block.
+#[derive(Debug, Default)]
+pub struct NextUse {
+    /// Per block, ascending: `2s + 1` for a read in step `s`, `2s` for new contents
+    /// written before step `s` reads.
+    events: Vec<Vec<u64>>,
+    cursor: Vec<usize>,
+}
+
+impl NextUse {
+    pub fn new(blocks: usize) -> NextUse {
+        NextUse {
+            events: vec![Vec::new(); blocks],
+            cursor: vec![0; blocks],
+        }
+    }
+
+    /// Block `b` is read in step `s` (steps recorded in order).
+    pub fn read(&mut self, b: u32, s: u64) {
+        let e = &mut self.events[b as usize];
+        if e.last() != Some(&(2 * s + 1)) {
+            e.push(2 * s + 1);
+        }
+    }
+
+    /// Block `b` gets new contents before step `s` reads.
+    pub fn filled(&mut self, b: u32, s: u64) {
+        self.events[b as usize].push(2 * s);
+    }
+
+    /// The first step after `s` that reads `b`'s current contents (`u64::MAX`: never,
+    /// or they are overwritten first).
+    pub fn after(&mut self, b: usize, s: u64) -> u64 {
+        let (e, c) = (&self.events[b], &mut self.cursor[b]);
+        while *c < e.len() && e[*c] <= 2 * s + 1 {
+            *c += 1;
+        }
+        match e.get(*c) {
+            Some(&k) if k % 2 == 1 => (k - 1) / 2,
+            _ => u64::MAX,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_use_stops_at_a_refill() {
+        let mut n = NextUse::new(2);
+        n.read(0, 1);
+        n.read(0, 4);
+        n.filled(0, 6);
+        n.read(0, 6);
+        n.read(1, 2);
+        assert_eq!(n.after(0, 0), 1);
+        assert_eq!(n.after(0, 1), 4);
+        assert_eq!(n.after(0, 4), u64::MAX, "refilled before its next read");
+        assert_eq!(n.after(1, 0), 2);
+        assert_eq!(n.after(1, 2), u64::MAX);
+    }
 
     #[test]
     fn windows_that_fit_only_promote() {

@@ -6,8 +6,11 @@
 //! decline when the node has no slot left.
 //!
 //! Pure bookkeeping: the caller copies the bytes and sends MOVED / DECLINED. Used by
-//! `pinbench` in the VM; the Python pool (`clients/python/tierd/kvpool.py`) follows the
-//! same rules.
+//! `pinbench` and `kvreplay --pinned` in the VM; the Python pool
+//! (`clients/python/tierd/kvpool.py`) follows the same rules. Room on a node is a set
+//! lookup, so pools of thousands of slots serve a request in O(log n).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How to serve one relocation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,10 @@ pub struct SlotPool {
     /// Logical block → its slot, and its shadow slot.
     table: Vec<Option<u64>>,
     shadow: Vec<Option<u64>>,
+    /// Per node, lowest first: slots holding nothing, and slots holding only a shadow
+    /// (so finding room is a set lookup, not a scan of a pool of thousands of slots).
+    free: BTreeMap<i32, BTreeSet<u64>>,
+    shadows: BTreeMap<i32, BTreeSet<u64>>,
     pub copies: u64,
     pub repoints: u64,
     pub declines: u64,
@@ -43,12 +50,18 @@ impl SlotPool {
             .flat_map(|&(n, c)| std::iter::repeat_n(n, c as usize))
             .collect();
         let n = node.len();
+        let mut free: BTreeMap<i32, BTreeSet<u64>> = BTreeMap::new();
+        for (s, &nd) in node.iter().enumerate() {
+            free.entry(nd).or_default().insert(s as u64);
+        }
         SlotPool {
             node,
             holder: vec![None; n],
             shadow_of: vec![None; n],
             table: vec![None; blocks],
             shadow: vec![None; blocks],
+            free,
+            shadows: BTreeMap::new(),
             copies: 0,
             repoints: 0,
             declines: 0,
@@ -68,25 +81,53 @@ impl SlotPool {
         self.table.get(b).copied().flatten()
     }
 
+    /// The logical block slot `s` holds.
+    pub fn holder(&self, s: u64) -> Option<usize> {
+        self.holder.get(s as usize).copied().flatten()
+    }
+
+    /// Whether `node` has a slot for new contents (free, or holding a shadow).
+    pub fn has_room(&self, node: i32) -> bool {
+        let some = |m: &BTreeMap<i32, BTreeSet<u64>>| m.get(&node).is_some_and(|s| !s.is_empty());
+        some(&self.free) || some(&self.shadows)
+    }
+
+    fn mark_free(&mut self, s: u64) {
+        let nd = self.node[s as usize];
+        self.holder[s as usize] = None;
+        self.shadow_of[s as usize] = None;
+        self.shadows.entry(nd).or_default().remove(&s);
+        self.free.entry(nd).or_default().insert(s);
+    }
+
+    fn mark_shadow(&mut self, s: u64, b: usize) {
+        let nd = self.node[s as usize];
+        self.holder[s as usize] = None;
+        self.shadow_of[s as usize] = Some(b);
+        self.free.entry(nd).or_default().remove(&s);
+        self.shadows.entry(nd).or_default().insert(s);
+    }
+
+    fn mark_used(&mut self, s: u64, b: usize) {
+        let nd = self.node[s as usize];
+        self.holder[s as usize] = Some(b);
+        self.shadow_of[s as usize] = None;
+        self.free.entry(nd).or_default().remove(&s);
+        self.shadows.entry(nd).or_default().remove(&s);
+        self.table[b] = Some(s);
+    }
+
     /// A slot on `node` for new contents: a free one, else another block's shadow
-    /// (dropped).
+    /// (dropped). The caller marks it used.
     fn take_slot(&mut self, node: i32) -> Option<u64> {
-        let on = |s: &usize| self.node[*s] == node;
-        let free = (0..self.node.len())
-            .filter(on)
-            .find(|&s| self.holder[s].is_none() && self.shadow_of[s].is_none());
-        let s = match free {
-            Some(s) => s,
-            None => {
-                let s = (0..self.node.len())
-                    .filter(on)
-                    .find(|&s| self.holder[s].is_none())?;
-                let b = self.shadow_of[s].take()?;
-                self.shadow[b] = None;
-                s
-            }
-        };
-        Some(s as u64)
+        if let Some(s) = self.free.get(&node).and_then(|f| f.first().copied()) {
+            return Some(s);
+        }
+        let s = self.shadows.get(&node).and_then(|f| f.first().copied())?;
+        if let Some(b) = self.shadow_of[s as usize] {
+            self.shadow[b] = None;
+        }
+        Some(s)
     }
 
     /// Places new logical block `b` on `node` (its contents are then written by the
@@ -94,15 +135,14 @@ impl SlotPool {
     pub fn allocate(&mut self, b: usize, node: i32) -> Option<u64> {
         self.free(b);
         let s = self.take_slot(node)?;
-        self.holder[s as usize] = Some(b);
-        self.table[b] = Some(s);
+        self.mark_used(s, b);
         Some(s)
     }
 
     /// Block `b` was rewritten: its shadow is stale and freed.
     pub fn written(&mut self, b: usize) {
         if let Some(s) = self.shadow[b].take() {
-            self.shadow_of[s as usize] = None;
+            self.mark_free(s);
         }
     }
 
@@ -110,20 +150,19 @@ impl SlotPool {
     pub fn free(&mut self, b: usize) {
         self.written(b);
         if let Some(s) = self.table[b].take() {
-            self.holder[s as usize] = None;
+            self.mark_free(s);
         }
     }
 
     /// Serves tierd's request to have slot `from`'s contents on `node`, updating the
     /// table as if the caller did what the answer says.
     pub fn serve(&mut self, from: u64, node: i32) -> Serve {
-        let Some(b) = self.holder.get(from as usize).copied().flatten() else {
+        let Some(b) = self.holder(from) else {
             self.declines += 1;
             return Serve::Decline;
         };
         let to = match self.shadow[b] {
             Some(s) if self.node[s as usize] == node => {
-                self.shadow_of[s as usize] = None;
                 self.repoints += 1;
                 Some((s, true))
             }
@@ -136,14 +175,12 @@ impl SlotPool {
         // A shadow elsewhere than `to` is dropped; `from` becomes the new shadow.
         if let Some(s) = self.shadow[b] {
             if s != to {
-                self.shadow_of[s as usize] = None;
+                self.mark_free(s);
             }
         }
-        self.holder[from as usize] = None;
-        self.shadow_of[from as usize] = Some(b);
+        self.mark_shadow(from, b);
         self.shadow[b] = Some(from);
-        self.holder[to as usize] = Some(b);
-        self.table[b] = Some(to);
+        self.mark_used(to, b);
         if repoint {
             Serve::Repoint { from, to }
         } else {
@@ -190,5 +227,27 @@ mod tests {
         // A request for an empty slot is declined too.
         p.free(0);
         assert_eq!(p.serve(1, 0), Serve::Decline);
+    }
+
+    #[test]
+    fn room_follows_the_slots() {
+        // 2 fast, 2 slow slots, 3 blocks.
+        let mut p = SlotPool::new(&[(0, 2), (1, 2)], 3);
+        assert!(p.has_room(0) && p.has_room(1));
+        assert_eq!(p.allocate(0, 0), Some(0));
+        assert_eq!(p.allocate(1, 0), Some(1));
+        assert!(!p.has_room(0), "both fast slots hold blocks");
+        // Demote block 1 by copy: slot 1 becomes its shadow, which is room again.
+        assert_eq!(p.serve(1, 1), Serve::Copy { from: 1, to: 2 });
+        assert!(p.has_room(0));
+        assert_eq!((p.holder(1), p.holder(2)), (None, Some(1)));
+        // A new fast block takes the shadow; block 1 then demotes back by copy.
+        assert_eq!(p.allocate(2, 0), Some(1));
+        assert!(!p.has_room(0));
+        assert_eq!(p.serve(2, 0), Serve::Decline);
+        p.free(2);
+        assert!(p.has_room(0));
+        assert_eq!(p.serve(2, 0), Serve::Copy { from: 2, to: 1 });
+        assert_eq!(p.slot_of(1), Some(1));
     }
 }

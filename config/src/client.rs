@@ -49,6 +49,10 @@ pub struct ClientConfig {
     /// the memory they cover, and sampling is the fallback for processes that send none
     /// (a process goes back to being sampled `HINT_QUIET_MS` after its last hint).
     pub sample_hinting_processes: bool,
+    /// Percent of each pinned region's fast slots tierd keeps free (or holding shadows)
+    /// for the client's new blocks, by asking it to demote cold blocks ahead of need
+    /// (0: demotions only make room for promotions).
+    pub pinned_headroom_percent: u32,
 }
 
 impl Default for ClientConfig {
@@ -70,6 +74,7 @@ impl Default for ClientConfig {
             ring_entries: 65536,
             pool_tier: PoolTier::Slow,
             sample_hinting_processes: false,
+            pinned_headroom_percent: 0,
         }
     }
 }
@@ -107,6 +112,12 @@ impl ClientConfig {
             return Err(Invalid::new(
                 "client.ring_entries",
                 format!("{} must be a power of two >= 64", self.ring_entries),
+            ));
+        }
+        if self.pinned_headroom_percent > 100 {
+            return Err(Invalid::new(
+                "client.pinned_headroom_percent",
+                format!("{} is over 100", self.pinned_headroom_percent),
             ));
         }
         if !self.socket.is_absolute() {

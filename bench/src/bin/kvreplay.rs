@@ -22,13 +22,41 @@
 //! PREFETCH / ACCESS / FREE hints (tierd_bench::kv::hints), and recycles the blocks it
 //! refills (`--no-recycle` to not); it also prints how often tierd's placement table
 //! agreed with the kernel on the node of a block read.
+//!
+//! With `--pinned MODE` the pool is a GPU engine's pinned pool instead
+//! (tierd_bench::kv::pinned): `--pinned-fast-mb` of slots on `--fast` then one slot per
+//! block on `--slow`, pinned with io_uring fixed buffers, blocks reached through a block
+//! table; new blocks go to a free fast slot if there is one. `hints`: registered with
+//! tierd as pinned (REGISTER_PINNED), hinted each step as with `--hints`, and moved
+//! only by serving tierd's relocation requests (copy or re-point to a shadow, MOVED /
+//! DECLINED); `oracle`: no tierd, the replay moves blocks itself knowing every future
+//! read (it replays the schedule once ahead, without memory). Prints the copies, bytes
+//! copied, copies avoided by shadows, and the pool's pages that changed node (0: the
+//! pin holds). `--count-move-pages` counts the `move_pages(2)` calls that ask to move
+//! this process's pages (tracefs, tierd_bench::movecount).
 
 use anyhow::{ensure, Context};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
+use tierd_bench::kv::pinned::PinnedKv;
 use tierd_bench::kv::{ages::ReadAges, hints::EngineHints, pool::BlockPool, sched::Sched, trace};
+use tierd_bench::movecount::MovePagesCount;
+use tierd_bench::oracle::NextUse;
 use tierd_bench::{mem, numa, oracle, pace::Pacer, report::Reporter, sysfs, PAGE};
+
+/// Fast-node memory left free beside a pinned pool's fast slots (the replay's own
+/// allocations, tierd).
+const PINNED_MARGIN_MB: usize = 48;
+
+/// Who moves the blocks of a pinned pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PinnedMode {
+    /// tierd, through relocation requests (the pool registered as pinned, hints sent).
+    Hints,
+    /// The replay itself, knowing every future read.
+    Oracle,
+}
 
 /// KV-cache trace replay over memory that starts on the slow node.
 #[derive(Parser, Debug)]
@@ -92,6 +120,15 @@ struct Args {
     /// tierd's client socket (default: TIERD_CLIENT_SOCKET or /run/tierd/client.sock).
     #[arg(long)]
     client_socket: Option<PathBuf>,
+    /// Keep the pool in pinned memory laid out per node (see the module doc).
+    #[arg(long, value_enum, conflicts_with = "hints")]
+    pinned: Option<PinnedMode>,
+    /// With --pinned: fast-node slots, MiB.
+    #[arg(long, default_value_t = 256)]
+    pinned_fast_mb: usize,
+    /// Count move_pages(2) calls that move this process's pages (tracefs; root).
+    #[arg(long)]
+    count_move_pages: bool,
     /// Prefix of the RESULT keys.
     #[arg(long, default_value = "")]
     tag: String,
@@ -108,6 +145,83 @@ fn write_blocks(pool: &mut mem::Region, block: usize, slots: &[u32]) {
     }
 }
 
+/// The pool's memory: plain (moved by the kernel, pages placed on `--slow` first) or
+/// pinned (moved by copies between slots).
+enum Store {
+    Plain(mem::Region),
+    Pinned(Box<PinnedKv>),
+}
+
+impl Store {
+    fn region(&self) -> &mem::Region {
+        match self {
+            Store::Plain(r) => r,
+            Store::Pinned(k) => k.region(),
+        }
+    }
+
+    fn region_mut(&mut self) -> &mut mem::Region {
+        match self {
+            Store::Plain(r) => r,
+            Store::Pinned(k) => k.region_mut(),
+        }
+    }
+
+    /// The memory slot of each logical block in `blocks`, into `out`.
+    fn slots(&self, blocks: &[u32], out: &mut Vec<u32>) {
+        out.clear();
+        match self {
+            Store::Plain(_) => out.extend_from_slice(blocks),
+            Store::Pinned(k) => out.extend(blocks.iter().map(|&b| k.slot(b))),
+        }
+    }
+}
+
+/// New contents for `fresh`: a slot to write them to (pinned), pages to write them on
+/// (recycling), then the writes.
+fn fill(
+    store: &mut Store,
+    hints: &mut Option<EngineHints>,
+    fresh: &[u32],
+    slots: &mut Vec<u32>,
+    block: usize,
+) -> anyhow::Result<()> {
+    match store {
+        Store::Pinned(k) => {
+            slots.clear();
+            k.fill(fresh, slots)?;
+        }
+        Store::Plain(_) => {
+            if let Some(h) = hints.as_mut() {
+                h.refill(fresh)?;
+            }
+            store.slots(fresh, slots);
+        }
+    }
+    write_blocks(store.region_mut(), block, slots);
+    Ok(())
+}
+
+/// The reads and refills of every step, from a dry run of the same schedule (no
+/// memory): the pinned oracle's knowledge of the future.
+fn future(reqs: Vec<trace::Request>, nblocks: u32, a: &Args, steps: u64, t_off: f64) -> NextUse {
+    let mut s = Sched::new(reqs, BlockPool::new(nblocks), a.block_tokens, a.decode_cap);
+    let mut next = NextUse::new(nblocks as usize);
+    let (mut fresh, mut reads) = (Vec::new(), Vec::new());
+    for step in 0..steps {
+        s.admit(
+            step as f64 * a.step_ms as f64 * a.compress + t_off,
+            &mut fresh,
+        );
+        fresh.drain(..).for_each(|b| next.filled(b, step));
+        s.reads(&mut reads);
+        reads.iter().for_each(|&b| next.read(b, step));
+        s.advance(&mut fresh);
+        fresh.drain(..).for_each(|b| next.filled(b, step + 1));
+    }
+    next
+}
+
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let rep = Reporter::new(&a.tag);
@@ -122,22 +236,51 @@ fn main() -> anyhow::Result<()> {
     let t_off = a.trace_offset_s * 1000.0;
     reqs.retain(|r| r.arrival_ms >= t_off);
     let total_reqs = reqs.len();
-    let mut pool = mem::Region::place(nblocks * block, Some(a.slow), mem::Thp::from_flag(a.thp))
-        .context("placing the pool")?;
-    let firsts: Vec<u64> = (0..nblocks)
-        .map(|s| pool.base() + (s * block) as u64)
-        .collect();
+    if a.pinned.is_some() {
+        // Pinned pages bound to the fast node cannot be reclaimed or moved: fail clearly
+        // rather than be killed by the OOM killer halfway through the layout.
+        let free = sysfs::node_meminfo(a.fast, "MemFree")? as usize;
+        ensure!(
+            (a.pinned_fast_mb + PINNED_MARGIN_MB) << 20 <= free,
+            "--pinned-fast-mb {} needs {} MiB free on node {} (keeping {PINNED_MARGIN_MB} MiB), it has {}",
+            a.pinned_fast_mb,
+            a.pinned_fast_mb + PINNED_MARGIN_MB,
+            a.fast,
+            free >> 20
+        );
+    }
+    let mut store = match a.pinned {
+        None => Store::Plain(
+            mem::Region::place(nblocks * block, Some(a.slow), mem::Thp::from_flag(a.thp))
+                .context("placing the pool")?,
+        ),
+        Some(_) => Store::Pinned(Box::new(PinnedKv::new(
+            (a.pinned_fast_mb << 20) / block,
+            nblocks,
+            block,
+            (a.fast, a.slow),
+            nblocks,
+        )?)),
+    };
+    let base = store.region().base();
+    let slot_addr = |s: u32| base + s as u64 * block as u64;
+    let pages0 = match &store {
+        Store::Pinned(k) => k.page_nodes()?,
+        Store::Plain(_) => Vec::new(),
+    };
+    let firsts: Vec<u64> = (0..nblocks as u32).map(slot_addr).collect();
     let mut st = vec![0; nblocks];
     numa::query(&firsts, &mut st)?;
-    let cap_blocks = match a.fast_cap_mb {
-        Some(mb) => (mb << 20) / block,
-        None => sysfs::node_meminfo(a.fast, "MemFree")? as usize / block,
+    let cap_blocks = match (a.fast_cap_mb, a.pinned) {
+        (Some(mb), _) => (mb << 20) / block,
+        (None, Some(_)) => (a.pinned_fast_mb << 20) / block,
+        (None, None) => sysfs::node_meminfo(a.fast, "MemFree")? as usize / block,
     };
     println!(
         "ready pid={} pool={:#x}-{:#x} blocks={nblocks} on_slow={} requests={total_reqs} fast_cap_blocks={cap_blocks}",
         std::process::id(),
-        pool.base(),
-        pool.base() + (nblocks * block) as u64,
+        base,
+        base + store.region().len() as u64,
         numa::count_on(&st, a.slow).0,
     );
     if let Some(go) = &a.go {
@@ -150,7 +293,7 @@ fn main() -> anyhow::Result<()> {
         Some(unsafe {
             EngineHints::connect(
                 a.client_socket.as_deref(),
-                pool.base(),
+                base,
                 (nblocks * block) as u64,
                 block as u64,
                 a.step_ms,
@@ -160,10 +303,22 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    if let (Store::Pinned(k), Some(PinnedMode::Hints)) = (&mut store, a.pinned) {
+        k.register(a.client_socket.as_deref(), a.step_ms)?;
+    }
+    let moves = if a.count_move_pages {
+        Some(MovePagesCount::start(std::process::id())?)
+    } else {
+        None
+    };
     // Reads whose placement-table entry named the node the kernel reported.
     let mut table_agree = 0u64;
 
     let vm0 = sysfs::vmstat()?;
+    let sched_reqs = match a.pinned {
+        Some(PinnedMode::Oracle) => reqs.clone(),
+        _ => Vec::new(),
+    };
     let mut sched = Sched::new(
         reqs,
         BlockPool::new(nblocks as u32),
@@ -174,32 +329,53 @@ fn main() -> anyhow::Result<()> {
         Duration::from_millis(a.step_ms),
         Duration::from_secs_f64(a.seconds),
     );
-    let (mut fresh, mut reads, mut addrs, mut status) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut next = match a.pinned {
+        Some(PinnedMode::Oracle) => Some(future(
+            sched_reqs,
+            nblocks as u32,
+            &a,
+            pacer.steps_planned() + 1,
+            t_off,
+        )),
+        _ => None,
+    };
+    let (mut fresh, mut reads, mut addrs, mut status, mut slots) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hits, mut total, mut running_sum) = (0u64, 0u64, 0u64);
+    // Pinned: reads whose slot is a fast slot by the layout (the block table's view).
+    let mut table_hits = 0u64;
     let mut checkpoint = None;
     let mut ages = ReadAges::new(nblocks);
     let (mut seq, mut bounds): (Vec<u32>, Vec<usize>) = (Vec::new(), vec![0]);
     while pacer.tick() {
         // Trace time follows the engine's steps, not the wall clock: every arm replays
         // the same request sequence however many steps the VM manages.
-        let trace_ms = (pacer.steps_done() - 1) as f64 * a.step_ms as f64 * a.compress + t_off;
+        let step = pacer.steps_done() - 1;
+        let trace_ms = step as f64 * a.step_ms as f64 * a.compress + t_off;
         sched.admit(trace_ms, &mut fresh);
-        if let Some(h) = hints.as_mut() {
-            h.refill(&fresh)?;
-        }
-        write_blocks(&mut pool, block, &fresh);
+        fill(&mut store, &mut hints, &fresh, &mut slots, block)?;
         ages.written(&fresh, pacer.elapsed_s());
         fresh.clear();
         sched.reads(&mut reads);
         if let Some(h) = hints.as_mut() {
             h.step(&reads, &sched.pool)?;
         }
+        if let Store::Pinned(k) = &mut store {
+            k.serve()?;
+            k.hints_step(&reads, &sched.pool)?;
+            if let Some(n) = next.as_mut() {
+                k.oracle_place(step, &reads, n)?;
+            }
+        }
+        store.slots(&reads, &mut slots);
         addrs.clear();
-        addrs.extend(reads.iter().map(|&s| firsts[s as usize]));
+        addrs.extend(slots.iter().map(|&s| slot_addr(s)));
         status.resize(addrs.len(), 0);
         numa::query(&addrs, &mut status).context("placement query")?;
         hits += numa::count_on(&status, a.fast).0 as u64;
+        if let Store::Pinned(k) = &store {
+            table_hits += slots.iter().filter(|&&s| k.is_fast_slot(s)).count() as u64;
+        }
         let now = pacer.elapsed_s();
         for (&s, &n) in reads.iter().zip(&status) {
             ages.read(s, n == a.fast as i32, now);
@@ -216,8 +392,8 @@ fn main() -> anyhow::Result<()> {
             checkpoint = Some((hits, total, pacer.elapsed_s()));
         }
         running_sum += sched.running() as u64;
-        let words = pool.words();
-        for &s in &reads {
+        let words = store.region().words();
+        for &s in &slots {
             let b = s as usize * block / 8;
             mem::read_every(&words[b..b + block / 8], PAGE / 8);
         }
@@ -226,13 +402,13 @@ fn main() -> anyhow::Result<()> {
             bounds.push(seq.len());
         }
         sched.advance(&mut fresh);
-        if let Some(h) = hints.as_mut() {
-            h.refill(&fresh)?;
-        }
-        write_blocks(&mut pool, block, &fresh);
+        fill(&mut store, &mut hints, &fresh, &mut slots, block)?;
         ages.written(&fresh, pacer.elapsed_s());
         if let Some(h) = hints.as_mut() {
             h.written(&fresh)?;
+        }
+        if let Store::Pinned(k) = &mut store {
+            k.hints_written(&fresh)?;
         }
         fresh.clear();
         if pacer.steps_done().is_multiple_of(400) {
@@ -296,6 +472,33 @@ fn main() -> anyhow::Result<()> {
             "placement_table_agree",
             table_agree as f64 / total.max(1) as f64,
         );
+    }
+    if let Store::Pinned(k) = &store {
+        let p = &k.pool;
+        rep.result("pinned_fast_slots", (a.pinned_fast_mb << 20) / block);
+        rep.ratio(
+            "table_fast_fraction",
+            table_hits as f64 / total.max(1) as f64,
+        );
+        rep.result("copies", p.copies);
+        rep.result("copied_bytes", p.copies * block as u64);
+        rep.result("copies_avoided", p.repoints);
+        rep.result("avoided_bytes", p.repoints * block as u64);
+        rep.result("declines", p.declines);
+        rep.result("relocation_requests", k.stats.requests);
+        rep.result("filled_fast", k.stats.filled_fast);
+        rep.result("filled_slow", k.stats.filled_slow);
+        rep.result("hint_blocks_sent", k.stats.hint_blocks_sent);
+        rep.result(
+            "layout_pages_ok",
+            format!("{}/{}", k.layout_ok(&pages0), pages0.len()),
+        );
+        let pages1 = k.page_nodes()?;
+        let changed = pages0.iter().zip(&pages1).filter(|(x, y)| x != y).count();
+        rep.result("pages_changed_node", changed);
+    }
+    if let Some(m) = &moves {
+        rep.result("move_pages_calls", m.calls()?);
     }
     if a.oracle {
         let bel = oracle::belady_hits(&seq, cap_blocks);

@@ -189,28 +189,9 @@ impl Pinned<'_> {
 
 fn relocate(a: &Args, rep: &Reporter) -> anyhow::Result<()> {
     let (nf, ns) = (a.fast_slots as usize, a.slow_slots as usize);
-    let mut mem = Region::place((nf + ns) * BLOCK, None, Thp::NoHuge)?;
-    let base = mem.base();
     // Lay the slots out per node: the first nf on the fast node, the rest on the slow one.
-    let ptr = mem.bytes_mut().as_mut_ptr();
-    let slow_ptr = ptr.wrapping_add(nf * BLOCK);
-    numa::reset_range(ptr, (nf + ns) * BLOCK)?;
-    // Re-fault every page under its node's policy.
-    // SAFETY: the range is this mapping's own, its contents are about to be rewritten.
-    let rc = unsafe {
-        libc::madvise(
-            ptr as *mut libc::c_void,
-            (nf + ns) * BLOCK,
-            libc::MADV_DONTNEED,
-        )
-    };
-    anyhow::ensure!(rc == 0, "madvise: {}", std::io::Error::last_os_error());
-    numa::bind_range(ptr, nf * BLOCK, FAST)?;
-    numa::bind_range(slow_ptr, ns * BLOCK, SLOW)?;
-    mem.bytes_mut()
-        .iter_mut()
-        .step_by(PAGE)
-        .for_each(|b| *b = 1);
+    let mut mem = Region::place_runs(&[(FAST, nf * BLOCK), (SLOW, ns * BLOCK)], Thp::NoHuge)?;
+    let base = mem.base();
     let pages = mem.page_addrs(0, mem.len());
     let mut before = vec![0i32; pages.len()];
     numa::query(&pages, &mut before)?;

@@ -77,6 +77,9 @@ pub struct PinnedMap {
     /// tier in the region and copies promoted blocks into memory of its own elsewhere
     /// (acknowledged with RELOCATED); the planner is given room outside the region.
     outside: bool,
+    /// Percent of the region's fast slots to keep free (or holding shadows) for new
+    /// contents, by demoting cold blocks ahead of need ([`PinnedMap::set_headroom_percent`]).
+    headroom_percent: u32,
     pub counters: PinnedCounters,
 }
 
@@ -110,6 +113,7 @@ impl PinnedMap {
             slot: vec![Slot::Free; n],
             requested: vec![NONE; n],
             outside: false,
+            headroom_percent: 0,
             counters: PinnedCounters::default(),
         }
     }
@@ -125,6 +129,11 @@ impl PinnedMap {
         }
         m.outside = true;
         m
+    }
+
+    /// Keep `percent` of the fast slots free for new contents (`client.pinned_headroom_percent`).
+    pub fn set_headroom_percent(&mut self, percent: u32) {
+        self.headroom_percent = percent.min(100);
     }
 
     /// Whether promotions go to the client's memory outside the region.
@@ -284,12 +293,14 @@ impl PinnedMap {
         let mut slow_room: Vec<(i32, i64)> = Vec::new();
         let (mut ups, mut downs) = (Vec::new(), Vec::new());
         let (mut pending_down, mut pending_up) = (0i64, 0i64);
+        let mut fast_slots = 0i64;
         for s in 0..self.slot.len() {
             let node = self.node[s];
             if node < 0 {
                 continue;
             }
             let fast = is_fast(node);
+            fast_slots += fast as i64;
             let room = if fast { &mut fast_room } else { &mut slow_room };
             let i = match room.iter().position(|(n, _)| *n == node) {
                 Some(i) => i,
@@ -349,25 +360,63 @@ impl PinnedMap {
             if !displace {
                 break; // the rest are colder still
             }
-            // A demotion to an existing shadow needs no free slow slot.
-            let to = match self.slot[c] {
-                Slot::Used { shadow: Some(s) } if !is_fast(self.node(s as u64)) => {
-                    let node = self.node(s as u64);
-                    if let Some(r) = slow_room.iter_mut().find(|r| r.0 == node) {
-                        r.1 -= 1; // its own shadow: nobody else's room
-                    }
-                    Some(node)
-                }
-                _ => take_one(&mut slow_room),
+            let Some(to) = self.demotion_target(c, &is_fast, &mut slow_room) else {
+                break;
             };
-            let Some(to) = to else { break };
             out.push((c as u64, to));
             self.counters.demote_requests += 1;
+        }
+        // Headroom: new contents (prefill, new decode blocks) are written where the
+        // client has room, so keep some fast slots free for them, as TPP keeps a free
+        // watermark on the fast node: demote cold blocks (COLD / FREE-flagged, or cooled
+        // below MIN_HEAT and not wanted fast) ahead of need, coldest first.
+        let headroom = (fast_slots * self.headroom_percent as i64 + 99) / 100;
+        let mut room = fast_room.iter().map(|r| r.1.max(0)).sum::<i64>() + coming.max(0);
+        if self.outside {
+            room = headroom;
+        }
+        for c in downs {
+            if room >= headroom {
+                break;
+            }
+            let x = h(c);
+            if !(x.cold || (!x.wants_fast && x.heat < MIN_HEAT)) {
+                break; // the rest are warmer
+            }
+            let Some(to) = self.demotion_target(c, &is_fast, &mut slow_room) else {
+                break;
+            };
+            out.push((c as u64, to));
+            self.counters.demote_requests += 1;
+            room += 1;
         }
         for &(s, node) in &out {
             self.requested[s as usize] = node;
         }
         out
+    }
+}
+
+impl PinnedMap {
+    /// Where fast block `c` goes down: to its own shadow's node if it has one there (a
+    /// re-point, which needs no free slow slot: the shadow is nobody else's room), else
+    /// to the slow node with the most room.
+    fn demotion_target(
+        &self,
+        c: usize,
+        is_fast: &impl Fn(i32) -> bool,
+        slow_room: &mut [(i32, i64)],
+    ) -> Option<i32> {
+        match self.slot[c] {
+            Slot::Used { shadow: Some(s) } if !is_fast(self.node(s as u64)) => {
+                let node = self.node(s as u64);
+                if let Some(r) = slow_room.iter_mut().find(|r| r.0 == node) {
+                    r.1 -= 1;
+                }
+                Some(node)
+            }
+            _ => take_one(slow_room),
+        }
     }
 }
 
@@ -488,6 +537,41 @@ mod tests {
             vec![(1, SLOW)],
             "prefetch displaces"
         );
+    }
+
+    #[test]
+    fn headroom_demotes_cold_blocks_ahead_of_need() {
+        // 4 fast slots (0-3), 4 slow (4-7), all fast ones used, nothing slow wants up.
+        let mut m = PinnedMap::new(&[(FAST, 4), (SLOW, 4)], 8, |n| n == FAST || n == SLOW).unwrap();
+        m.used(0, 4);
+        let mut heat = [
+            hot(5.0),
+            hot(0.05),
+            hot(3.0),
+            hot(0.0),
+            hot(0.0),
+            hot(0.0),
+            hot(0.0),
+            hot(0.0),
+        ];
+        heat[3].cold = true;
+        assert!(m.plan(&heat, fast, None).is_empty(), "no headroom asked");
+        // 50 %: two fast slots kept free: the COLD block first, then the cooled one; the
+        // warm ones stay.
+        m.set_headroom_percent(50);
+        assert_eq!(m.plan(&heat, fast, None), vec![(3, SLOW), (1, SLOW)]);
+        assert_eq!(m.counters.demote_requests, 2);
+        // Outstanding demotions count as room: nothing more until they are served.
+        assert!(m.plan(&heat, fast, None).is_empty());
+        m.moved(3, 4, 1);
+        m.moved(1, 5, 1);
+        assert!(
+            m.plan(&heat, fast, None).is_empty(),
+            "two shadows are the room"
+        );
+        // 100 %: only cold blocks go, warm ones are not pushed out for headroom.
+        m.set_headroom_percent(100);
+        assert!(m.plan(&heat, fast, None).is_empty());
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub fn plan(d: &Daemon, r: &ShmRegion) -> usize {
     let is_fast = |n: i32| n >= 0 && topo.tier_of(n as u32) == Some(0);
     let slots: Vec<SlotHeat> = heat.iter().map(|(s, _)| *s).collect();
     let outside = outside_room(d, r);
+    let headroom = d.config().client.pinned_headroom_percent;
     let Some(reqs) = r.with_pinned(|m| {
+        m.set_headroom_percent(headroom);
         // A PREFETCH is served once its block is on the fast tier (as for other memory).
         let served: Vec<u64> = (0..m.len() as u64)
             .filter(|&b| is_fast(m.node(b)))

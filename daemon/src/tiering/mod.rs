@@ -120,7 +120,7 @@ impl Loop {
             let replan = self.wait(next_drain, &cfg);
             // Everything sent before now (a step's outcome before its plan's end) is
             // in the tables before they are read.
-            self.heat.apply_pending(&cfg);
+            self.apply_pending(&cfg);
             if !replan {
                 next_drain += period;
                 // Behind by more than a period (a slow drain): restart the cadence.
@@ -170,12 +170,22 @@ impl Loop {
                 },
                 recv(self.heat.queue()) -> cmd => {
                     if let Ok(cmd) = cmd {
+                        let t = Instant::now();
                         self.heat.apply(cmd, cfg);
+                        self.costs.heat += t.elapsed();
+                        self.costs.heat_cmds += 1;
                     }
                 }
                 default(left) => return false,
             }
         }
+    }
+
+    /// Runs every heat command waiting, counting its time.
+    fn apply_pending(&mut self, cfg: &Config) {
+        let t = Instant::now();
+        self.costs.heat_cmds += self.heat.apply_pending(cfg) as u64;
+        self.costs.heat += t.elapsed();
     }
 
     /// Reap, sync targets, drain samplers into heat tables, adapt the rate.
@@ -257,8 +267,11 @@ impl Loop {
             // allows for; its outcomes reach the table before the scan's result does.
             let t = self.heat.table(p.pid, &cfg);
             let (granule, started) = (t.granule(), t.now_ms(Instant::now()));
-            let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started).map(|q| {
-                self.heat.apply_pending(&cfg);
+            let queried = Instant::now();
+            let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started);
+            self.costs.scan_query += queried.elapsed();
+            let res = res.map(|q| {
+                self.apply_pending(&cfg);
                 let t = self.heat.table(p.pid, &cfg);
                 let now = t.now_ms(Instant::now());
                 scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)

@@ -4,7 +4,8 @@
 //! keeps the samplers' targets in step with the registry, drains the samplers into the
 //! heat tables and runs one rate-controller step. Every `policy.interval_ms` it
 //! refreshes placement (a scan per process about once a second; every 5 s in
-//! monitor-only mode) and, in tiering mode, builds the policy's view, plans, and hands
+//! monitor-only mode; less often when a scan is slow, so that scans take at most a
+//! fifth of the loop's time: [`next_scan`]) and, in tiering mode, builds the policy's view, plans, and hands
 //! the plan to the migration worker thread (`worker.rs`), so the loop never blocks on
 //! migration. A plan sent while the worker runs one supersedes it at the worker's next
 //! step: newly hot data waits one policy period, not for a plan made on older heat.
@@ -39,6 +40,9 @@ const MONITOR_SCAN_PERIOD: Duration = Duration::from_millis(5000);
 const PLAN_FLOOR_BYTES: u64 = 16 << 20;
 /// Shortest gap between two plans when the worker asks for the next one.
 const MIN_REPLAN: Duration = Duration::from_millis(50);
+/// A process's scans take at most 1 / SCAN_DUTY of the loop's time: the next one starts
+/// no sooner than SCAN_DUTY times the last one's duration after that one began.
+const SCAN_DUTY: u32 = 5;
 /// How often a heat snapshot is kept for heatmaps.
 const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
@@ -77,7 +81,8 @@ struct Loop {
     generation: u64,
     last_policy: Instant,
     last_snapshot: Instant,
-    last_scan: HashMap<i32, Instant>,
+    /// When each process's next placement scan is due ([`next_scan`]).
+    next_scan: HashMap<i32, Instant>,
     samples: Vec<AccessSample>,
     costs: Costs,
 }
@@ -102,7 +107,7 @@ impl Loop {
             generation,
             last_policy: Instant::now(),
             last_snapshot: Instant::now(),
-            last_scan: HashMap::new(),
+            next_scan: HashMap::new(),
             samples: Vec::new(),
             costs: Costs::default(),
         }
@@ -192,14 +197,14 @@ impl Loop {
     fn sample(&mut self) {
         let d = &self.d;
         for pid in d.registry.reap() {
-            self.last_scan.remove(&pid);
+            self.next_scan.remove(&pid);
             tracing::info!(pid, "managed process exited");
         }
         let procs = d.registry.all();
         let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
         // Forget tables of processes no longer managed.
         self.heat.retain(|pid| pids.contains(&pid));
-        self.last_scan.retain(|pid, _| pids.contains(pid));
+        self.next_scan.retain(|pid, _| pids.contains(pid));
         // Processes that send hints are left to their hints (Daemon::sampled).
         let now = Instant::now();
         let sampled: Vec<i32> = procs
@@ -255,14 +260,10 @@ impl Loop {
             MONITOR_SCAN_PERIOD
         };
         for p in &d.registry.all() {
-            let due = self
-                .last_scan
-                .get(&p.pid)
-                .is_none_or(|t| t.elapsed() >= period);
-            if !due {
+            let began = Instant::now();
+            if self.next_scan.get(&p.pid).is_some_and(|&due| began < due) {
                 continue;
             }
-            self.last_scan.insert(p.pid, Instant::now());
             // The worker may move pages while the query runs, which `scan::apply`
             // allows for; its outcomes reach the table before the scan's result does.
             let t = self.heat.table(p.pid, &cfg);
@@ -293,6 +294,8 @@ impl Loop {
                 }
                 Err(e) => tracing::debug!(pid = p.pid, error = %e, "placement scan failed"),
             }
+            self.next_scan
+                .insert(p.pid, next_scan(began, began.elapsed(), period));
         }
     }
 
@@ -396,6 +399,16 @@ impl Loop {
             tracing::debug!("the migration worker is gone: plan dropped");
         }
     }
+}
+
+/// When the next placement scan of a process is due, given when the last one `began`
+/// and how long it `took`: every `period`, or less often when a scan is slow (a process
+/// with a large or fragmented address space under a slow CPU), so that scans leave the
+/// loop time for the drains, the plans and the heat commands. Heat commands wait while a
+/// scan runs: a loop that scanned back to back would fill their queue and stall the
+/// hint poller, the clients' rings filling meanwhile.
+fn next_scan(began: Instant, took: Duration, period: Duration) -> Instant {
+    began + period.max(took * SCAN_DUTY)
 }
 
 /// The scopes' budgets as the scope watcher last published them, and their names (in

@@ -9,7 +9,9 @@
 //! the plan to the migration worker thread (`worker.rs`), so the loop never blocks on
 //! migration. A plan sent while the worker runs one supersedes it at the worker's next
 //! step: newly hot data waits one policy period, not for a plan made on older heat.
-//! When the worker runs out of plans it wakes the loop, which drains and plans again
+//! When the worker runs out of plans (after one that moved something: a full node
+//! must not make the loop replan futile moves every 50 ms) it wakes the loop, which
+//! drains and plans again
 //! at once (at most every [`MIN_REPLAN`]): migration bandwidth is the scarce resource,
 //! so the worker should not sit idle until the next policy tick.
 

@@ -250,6 +250,13 @@ fn main() -> anyhow::Result<()> {
     for (w, s) in watch.iter_mut().zip(&after) {
         w.applied_at_s.push(s.applied_entries);
         w.published_at_s.push(s.published_entries);
+        // The count comes from the generation itself, not from how often this thread
+        // got the CPU to look (it shares it with the spinning clients).
+        if s.placement_gen != w.gen_last {
+            w.gap_max = w.gap_max.max(end - w.gen_changed.unwrap_or(t0));
+            w.gen_changed = Some(end);
+            w.gen_last = s.placement_gen;
+        }
         w.gap_max = w.gap_max.max(end - w.gen_changed.unwrap_or(t0));
     }
     stop.store(true, Ordering::SeqCst);

@@ -130,11 +130,14 @@ impl HeatOwner {
         }
     }
 
-    /// Runs every command waiting in the queue.
-    pub fn apply_pending(&mut self, cfg: &Config) {
+    /// Runs every command waiting in the queue; returns how many.
+    pub fn apply_pending(&mut self, cfg: &Config) -> usize {
+        let mut n = 0;
         while let Ok(cmd) = self.rx.try_recv() {
             self.apply(cmd, cfg);
+            n += 1;
         }
+        n
     }
 
     /// `pid`'s table, created from the config when missing.

@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod holders;
+pub mod peers;
 pub mod pinned;
 pub mod placement;
 pub mod poller;
@@ -144,23 +145,26 @@ impl Hub {
 
     /// Ends the connections with regions whose peer died or changed credentials (their
     /// regions close, their sockets are shut down). Called by the placement refresher.
+    /// Credentials are read once per peer process, not per connection ([`peers`]).
     pub fn end_departed_peers(&self) {
         let conns: std::collections::BTreeSet<u64> =
             self.regions().iter().map(|r| r.owner.conn).collect();
-        for conn in conns {
-            let w = self
-                .peers
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&conn)
-                .cloned();
-            let why = match w {
-                Some(w) => w.changed(),
-                None => Some("connection closed".into()),
-            };
-            if let Some(why) = why {
-                self.end_client(conn, tierd_client::layout::state::CLOSED, &why);
+        let mut watched = Vec::with_capacity(conns.len());
+        let mut gone = Vec::new();
+        {
+            let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+            for conn in conns {
+                match peers.get(&conn) {
+                    Some(w) => watched.push((conn, w.clone())),
+                    None => gone.push((conn, "connection closed".to_string())),
+                }
             }
+        }
+        let list: Vec<(u64, &session::PeerWatch)> =
+            watched.iter().map(|(c, w)| (*c, &**w)).collect();
+        gone.extend(peers::departed(&list));
+        for (conn, why) in gone {
+            self.end_client(conn, tierd_client::layout::state::CLOSED, &why);
         }
     }
 

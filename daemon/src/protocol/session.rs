@@ -65,19 +65,38 @@ impl PeerWatch {
 
     /// Why the peer is no longer the process that connected, if it is not.
     pub fn changed(&self) -> Option<String> {
-        let pid = self.process.pid();
-        match self.process.creds() {
-            Ok(c) if c == self.creds => None,
-            Ok(_) => Some(format!(
-                "process {pid} changed its credentials since it connected"
-            )),
-            Err(e) => Some(e.to_string()),
-        }
+        use super::peers::Watched;
+        self.judge(&self.process.creds())
     }
 
     /// Still running (no /proc read; for the hot paths).
     pub fn alive(&self) -> bool {
         self.process.alive()
+    }
+}
+
+impl super::peers::Watched for PeerWatch {
+    fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
+    fn alive(&self) -> bool {
+        self.process.alive()
+    }
+
+    fn read_creds(&self) -> Result<Creds, ProcessError> {
+        self.process.creds()
+    }
+
+    fn judge(&self, now: &Result<Creds, ProcessError>) -> Option<String> {
+        let pid = self.process.pid();
+        match now {
+            Ok(c) if *c == self.creds => None,
+            Ok(_) => Some(format!(
+                "process {pid} changed its credentials since it connected"
+            )),
+            Err(e) => Some(e.to_string()),
+        }
     }
 }
 

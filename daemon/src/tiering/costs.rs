@@ -12,6 +12,13 @@ pub struct Costs {
     pub drain: Duration,
     pub record: Duration,
     pub scan: Duration,
+    /// Of `scan`: the kernel queries (maps, resident pages, `move_pages`), without the
+    /// heat commands applied before the result is recorded.
+    pub scan_query: Duration,
+    /// Heat commands (hint edits, move outcomes, reads) run between the steps,
+    /// wherever they ran (also inside `scan`).
+    pub heat: Duration,
+    pub heat_cmds: u64,
     pub views: Duration,
     pub plan: Duration,
     pub plans: u32,
@@ -32,6 +39,9 @@ impl Costs {
             drain_ms = self.drain.as_millis() as u64,
             record_ms = self.record.as_millis() as u64,
             scan_ms = self.scan.as_millis() as u64,
+            scan_query_ms = self.scan_query.as_millis() as u64,
+            heat_ms = self.heat.as_millis() as u64,
+            heat_cmds = self.heat_cmds,
             views_ms = self.views.as_millis() as u64,
             plan_ms = self.plan.as_millis() as u64,
             plans = self.plans,

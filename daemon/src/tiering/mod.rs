@@ -4,11 +4,14 @@
 //! keeps the samplers' targets in step with the registry, drains the samplers into the
 //! heat tables and runs one rate-controller step. Every `policy.interval_ms` it
 //! refreshes placement (a scan per process about once a second; every 5 s in
-//! monitor-only mode) and, in tiering mode, builds the policy's view, plans, and hands
+//! monitor-only mode; less often when a scan is slow, so that scans take at most a
+//! fifth of the loop's time: [`next_scan`]) and, in tiering mode, builds the policy's view, plans, and hands
 //! the plan to the migration worker thread (`worker.rs`), so the loop never blocks on
 //! migration. A plan sent while the worker runs one supersedes it at the worker's next
 //! step: newly hot data waits one policy period, not for a plan made on older heat.
-//! When the worker runs out of plans it wakes the loop, which drains and plans again
+//! When the worker runs out of plans (after one that moved something: a full node
+//! must not make the loop replan futile moves every 50 ms) it wakes the loop, which
+//! drains and plans again
 //! at once (at most every [`MIN_REPLAN`]): migration bandwidth is the scarce resource,
 //! so the worker should not sit idle until the next policy tick.
 
@@ -39,6 +42,9 @@ const MONITOR_SCAN_PERIOD: Duration = Duration::from_millis(5000);
 const PLAN_FLOOR_BYTES: u64 = 16 << 20;
 /// Shortest gap between two plans when the worker asks for the next one.
 const MIN_REPLAN: Duration = Duration::from_millis(50);
+/// A process's scans take at most 1 / SCAN_DUTY of the loop's time: the next one starts
+/// no sooner than SCAN_DUTY times the last one's duration after that one began.
+const SCAN_DUTY: u32 = 5;
 /// How often a heat snapshot is kept for heatmaps.
 const SNAPSHOT_PERIOD: Duration = Duration::from_millis(1000);
 
@@ -77,7 +83,8 @@ struct Loop {
     generation: u64,
     last_policy: Instant,
     last_snapshot: Instant,
-    last_scan: HashMap<i32, Instant>,
+    /// When each process's next placement scan is due ([`next_scan`]).
+    next_scan: HashMap<i32, Instant>,
     samples: Vec<AccessSample>,
     costs: Costs,
 }
@@ -102,7 +109,7 @@ impl Loop {
             generation,
             last_policy: Instant::now(),
             last_snapshot: Instant::now(),
-            last_scan: HashMap::new(),
+            next_scan: HashMap::new(),
             samples: Vec::new(),
             costs: Costs::default(),
         }
@@ -120,7 +127,7 @@ impl Loop {
             let replan = self.wait(next_drain, &cfg);
             // Everything sent before now (a step's outcome before its plan's end) is
             // in the tables before they are read.
-            self.heat.apply_pending(&cfg);
+            self.apply_pending(&cfg);
             if !replan {
                 next_drain += period;
                 // Behind by more than a period (a slow drain): restart the cadence.
@@ -170,7 +177,10 @@ impl Loop {
                 },
                 recv(self.heat.queue()) -> cmd => {
                     if let Ok(cmd) = cmd {
+                        let t = Instant::now();
                         self.heat.apply(cmd, cfg);
+                        self.costs.heat += t.elapsed();
+                        self.costs.heat_cmds += 1;
                     }
                 }
                 default(left) => return false,
@@ -178,18 +188,25 @@ impl Loop {
         }
     }
 
+    /// Runs every heat command waiting, counting its time.
+    fn apply_pending(&mut self, cfg: &Config) {
+        let t = Instant::now();
+        self.costs.heat_cmds += self.heat.apply_pending(cfg) as u64;
+        self.costs.heat += t.elapsed();
+    }
+
     /// Reap, sync targets, drain samplers into heat tables, adapt the rate.
     fn sample(&mut self) {
         let d = &self.d;
         for pid in d.registry.reap() {
-            self.last_scan.remove(&pid);
+            self.next_scan.remove(&pid);
             tracing::info!(pid, "managed process exited");
         }
         let procs = d.registry.all();
         let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
         // Forget tables of processes no longer managed.
         self.heat.retain(|pid| pids.contains(&pid));
-        self.last_scan.retain(|pid, _| pids.contains(pid));
+        self.next_scan.retain(|pid, _| pids.contains(pid));
         // Processes that send hints are left to their hints (Daemon::sampled).
         let now = Instant::now();
         let sampled: Vec<i32> = procs
@@ -245,20 +262,19 @@ impl Loop {
             MONITOR_SCAN_PERIOD
         };
         for p in &d.registry.all() {
-            let due = self
-                .last_scan
-                .get(&p.pid)
-                .is_none_or(|t| t.elapsed() >= period);
-            if !due {
+            let began = Instant::now();
+            if self.next_scan.get(&p.pid).is_some_and(|&due| began < due) {
                 continue;
             }
-            self.last_scan.insert(p.pid, Instant::now());
             // The worker may move pages while the query runs, which `scan::apply`
             // allows for; its outcomes reach the table before the scan's result does.
             let t = self.heat.table(p.pid, &cfg);
             let (granule, started) = (t.granule(), t.now_ms(Instant::now()));
-            let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started).map(|q| {
-                self.heat.apply_pending(&cfg);
+            let queried = Instant::now();
+            let res = scan::query(p.pid, granule, d.engine.mover().as_ref(), started);
+            self.costs.scan_query += queried.elapsed();
+            let res = res.map(|q| {
+                self.apply_pending(&cfg);
                 let t = self.heat.table(p.pid, &cfg);
                 let now = t.now_ms(Instant::now());
                 scan::apply(&q, t, &topo, now, 2 * period.as_millis() as u32)
@@ -280,6 +296,8 @@ impl Loop {
                 }
                 Err(e) => tracing::debug!(pid = p.pid, error = %e, "placement scan failed"),
             }
+            self.next_scan
+                .insert(p.pid, next_scan(began, began.elapsed(), period));
         }
     }
 
@@ -383,6 +401,16 @@ impl Loop {
             tracing::debug!("the migration worker is gone: plan dropped");
         }
     }
+}
+
+/// When the next placement scan of a process is due, given when the last one `began`
+/// and how long it `took`: every `period`, or less often when a scan is slow (a process
+/// with a large or fragmented address space under a slow CPU), so that scans leave the
+/// loop time for the drains, the plans and the heat commands. Heat commands wait while a
+/// scan runs: a loop that scanned back to back would fill their queue and stall the
+/// hint poller, the clients' rings filling meanwhile.
+fn next_scan(began: Instant, took: Duration, period: Duration) -> Instant {
+    began + period.max(took * SCAN_DUTY)
 }
 
 /// The scopes' budgets as the scope watcher last published them, and their names (in

@@ -5,6 +5,7 @@
 
 use super::{worker, Loop};
 use crate::migrate::fake::FakeMover;
+use crate::migrate::{MoveError, Mover};
 use crate::sampling::{AccessSample, Sampler, SamplerError, SamplingSet};
 use crate::state::Daemon;
 use crate::topology::fake::FakeTopology;
@@ -48,13 +49,17 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(Arc::new(FakeMover::new().default_node(1)))
+}
+
+fn fixture_with(mover: Arc<dyn Mover>) -> Fixture {
     let mut cfg = Config::default();
     cfg.sampling.backends = Vec::new();
     let topo = Arc::new(FakeTopology::new(&[
         (0, &[0], 1 << 30, 0),
         (1, &[], 4 << 30, 1),
     ]));
-    let d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new().default_node(1))).unwrap();
+    let d = Daemon::new(cfg, None, topo, mover).unwrap();
     let pid = std::process::id() as i32;
     d.registry.manage(pid, PolicyName::Tpp, 0).unwrap();
     let heat = d.heat.take_owner().unwrap();
@@ -150,4 +155,73 @@ fn hints_sent_through_the_port_reach_the_plan() {
             "pinned granule {a:#x} is promoted"
         );
     }
+}
+
+/// The fake mover, with every placement query taking `delay` (a slow machine).
+struct SlowQueries {
+    inner: FakeMover,
+    delay: Duration,
+    queries: AtomicU64,
+}
+
+impl Mover for SlowQueries {
+    fn move_pages(
+        &self,
+        pid: i32,
+        pages: &[u64],
+        nodes: &[i32],
+        status: &mut [i32],
+    ) -> Result<(), MoveError> {
+        self.inner.move_pages(pid, pages, nodes, status)
+    }
+
+    fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.inner.query(pid, pages, status)
+    }
+}
+
+#[test]
+fn a_slow_scan_is_not_repeated_every_period() {
+    let mover = Arc::new(SlowQueries {
+        inner: FakeMover::new().default_node(1),
+        delay: Duration::from_millis(300),
+        queries: AtomicU64::new(0),
+    });
+    let mut f = fixture_with(mover.clone());
+    let (_mem, _base) = hot_memory();
+    let queries = || mover.queries.load(std::sync::atomic::Ordering::SeqCst);
+    let t0 = std::time::Instant::now();
+    f.lp.refresh_placement();
+    let scans = queries();
+    assert!(scans > 0, "the first scan queries");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(300));
+    // One scan period (1 s) later: a scan that took 300 ms waits 5 x 300 ms.
+    std::thread::sleep((super::SCAN_PERIOD + Duration::from_millis(50)).saturating_sub(took));
+    f.lp.refresh_placement();
+    assert_eq!(
+        queries(),
+        scans,
+        "not due yet: scans take at most a fifth of the loop"
+    );
+    // Past five times its duration: due.
+    std::thread::sleep(
+        (took * super::SCAN_DUTY + Duration::from_millis(50)).saturating_sub(t0.elapsed()),
+    );
+    f.lp.refresh_placement();
+    assert!(queries() > scans, "due again after 5 x its duration");
+}
+
+#[test]
+fn a_fast_scan_is_due_every_period() {
+    let t = std::time::Instant::now();
+    let p = Duration::from_millis(1000);
+    assert_eq!(super::next_scan(t, Duration::from_millis(20), p), t + p);
+    assert_eq!(
+        super::next_scan(t, Duration::from_millis(400), p),
+        t + Duration::from_millis(2000)
+    );
 }

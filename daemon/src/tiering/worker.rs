@@ -27,7 +27,7 @@ pub struct PlanJob {
 
 /// Runs plans until the channel closes. `throughput` gets the measured migration rate
 /// (bytes/s, smoothed) so the loop can size plans; `done` wakes the loop when the
-/// worker runs out of plans.
+/// worker runs out of plans after one that moved something.
 pub fn run(
     d: Arc<Daemon>,
     rx: crossbeam_channel::Receiver<PlanJob>,
@@ -47,8 +47,11 @@ pub fn run(
             };
             throughput.store(ema as u64, Ordering::Relaxed);
         }
-        if rx.is_empty() {
+        if bytes > 0 && rx.is_empty() {
             // Wake the loop to plan the next job (a wake-up already pending will do).
+            // A plan that moved nothing (every destination full: headroom, ENOMEM) does
+            // not: the next plan comes at the policy's own interval, not 50 ms later,
+            // or a full node makes the loop replan futile moves ~10 times a second.
             let _ = done.try_send(());
         }
     }
@@ -650,5 +653,73 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].start, r[0].end), (0, 0x30000));
         assert_eq!((r[1].start, r[1].end), (0x40000, 0x50000));
+    }
+}
+
+#[cfg(test)]
+mod wake_tests {
+    use super::{run, PlanJob};
+    use crate::migrate::fake::FakeMover;
+    use crate::policy::{Direction, Move, MoveCause};
+    use crate::state::Daemon;
+    use crate::topology::fake::FakeTopology;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tierd_config::Config;
+
+    /// Runs one plan demoting 1 MiB of this process to node 1 on a worker whose moves
+    /// `succeed` or are all refused; whether the worker woke the loop after it.
+    fn wakes_after_one_plan(succeed: bool) -> bool {
+        let mut cfg = Config::default();
+        cfg.migrate.thp_aware = false;
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0], 1 << 30, 0),
+            (1, &[], 4 << 30, 1),
+        ]));
+        let pid = std::process::id() as i32;
+        // Every page on node 0; a mover for another pid refuses this one's (nothing moves).
+        let mover = FakeMover::new().default_node(0);
+        let mover = if succeed { mover } else { mover.owner(pid + 1) };
+        let d = Daemon::new(cfg, None, topo, Arc::new(mover)).unwrap();
+        let mem = vec![1u8; 2 << 20];
+        let addr = (mem.as_ptr() as u64).div_ceil(1 << 20) * (1 << 20);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let worker = {
+            let d = d.clone();
+            std::thread::spawn(move || run(d, rx, Arc::new(AtomicU64::new(0)), done_tx))
+        };
+        tx.send(PlanJob {
+            moves: vec![Move {
+                pid,
+                addr,
+                bytes: 64 << 10,
+                from: 0,
+                to: 1,
+                dir: Direction::Demote,
+                cause: MoveCause::Headroom,
+            }],
+            promote_floor: Default::default(),
+            pingpong_window_ms: 30_000,
+        })
+        .unwrap();
+        let woke = done_rx.recv_timeout(Duration::from_millis(1500)).is_ok();
+        drop(tx);
+        worker.join().unwrap();
+        drop(mem);
+        woke
+    }
+
+    #[test]
+    fn a_plan_that_moved_nothing_does_not_wake_the_loop_early() {
+        assert!(
+            wakes_after_one_plan(true),
+            "a plan that moved pages asks for the next"
+        );
+        assert!(
+            !wakes_after_one_plan(false),
+            "nothing moved (a full node): the next plan waits for the policy interval"
+        );
     }
 }

@@ -71,6 +71,10 @@ soft_fail() {
 }
 
 echo "$TIERD_PID" >$cg/daemon/cgroup.procs
+# 256 clients hold ~4 descriptors each (socket, region memory, the shared memory tierd
+# sends): past the default 1024, the shared memory's SCM_RIGHTS arrives truncated
+# (MSG_CTRUNC, which the client library reports as ENOBUFS) and REGISTER fails.
+ulimit -n 8192
 echo $$ >$cg/admin/cgroup.procs
 rm -f /tmp/load.done
 # shellcheck disable=SC2016 # $0 and $@ belong to the inner shell

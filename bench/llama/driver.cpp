@@ -514,7 +514,6 @@ int main(int argc, char ** argv) {
         }
     }
     Hints hints;
-    if (a.hints) hints.open(layout);
 
     fprintf(stderr, "llama-kvdriver: %zu KV tensors, %.1f MiB (%d slots x %d cells), row %zu B, stream %zu B\n",
             layout.tensors.size(), kv_bytes / 1048576.0, a.slots, a.ctx_per_seq, layout.tensors[0].row_bytes,
@@ -524,6 +523,8 @@ int main(int argc, char ** argv) {
     fflush(stdout);
     if (!a.go.empty())
         while (access(a.go.c_str(), F_OK) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // After the release: the arm starts tierd (mover.sh) once this process is ready.
+    if (a.hints) hints.open(layout);
 
     std::deque<size_t> waiting; // turns that arrived, not yet running
     size_t next_turn = 0;

@@ -7,21 +7,32 @@
 // Serving loop (continuous batching, one llama_decode per step): turns arrive by their
 // timestamps (times --time-scale); a session keeps its slot and KV between turns (its
 // next turn only prefills the new tokens); a new session takes a free slot or evicts
-// the least recently used idle one. Each step batches a prefill chunk or one decode
-// token of every active turn. Token ids are random (the model's weights are random).
+// the least recently used idle one. Each step batches one decode token of every decoding
+// turn and prefill chunks in the room left. Token ids are random (the weights are too).
+//
+// Prompt KV by transfer: under TCG, computing a prompt's KV would take the whole run, so
+// a turn's prompt KV arrives as in Mooncake's disaggregated prefill, computed elsewhere
+// and written into the sequence's slot: all but the last --prefill-tokens of it are
+// copied from the warm state (llama_state_seq_set_data with the warm state cut to the
+// sequence's new length, which rewrites the sequence's cells 0..L-1 in place), the last
+// ones are computed by llama_decode.
 //
 // Ground truth, from llama.cpp's own layout: the K/V tensors ("cache_k_l<i>",
 // "cache_v_l<i>", [row, kv_size, n_stream]) are found through the public eval callback
 // on the first decode; with flash attention V is not transposed, so sequence s's first
-// n cells of layer i are the bytes [base + s*nb[2], + n*nb[1]) of each tensor. Every
-// --sample-ms the node of every KV page is queried (move_pages with nodes=NULL), and
-// each step adds, per sequence it ran, the bytes its attention read (its cells in every
-// layer's K and V) split by that placement: kv_fast_read_share = fast bytes / all bytes.
+// n cells of layer i are the bytes [base + s*nb[2], + n*nb[1]) of each tensor. Before
+// every step the node of every page the step's attention reads is queried (move_pages
+// with nodes=NULL), and the step adds, per sequence it runs, the bytes its attention
+// reads (its cells in every layer's K and V) split by that placement:
+// kv_fast_read_share = fast bytes / all bytes. pages_migrated is the guest's
+// pgmigrate_success from the release (--go) to the end: the set-up move is not in it.
 //
 // Modes: --kv-node N moves all KV to node N once found (N=1: the "DRAM already full"
-// start every mover arm shares); --oracle-fast-mib M places the KV itself (the slices
-// of the active turns, then of the most recently idle sessions, up to M MiB on node 0,
-// the rest on node 1); --hints sends tierd hints through libtierd (the same policy as
+// start every mover arm shares; the accessed bits the set-up left are then cleared
+// through /proc/self/clear_refs, so no sampler starts from them); --oracle-fast-mib M
+// places the KV itself whenever the set of running turns changes (the slices of the
+// running turns, then of the most recently idle sessions, up to M MiB on node 0, the
+// rest on node 1); --hints sends tierd hints through libtierd (the same policy as
 // clients/python/tierd/kvhints.py: register each layer's K and V, PREFETCH the
 // sessions a turn is waiting for, ACCESS the running ones, COLD on idle, FREE on
 // eviction). arm.sh protocol: --go FILE prints "ready pid=.. range=..", waits for FILE.
@@ -59,7 +70,10 @@ constexpr long kWarmSession = 1L << 40; // session ids of the warm start (schedu
 struct Args {
     std::string model, schedule, tag = "llama", go, warm_state;
     double seconds = 60, time_scale = 1.0;
-    int slots = 32, ctx_per_seq = 8192, threads = 2, chunk = 256, sample_ms = 1000;
+    // One thread: ggml's spin barrier wastes most of a second thread's time when the
+    // two vCPUs are shared with a mover (or the host is busy), and the mover gets a CPU.
+    int slots = 32, ctx_per_seq = 8192, threads = 1, chunk = 256, sample_ms = 1000;
+    int prefill_tokens = 8;
     int kv_node = -1, warm_cells = 0;
     long oracle_fast_mib = -1;
     bool hints = false, warm_only = false;
@@ -88,7 +102,8 @@ Args parse(int argc, char ** argv) {
         else if (k == "--ctx-per-seq") a.ctx_per_seq = atoi(val().c_str());
         else if (k == "--threads") a.threads = atoi(val().c_str());
         else if (k == "--chunk") a.chunk = atoi(val().c_str());
-        else if (k == "--sample-ms") a.sample_ms = atoi(val().c_str());
+        else if (k == "--sample-ms") a.sample_ms = atoi(val().c_str()); // unused: placement is queried per step
+        else if (k == "--prefill-tokens") a.prefill_tokens = atoi(val().c_str());
         else if (k == "--kv-node") a.kv_node = atoi(val().c_str());
         else if (k == "--warm-cells") a.warm_cells = atoi(val().c_str());
         else if (k == "--oracle-fast-mib") a.oracle_fast_mib = atol(val().c_str());
@@ -100,9 +115,9 @@ Args parse(int argc, char ** argv) {
     if (a.model.empty() || (a.schedule.empty() && !a.warm_only)) die("--model and --schedule are required");
     if (a.warm_only && (a.warm_state.empty() || a.warm_cells == 0)) die("--warm-only needs --warm-state and --warm-cells");
     if (a.slots < 1 || a.ctx_per_seq < 256 || a.chunk < 1 || a.seconds <= 0 || a.sample_ms < 1 ||
-        a.warm_cells < 0 || a.warm_cells >= a.ctx_per_seq)
+        a.warm_cells < 0 || a.warm_cells >= a.ctx_per_seq || a.threads < 1 || a.prefill_tokens < 1)
         die("bad sizes (slots >= 1, ctx-per-seq >= 256, chunk >= 1, seconds > 0, sample-ms >= 1, "
-            "0 <= warm-cells < ctx-per-seq)");
+            "0 <= warm-cells < ctx-per-seq, threads >= 1, prefill-tokens >= 1)");
     return a;
 }
 
@@ -183,6 +198,23 @@ struct Placement {
     void refresh() {
         for (size_t f = 0; f < node.size(); f += 16384) call(f, std::min<size_t>(16384, node.size() - f), nullptr);
     }
+    // Queries the node of every page of the ranges [a, b) (one move_pages per 16k pages).
+    void query(const std::vector<std::pair<uintptr_t, uintptr_t>> & ranges) {
+        std::vector<void *> pages;
+        std::vector<size_t> idx;
+        for (auto [a, b] : ranges)
+            for (uintptr_t p = a & ~(page - 1); p < b; p += page) {
+                pages.push_back(reinterpret_cast<void *>(p));
+                idx.push_back((p - lo) / page);
+            }
+        std::vector<int> status(pages.size(), -1);
+        for (size_t f = 0; f < pages.size(); f += 16384) {
+            size_t n = std::min<size_t>(16384, pages.size() - f);
+            if (syscall(SYS_move_pages, 0, n, pages.data() + f, nullptr, status.data() + f, 0) < 0)
+                std::fill(status.begin() + long(f), status.begin() + long(f + n), -1);
+        }
+        for (size_t i = 0; i < idx.size(); i++) node[idx[i]] = int8_t(status[i] >= 0 ? status[i] : -1);
+    }
     // Moves [a, b) to `to`; returns pages that changed node.
     long move(uintptr_t a, uintptr_t b, int to) {
         size_t first = (a - lo) / page, last = (b - lo + page - 1) / page;
@@ -258,6 +290,68 @@ double hmat(int n, const char * what) {
     }
     return v;
 }
+
+// The guest's pgmigrate_success (/proc/vmstat), or -1.
+long pgmigrate_success() {
+    FILE * f = fopen("/proc/vmstat", "r");
+    if (!f) return -1;
+    char key[64];
+    long v, r = -1;
+    while (fscanf(f, "%63s %ld", key, &v) == 2)
+        if (strcmp(key, "pgmigrate_success") == 0) r = v;
+    fclose(f);
+    return r;
+}
+
+// A saved sequence state (llama_state_seq_get_data of llama.cpp's non-unified KV cache:
+// magic, seq id, n_stream, then per stream its cell count; for the one stream with cells,
+// per cell (pos, n_seq_id = 1, seq id), v_trans, n_layer, per layer K (type, row size,
+// rows), per layer V (the same)) cut to its first `n` cells: the prompt KV a transfer
+// writes. Dies when the layout is not that one.
+struct WarmState {
+    std::vector<uint8_t> blob;
+    uint32_t cells = 0;
+    size_t meta_off = 16;
+    std::vector<size_t> row; // per K then V tensor: row bytes
+
+    template <class T> T get(size_t off) const {
+        if (off + sizeof(T) > blob.size()) die("warm state: truncated");
+        T v;
+        memcpy(&v, blob.data() + off, sizeof v);
+        return v;
+    }
+    void parse() {
+        uint32_t n_stream = get<uint32_t>(8);
+        cells = get<uint32_t>(12);
+        if (n_stream < 1 || cells == 0 || get<uint32_t>(meta_off + 4) != 1) die("warm state: unexpected layout");
+        size_t off = meta_off + size_t(cells) * 12;
+        if (get<uint32_t>(off) != 0) die("warm state: V is transposed (flash attention off?)");
+        uint32_t n_layer = get<uint32_t>(off + 4);
+        off += 8;
+        for (uint32_t t = 0; t < 2 * n_layer; t++) {
+            size_t r = size_t(get<uint64_t>(off + 4));
+            row.push_back(r);
+            off += 12 + size_t(cells) * r;
+        }
+        if (off + 4 * size_t(n_stream - 1) != blob.size()) die("warm state: unexpected size");
+    }
+    // The state of the first n cells (n <= cells) into out.
+    void prefix(uint32_t n, std::vector<uint8_t> & out) const {
+        auto put = [&](size_t from, size_t len) { out.insert(out.end(), blob.begin() + long(from), blob.begin() + long(from + len)); };
+        out.clear();
+        put(0, 12);
+        out.insert(out.end(), reinterpret_cast<const uint8_t *>(&n), reinterpret_cast<const uint8_t *>(&n) + 4);
+        put(meta_off, size_t(n) * 12);
+        size_t off = meta_off + size_t(cells) * 12;
+        put(off, 8);
+        off += 8;
+        for (size_t r : row) {
+            put(off, 12 + size_t(n) * r);
+            off += 12 + size_t(cells) * r;
+        }
+        put(off, blob.size() - off);
+    }
+};
 
 // --- tierd hints (same policy as clients/python/tierd/kvhints.py) -----------------------
 
@@ -359,8 +453,9 @@ int main(int argc, char ** argv) {
     // loads it into every slot (llama_state_seq_set_data: a copy, seconds under TCG
     // where computing 7k tokens takes minutes).
     std::vector<Slot> slots(a.slots);
+    WarmState warm; // the prompt KV of transfers (empty without a warm start)
     if (a.warm_cells > 0) {
-        std::vector<uint8_t> state;
+        std::vector<uint8_t> & state = warm.blob;
         if (!a.warm_state.empty() && !a.warm_only) {
             std::ifstream f(a.warm_state, std::ios::binary);
             if (!f) die("cannot read --warm-state " + a.warm_state + " (bench/llama/build.sh makes it)");
@@ -400,6 +495,8 @@ int main(int argc, char ** argv) {
             slots[s].cells = a.warm_cells;
             slots[s].last_used = -1.0 - s;
         }
+        warm.parse();
+        if (warm.cells != uint32_t(a.warm_cells)) die("--warm-state holds " + std::to_string(warm.cells) + " cells, not --warm-cells");
     }
     size_t kv_bytes = 0;
     for (auto & t : layout.tensors) kv_bytes += t.bytes;
@@ -407,8 +504,16 @@ int main(int argc, char ** argv) {
     pl.init(layout);
     pl.refresh();
     if (a.kv_node >= 0) pl.move(pl.lo, pl.hi, a.kv_node);
+    {
+        // The set-up wrote every KV page (and moving them may keep their young bits):
+        // clear the accessed bits, so the samplers start from the run, not the set-up.
+        FILE * f = fopen("/proc/self/clear_refs", "w");
+        if (f) {
+            fputs("1", f);
+            fclose(f);
+        }
+    }
     Hints hints;
-    if (a.hints) hints.open(layout);
 
     fprintf(stderr, "llama-kvdriver: %zu KV tensors, %.1f MiB (%d slots x %d cells), row %zu B, stream %zu B\n",
             layout.tensors.size(), kv_bytes / 1048576.0, a.slots, a.ctx_per_seq, layout.tensors[0].row_bytes,
@@ -418,14 +523,19 @@ int main(int argc, char ** argv) {
     fflush(stdout);
     if (!a.go.empty())
         while (access(a.go.c_str(), F_OK) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // After the release: the arm starts tierd (mover.sh) once this process is ready.
+    if (a.hints) hints.open(layout);
 
     std::deque<size_t> waiting; // turns that arrived, not yet running
     size_t next_turn = 0;
     llama_batch batch = llama_batch_init(512, 0, 1);
     double fast_b = 0, slow_b = 0, prefill_tokens = 0, decode_tokens = 0, evictions = 0, steps = 0;
-    double turns_done = 0, oracle_moved = 0;
+    double turns_done = 0, oracle_moved = 0, transfer_tokens = 0, decode_steps = 0, max_running = 0;
+    double running_sum = 0;
+    std::vector<uint8_t> transfer; // a cut warm state, reused
+    const long migrated0 = pgmigrate_success();
     const double t_start = now_s();
-    double next_sample = t_start;
+    bool oracle_due = a.oracle_fast_mib >= 0;
     std::vector<size_t> running_turn(a.slots, SIZE_MAX);
 
     auto slot_range = [&](const KvTensor & t, int s, int cells) {
@@ -440,6 +550,8 @@ int main(int argc, char ** argv) {
             if (slots[x].busy != slots[y].busy) return slots[x].busy;
             return slots[x].last_used > slots[y].last_used;
         });
+        // pl.node is current without a query: no other mover runs in this arm, every
+        // move goes through pl.move, and each step queries the pages it reads.
         double budget = double(a.oracle_fast_mib) * 1048576.0;
         for (int pass = 0; pass < 2; pass++) // demote first, so promotion finds room
             for (int s : order) {
@@ -497,18 +609,31 @@ int main(int argc, char ** argv) {
                 llama_memory_seq_rm(mem, s, -1, -1);
                 sl.cells = 0;
             }
-            hints.slot(layout, s, sl.cells, TIERD_HINT_PREFETCH, 100);
+            int new_tokens = std::min(tu.new_tokens, a.ctx_per_seq - sl.cells - 1);
+            // The prompt's KV by transfer, up to the warm state's length; the last
+            // --prefill-tokens (and what the warm state cannot give) are computed.
+            int to = std::min(sl.cells + std::max(0, new_tokens - a.prefill_tokens), int(warm.cells));
+            hints.slot(layout, s, std::max(sl.cells, to), TIERD_HINT_PREFETCH, 100);
+            if (to > sl.cells) {
+                warm.prefix(uint32_t(to), transfer);
+                if (llama_state_seq_set_data(ctx, transfer.data(), transfer.size(), s) == 0)
+                    die("llama_state_seq_set_data: a transfer of " + std::to_string(to) + " cells failed");
+                if (llama_memory_seq_pos_max(mem, s) != to - 1) die("a transfer left the sequence at the wrong length");
+                new_tokens -= to - sl.cells;
+                transfer_tokens += to - sl.cells;
+                sl.cells = to;
+            }
             sl.busy = true;
-            sl.todo_prefill = std::min(tu.new_tokens, a.ctx_per_seq - sl.cells - 1);
+            sl.todo_prefill = new_tokens;
             sl.todo_decode = std::max(1, std::min(tu.out_tokens, a.ctx_per_seq - sl.cells - sl.todo_prefill));
             running_turn[s] = waiting[w];
             waiting.erase(waiting.begin() + long(w));
+            oracle_due = a.oracle_fast_mib >= 0;
         }
 
-        if (now_s() >= next_sample) {
-            pl.refresh();
-            if (a.oracle_fast_mib >= 0) place_oracle();
-            next_sample = now_s() + a.sample_ms / 1000.0;
+        if (oracle_due) { // the set of running turns changed
+            place_oracle();
+            oracle_due = false;
         }
 
         // One step: one token of every decoding turn first, then prefill chunks in the
@@ -536,6 +661,18 @@ int main(int argc, char ** argv) {
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
             continue;
         }
+        // Where the pages this step's attention reads are now (each sequence's cells,
+        // the new ones included), exactly, not from a sample up to a second old.
+        std::vector<std::pair<uintptr_t, uintptr_t>> reads;
+        bool decoding = false;
+        for (auto [s, n] : ran) {
+            for (auto & t : layout.tensors) reads.push_back(slot_range(t, s, slots[s].cells + n));
+            decoding = decoding || slots[s].todo_prefill <= 0;
+        }
+        pl.query(reads);
+        running_sum += double(ran.size());
+        max_running = std::max(max_running, double(ran.size()));
+        if (decoding) decode_steps++;
         int rc = llama_decode(ctx, batch);
         if (rc != 0) die("llama_decode returned " + std::to_string(rc));
         steps++;
@@ -565,10 +702,12 @@ int main(int argc, char ** argv) {
                 turns_done++;
                 running_turn[s] = SIZE_MAX;
                 hints.slot(layout, s, sl.cells, TIERD_HINT_COLD);
+                oracle_due = a.oracle_fast_mib >= 0;
             }
         }
     }
     double wall = now_s() - t_start;
+    const long migrated1 = pgmigrate_success();
     double live = 0;
     for (auto & sl : slots) live += double(sl.cells) * double(layout.tensors[0].row_bytes) * double(layout.tensors.size());
     double share = fast_b + slow_b > 0 ? fast_b / (fast_b + slow_b) : 0;
@@ -588,6 +727,11 @@ int main(int argc, char ** argv) {
     printf("RESULT %s.turns_arrived=%zu\n", p, next_turn);
     printf("RESULT %s.evictions=%.0f\n", p, evictions);
     printf("RESULT %s.wall_s=%.1f\n", p, wall);
+    printf("RESULT %s.decode_steps=%.0f\n", p, decode_steps);
+    printf("RESULT %s.mean_running=%.2f\n", p, steps > 0 ? running_sum / steps : 0.0);
+    printf("RESULT %s.max_running=%.0f\n", p, max_running);
+    printf("RESULT %s.transfer_tokens=%.0f\n", p, transfer_tokens);
+    if (migrated0 >= 0 && migrated1 >= 0) printf("RESULT %s.pages_migrated=%ld\n", p, migrated1 - migrated0);
     if (a.oracle_fast_mib >= 0) printf("RESULT %s.oracle_pages_moved=%.0f\n", p, oracle_moved);
     if (a.hints) printf("RESULT %s.hints_sent=%ld\nRESULT %s.hints_failed=%ld\n", p, hints.sent, p, hints.failed);
     if (bw0 > 0 && bw1 > 0 && decode_tokens > 0) {

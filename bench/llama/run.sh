@@ -4,25 +4,29 @@
 # requests, then prints every figure as "RESULT <arm>.<figure>=<value>".
 #
 #   bench/llama/run.sh [--trace PATH] [--seconds N] [--arms "none kernel ..."]
-#                      [--time-scale X] [--token-scale X] [--out DIR] [--no-build]
+#                      [--time-scale X] [--token-scale X] [--output-scale X]
+#                      [--max-output N] [--out DIR] [--no-build]
 #
 #   --trace PATH       Mooncake .jsonl or Azure .csv (default: $TIERD_TRACES, else
 #                      ../shared/traces beside the checkout, mooncake_conversation_trace.jsonl)
-#   --seconds N        length of each arm (default 60)
+#   --seconds N        length of each arm (default 120)
 #   --arms LIST        default "none kernel damon tierd tierd-hints oracle all-fast"
-#   --time-scale X     trace milliseconds x X = wall milliseconds (default 10: the VM
+#   --time-scale X     trace milliseconds x X = wall milliseconds (default 20: the VM
 #                      runs llama.cpp under TCG, far slower than a server)
-#   --token-scale X    trace token counts / X (default 16), see schedule.py
+#   --token-scale X    trace prompt/context token counts / X (default 64), see schedule.py
+#   --output-scale X   trace output token counts / X (default 4), capped at
+#   --max-output N     (default 48) tokens decoded per turn
 #   --out DIR          results (default target/llama-run): console.log, results.txt, ...
 #   --no-build         use what target/ has (bench/llama/build.sh, cargo --release)
 #
-# Sizes (environment): LLAMA_SLOTS (32 sequences), LLAMA_CTX (8192 cells each),
-# LLAMA_WARM (7168 cells of KV already in every slot at the start: a server that has
+# Sizes (environment): LLAMA_SLOTS (96 sequences), LLAMA_CTX (3072 cells each),
+# LLAMA_WARM (2816 cells of KV already in every slot at the start: a server that has
 # been up; computed once on the host into target/llama/warm-*.state and loaded),
-# LLAMA_ORACLE_MIB (300: what the oracle keeps on node0), LLAMA_FAST_SLOTS (6:
-# all-fast's cache, small enough for node0). With the model of make_model.py a cell is
-# 4 KiB over all layers: 32 x 8192 cells = 1 GiB of KV, 896 MiB of it live, next to a
-# 512 MiB fast node. The VM: tests/vm/run.sh's two nodes (node0 512 MiB + 2 CPUs,
+# LLAMA_ORACLE_MIB (300: what the oracle keeps on node0), LLAMA_FAST_SLOTS (20:
+# all-fast's cache, small enough for node0), LLAMA_PREFILL (8: prompt tokens computed
+# per turn, the rest of the prompt's KV arrives by transfer, see driver.cpp). With the
+# model of make_model.py a cell is 4 KiB over all layers: 96 x 3072 cells = 1152 MiB of
+# KV, 1056 MiB of it live at the start, next to a 512 MiB fast node. The VM: tests/vm/run.sh's two nodes (node0 512 MiB + 2 CPUs,
 # node1 1536 MiB CPU-less, HMAT 3x latency / 1/5 bandwidth), one boot, under the host's
 # VM lock ($TIERD_VM_LOCK, default /tmp/tierd-vm.lock).
 # Exit status: 1 if the boot or an arm failed, 2 on usage errors.
@@ -39,12 +43,12 @@ die() {
 
 traces=${TIERD_TRACES:-$root/../shared/traces}
 trace=$traces/mooncake_conversation_trace.jsonl
-seconds=60 time_scale=10 token_scale=16 build=1
+seconds=120 time_scale=20 token_scale=64 output_scale=4 max_output=48 build=1
 arms="none kernel damon tierd tierd-hints oracle all-fast"
 out=$root/target/llama-run
 while (($#)); do
   case $1 in
-    --trace | --seconds | --arms | --time-scale | --token-scale | --out)
+    --trace | --seconds | --arms | --time-scale | --token-scale | --output-scale | --max-output | --out)
       (($# >= 2)) || die "$1 needs a value"
       case $1 in
         --trace) trace=$2 ;;
@@ -52,6 +56,8 @@ while (($#)); do
         --arms) arms=$2 ;;
         --time-scale) time_scale=$2 ;;
         --token-scale) token_scale=$2 ;;
+        --output-scale) output_scale=$2 ;;
+        --max-output) max_output=$2 ;;
         --out) out=$2 ;;
       esac
       shift 2
@@ -74,8 +80,8 @@ done
 [[ -s $trace ]] || die "no trace at $trace (Mooncake .jsonl or Azure .csv; see docs/benchmarks.md, \"Workloads and traces\")"
 [[ $out != *,* ]] || die "--out: QEMU cannot take paths with commas: $out"
 
-slots=${LLAMA_SLOTS:-32} ctx=${LLAMA_CTX:-8192} warm=${LLAMA_WARM:-7168}
-oracle_mib=${LLAMA_ORACLE_MIB:-300} fast_slots=${LLAMA_FAST_SLOTS:-6}
+slots=${LLAMA_SLOTS:-96} ctx=${LLAMA_CTX:-3072} warm=${LLAMA_WARM:-2816}
+oracle_mib=${LLAMA_ORACLE_MIB:-300} fast_slots=${LLAMA_FAST_SLOTS:-20} prefill=${LLAMA_PREFILL:-8}
 
 if [[ -n $build ]]; then
   echo "bench/llama/run.sh: building (cargo build --release --workspace, bench/llama/build.sh)"
@@ -100,13 +106,14 @@ for n in "$slots" "$fast_slots"; do
   cp "$state" "$vm/warm-$n.state"
 done
 python3 "$here/schedule.py" "$trace" --out "$vm/schedule.txt" \
-  --token-scale "$token_scale" --time-scale "$time_scale" --seconds "$seconds"
-common="--slots $slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$slots.state --time-scale $time_scale"
+  --token-scale "$token_scale" --output-scale "$output_scale" --max-output "$max_output" \
+  --time-scale "$time_scale" --seconds "$seconds"
+common="--slots $slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$slots.state --time-scale $time_scale --prefill-tokens $prefill"
 cat >"$vm/env" <<ENV
 LLAMA_SECONDS=$seconds
 LLAMA_ARMS="$arms"
 LLAMA_ARGS="$common"
-LLAMA_FAST_ARGS="--slots $fast_slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$fast_slots.state --time-scale $time_scale"
+LLAMA_FAST_ARGS="--slots $fast_slots --ctx-per-seq $ctx --warm-cells $warm --warm-state /tierd/llama/warm-$fast_slots.state --time-scale $time_scale --prefill-tokens $prefill"
 LLAMA_ORACLE_MIB=$oracle_mib
 ENV
 
@@ -117,7 +124,9 @@ timeout_s=$((120 + narms * (seconds + 150)))
 rm -rf "$out"
 mkdir -p "$out"
 lock=${TIERD_VM_LOCK:-/tmp/tierd-vm.lock}
-echo "bench/llama/run.sh: arms [$arms], ${seconds}s each, trace $trace (waits for the VM lock $lock)"
+echo "bench/llama/run.sh: arms [$arms], ${seconds}s each, trace $trace, time x$time_scale, tokens /$token_scale," \
+  "outputs /$output_scale <= $max_output, $slots slots x $ctx cells ($warm warm), prefill $prefill (waits for the VM lock $lock)"
+cp "$vm/schedule.txt" "$out/"
 set +e +o pipefail
 TIERD_VM_OUT=$out flock "$lock" bash tests/vm/run.sh --group bench-llama --timeout "$timeout_s" \
   --extra-bin target/llama/llama-kvdriver \

@@ -20,8 +20,11 @@ requests continue a session this way). The Azure trace has no prefix information
 session of one turn (its KV still stays in the engine until evicted).
 
 Scale. The test VM runs llama.cpp under TCG, about two orders of magnitude slower than
-a server, so token counts are divided by --token-scale (default 16: Mooncake's ~12k
-token prompts become ~750) and outputs capped by --max-output; --seconds keeps the
+a server, so prompt and history token counts are divided by --token-scale (bench/llama/
+run.sh passes 64: Mooncake's ~12k-token prompts become ~200 cells), output counts by
+--output-scale (default: --token-scale; run.sh passes 4) and capped by --max-output (the
+driver computes only the last few prompt tokens, the rest of a prompt's KV arrives by
+transfer, so prompts cost little and decodes are what a run does); --seconds keeps the
 turns that arrive in the first N seconds of the trace (after --time-scale, which the
 driver applies too: pass the same value to both), starting --start-s seconds into the
 trace (default 600: sessions begun earlier come back with their history). Called by bench/llama/run.sh on the
@@ -70,7 +73,7 @@ def azure(path):
             yield t - t0, ctx, gen, None
 
 
-def turns(rows, token_scale, max_output):
+def turns(rows, token_scale, max_output, output_scale):
     """Yields (arrival_ms, session, new_tokens, output_tokens, history_tokens), sessions
     by prefix."""
     by_prefix = {}  # full prompt blocks of a request -> (session, its input+output tokens)
@@ -88,7 +91,7 @@ def turns(rows, token_scale, max_output):
         new = max(1, inp - reused)
         if hashes and inp // BLOCK_TOKENS >= 2:
             by_prefix[tuple(hashes[: inp // BLOCK_TOKENS])] = (session, inp + out)
-        scaled_out = max(1, min(max_output, round(out / token_scale)))
+        scaled_out = max(1, min(max_output, round(out / output_scale)))
         yield t, session, max(1, round(new / token_scale)), scaled_out, round(reused / token_scale)
 
 
@@ -98,6 +101,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--token-scale", type=float, default=16.0)
     ap.add_argument("--max-output", type=int, default=32)
+    ap.add_argument("--output-scale", type=float, default=0, help="output token counts / X (0: --token-scale)")
     ap.add_argument("--time-scale", type=float, default=1.0, help="the driver's --time-scale")
     ap.add_argument("--seconds", type=float, default=0, help="keep turns arriving in the first N s (0: all)")
     ap.add_argument(
@@ -107,14 +111,17 @@ def main():
         help="begin this far into the trace (earlier turns only name sessions: the server has been up)",
     )
     a = ap.parse_args()
-    if a.token_scale <= 0 or a.max_output < 1 or a.time_scale <= 0:
-        sys.exit("schedule.py: --token-scale and --time-scale must be > 0, --max-output >= 1")
+    if a.token_scale <= 0 or a.max_output < 1 or a.time_scale <= 0 or a.output_scale < 0:
+        sys.exit("schedule.py: --token-scale and --time-scale must be > 0, --output-scale >= 0, --max-output >= 1")
     rows = mooncake(a.trace) if a.trace.endswith(".jsonl") else azure(a.trace)
     kept = sessions = 0
     seen = set()
     with open(a.out, "w") as f:
-        f.write(f"# {a.trace} token_scale={a.token_scale} max_output={a.max_output}\n")
-        for t, s, new, out, history in turns(rows, a.token_scale, a.max_output):
+        f.write(
+            f"# {a.trace} token_scale={a.token_scale} output_scale={a.output_scale or a.token_scale}"
+            f" max_output={a.max_output}\n"
+        )
+        for t, s, new, out, history in turns(rows, a.token_scale, a.max_output, a.output_scale or a.token_scale):
             t -= a.start_s * 1000.0
             if t < 0:
                 continue

@@ -8,7 +8,11 @@
 # runs, `fastshare` samples where the range its ready line names (range= or pool=)
 # sits, every TIERD_BENCH_SERIES_MS ms (default 1000; 0 = off), into
 # /out/series-SCENARIO-TAG.txt (SCENARIO: guest-init.sh's TIERD_SCENARIO) for the
-# report's plots. Exit status: the workload's. Busybox sh.
+# report's plots. With TIERD_BENCH_MOVER_CPU=1 it also prints "RESULT TAG.mover_cpu_s=S":
+# the CPU time (user + system) the movers' own threads spent while the workload ran
+# (tierd's process, when ARM is tierd, plus every kdamond kthread; the kernel's NUMA
+# hint faults run in the workload's threads and are not in it). Exit status: the
+# workload's. Busybox sh.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +47,18 @@ echo "arm.sh: $arm: $(grep '^ready ' "$log")"
 # The workload's memory, for fastshare below: range= (hotwindow) or pool= (kvreplay).
 range=$(awk '/^ready / { for (i = 1; i <= NF; i++) if ($i ~ /^(range|pool)=0x/) { sub(/^[a-z]+=/, "", $i); print $i } }' "$log")
 sh "$here/mover.sh" "$arm" start "$pid"
+# Clock ticks of the movers' threads: tierd's process (its stat sums its threads) and
+# the kdamonds (kthreads named kdamond.N).
+mover_ticks() {
+	tp=
+	[ "$arm" != tierd ] || tp=$(cat "${TIERD_BENCH_STATE:-/run/tierd-bench}/tierd.pid" 2>/dev/null || true)
+	awk -v tp="/proc/$tp/stat" '{
+		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
+		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
+		if (FILENAME == tp || c ~ /^kdamond/) t += f[12] + f[13]
+	} END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null || echo 0
+}
+[ "${TIERD_BENCH_MOVER_CPU:-0}" != 1 ] || ticks0=$(mover_ticks)
 touch "$go"
 series=
 every=${TIERD_BENCH_SERIES_MS:-1000}
@@ -68,9 +84,14 @@ if [ "$arm" = tierd ]; then
 fi
 rc=0
 wait "$pid" || rc=$?
+if [ "${TIERD_BENCH_MOVER_CPU:-0}" = 1 ]; then
+	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+	mover_cpu="RESULT $tag.mover_cpu_s=$(awk -v a="$ticks0" -v b="$(mover_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')"
+fi
 [ -z "$snap" ] || kill "$snap" 2>/dev/null || true
 [ -z "$series" ] || wait "$series" || true
 sh "$here/mover.sh" "$arm" stop
 cat "$log"
+[ -z "${mover_cpu:-}" ] || echo "$mover_cpu"
 rm -f "$log" "$go"
 exit "$rc"

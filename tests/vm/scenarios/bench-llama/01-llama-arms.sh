@@ -11,13 +11,14 @@
 #   oracle       no mover; the engine places its own KV (active slices on node0)
 #   all-fast     no mover; a smaller cache that fits node0, all KV on node0
 # Every arm but all-fast starts with all KV on node1. Per arm: the driver's RESULT
-# lines (tokens_per_s, kv_fast_read_share, ...) and pages_migrated (pgmigrate_success
-# over the arm). Settings: /tierd/llama/env (written by bench/llama/run.sh):
+# lines (tokens_per_s, kv_fast_read_share, pages_migrated: pgmigrate_success from the
+# driver's release to its end, the set-up move not counted, ...) and arm.sh's
+# mover_cpu_s (tierd's and the kdamonds' CPU time over the run). Settings: /tierd/llama/env (written by bench/llama/run.sh):
 # LLAMA_SECONDS, LLAMA_ARMS, LLAMA_ARGS (driver sizes), LLAMA_FAST_ARGS (all-fast's),
 # LLAMA_ORACLE_MIB.
 # Needs: run.sh --extra-bin target/llama/llama-kvdriver --extra-file bench/peers:/tierd/peers
 #        --extra-file target/llama/vm:/tierd/llama (model.gguf, schedule.txt, env)
-# tierd-timeout: 1500
+# tierd-timeout: 1800
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
 
@@ -27,18 +28,16 @@ command -v llama-kvdriver >/dev/null || cannot_run "no llama-kvdriver (run.sh --
 # shellcheck disable=SC1091
 . /tierd/llama/env
 
-migrated() { awk '$1 == "pgmigrate_success" { print $2 }' /proc/vmstat; }
+export TIERD_BENCH_MOVER_CPU=1
 
 arm() { # arm TAG MOVER [driver args...]
 	tag=$1
 	mover=$2
 	shift 2
 	echo "=== llama $tag (node0 free $(node_free_kb 0) kB, node1 free $(node_free_kb 1) kB)"
-	m0=$(migrated)
 	sh /tierd/peers/arm.sh --tag "$tag" "$mover" llama-kvdriver --model /tierd/llama/model.gguf \
 		--schedule /tierd/llama/schedule.txt --seconds "$LLAMA_SECONDS" "$@" ||
 		echo "llama: arm $tag failed"
-	echo "RESULT $tag.pages_migrated=$(($(migrated) - m0))"
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 }

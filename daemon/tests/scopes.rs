@@ -105,59 +105,19 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
     // Bad requests are refused, and tierd goes on.
     for (bad, want) in [
         (
-            Request::ManageScope {
-                name: None,
-                cgroup: Some("/tierd-no-such-cgroup-x".into()),
-                unit: None,
-                comm: None,
-                policy: None,
-                priority: None,
-                fast_budget: None,
-                fast_min: None,
-                gpu: None,
-            },
+            bad_scope(None, Some("/tierd-no-such-cgroup-x"), None, None),
             "no cgroup /tierd-no-such-cgroup-x",
         ),
         (
-            Request::ManageScope {
-                name: Some("cfg".into()),
-                cgroup: None,
-                unit: None,
-                comm: Some("x".into()),
-                policy: None,
-                priority: None,
-                fast_budget: None,
-                fast_min: None,
-                gpu: None,
-            },
+            bad_scope(Some("cfg"), None, Some("x"), None),
             "defined in the config file",
         ),
         (
-            Request::ManageScope {
-                name: Some("g".into()),
-                cgroup: None,
-                unit: None,
-                comm: Some("x".into()),
-                policy: None,
-                priority: None,
-                fast_budget: None,
-                fast_min: None,
-                gpu: Some("0000:3b:00.0".into()),
-            },
+            bad_scope(Some("g"), None, Some("x"), Some("0000:3b:00.0")),
             "no GPU 0000:3b:00.0 (GPUs: ",
         ),
         (
-            Request::ManageScope {
-                name: Some("g".into()),
-                cgroup: None,
-                unit: None,
-                comm: Some("x".into()),
-                policy: None,
-                priority: None,
-                fast_budget: None,
-                fast_min: None,
-                gpu: Some("gpu0".into()),
-            },
+            bad_scope(Some("g"), None, Some("x"), Some("gpu0")),
             "neither an index",
         ),
     ] {
@@ -235,4 +195,25 @@ fn a_config_scope_naming_a_gpu_the_machine_lacks_stops_the_start_with_the_reason
         err.contains("scope \"llm\": gpu \"0000:3b:00.0\": no GPU 0000:3b:00.0"),
         "{err}"
     );
+}
+
+/// A `manage_scope` request with only these fields set (the rest default), as the
+/// refusal cases need.
+fn bad_scope(
+    name: Option<&str>,
+    cgroup: Option<&str>,
+    comm: Option<&str>,
+    gpu: Option<&str>,
+) -> Request {
+    Request::ManageScope {
+        name: name.map(Into::into),
+        cgroup: cgroup.map(Into::into),
+        unit: None,
+        comm: comm.map(Into::into),
+        policy: None,
+        priority: None,
+        fast_budget: None,
+        fast_min: None,
+        gpu: gpu.map(Into::into),
+    }
 }

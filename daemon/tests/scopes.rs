@@ -13,19 +13,28 @@ use tierd_api::{ErrorKind, Request, Response, ScopeStatus, StatusReply};
 mod control;
 use control::{call, ok, Killed};
 
-fn start(dir: &Path) -> Killed {
+/// Writes `dir/tierd.toml`: sockets and state under `dir`, no client socket or metrics,
+/// and `scope` (a `[[scope]]` table) appended. Returns its path.
+fn write_config(dir: &Path, scope: &str) -> std::path::PathBuf {
     let cfg = dir.join("tierd.toml");
     std::fs::write(
         &cfg,
         format!(
             "[daemon]\nsocket = \"{d}/tierd.sock\"\nstate_dir = \"{d}/state\"\n\
              scopes_file = \"{d}/lib/scopes.json\"\n\
-             [client]\nenabled = false\n[metrics]\nenabled = false\n\
-             [[scope]]\nname = \"cfg\"\ncomm = \"^tsc-cfg$\"\npriority = 2\n",
+             [client]\nenabled = false\n[metrics]\nenabled = false\n{scope}",
             d = dir.display()
         ),
     )
     .unwrap();
+    cfg
+}
+
+fn start(dir: &Path) -> Killed {
+    let cfg = write_config(
+        dir,
+        "[[scope]]\nname = \"cfg\"\ncomm = \"^tsc-cfg$\"\npriority = 2\n",
+    );
     let _ = std::fs::remove_file(dir.join("tierd.sock"));
     let child = Command::new(env!("CARGO_BIN_EXE_tierd"))
         .arg("--config")
@@ -172,18 +181,10 @@ fn config_and_runtime_scopes_manage_new_processes_and_survive_a_restart() {
 fn a_config_scope_naming_a_gpu_the_machine_lacks_stops_the_start_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = d.join("tierd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[daemon]\nsocket = \"{d}/tierd.sock\"\nstate_dir = \"{d}/state\"\n\
-             scopes_file = \"{d}/lib/scopes.json\"\n\
-             [client]\nenabled = false\n[metrics]\nenabled = false\n\
-             [[scope]]\nname = \"llm\"\ncomm = \"^x$\"\ngpu = \"0000:3b:00.0\"\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
+    let cfg = write_config(
+        d,
+        "[[scope]]\nname = \"llm\"\ncomm = \"^x$\"\ngpu = \"0000:3b:00.0\"\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_tierd"))
         .arg("--config")
         .arg(&cfg)

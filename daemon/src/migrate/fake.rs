@@ -29,6 +29,9 @@ pub struct FakeMover {
     default_node: Option<i32>,
     pages: Mutex<Pages>,
     calls: AtomicU64,
+    /// Each `query` sleeps this long first (a slow machine).
+    query_delay: std::time::Duration,
+    queries: AtomicU64,
 }
 
 #[derive(Default)]
@@ -58,6 +61,12 @@ impl FakeMover {
     /// Pages never placed nor moved are on `node` (instead of absent).
     pub fn default_node(mut self, node: i32) -> FakeMover {
         self.default_node = Some(node);
+        self
+    }
+
+    /// Every placement query takes `delay` (a slow machine, or a huge region).
+    pub fn query_delay(mut self, delay: std::time::Duration) -> FakeMover {
+        self.query_delay = delay;
         self
     }
 
@@ -93,6 +102,11 @@ impl FakeMover {
     /// `move_pages` calls so far that reached the pages.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Placement queries so far.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pages> {
@@ -132,6 +146,8 @@ impl Mover for FakeMover {
     }
 
     fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(self.query_delay);
         self.check_pid(pid)?;
         let p = self.lock();
         for i in 0..pages.len() {

@@ -4,7 +4,7 @@
 use super::*;
 use tierd_config::Amount;
 
-use super::tests::{knobs, nodes_with, G, MB};
+use super::tests::{hot, knobs, nodes_with, G, MB};
 
 fn nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
     nodes_with(fast_total, fast_free, 16)
@@ -13,17 +13,7 @@ fn nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
 /// `n` granules from `base`, hot (heat 10 + i) and recently accessed, on `node`.
 pub(super) fn hot_set(base: u64, n: u64, node: u32) -> Vec<GranuleView> {
     (0..n)
-        .map(|i| GranuleView {
-            addr: base + i * G,
-            bytes: G,
-            heat: 10.0 + i as f64,
-            node,
-            hot_for_ms: 1000,
-            idle_ms: 50,
-            since_move_ms: u64::MAX,
-            moves: 0,
-            flags: 0,
-        })
+        .map(|i| hot(base + i * G, node, 10.0 + i as f64))
         .collect()
 }
 

@@ -39,7 +39,7 @@ fn two_nodes(fast_total: u64, fast_free: u64) -> Vec<NodeState> {
 }
 
 /// A granule hot for a while, recently accessed, never moved.
-fn hot(addr: u64, node: u32, heat: f64) -> GranuleView {
+pub(super) fn hot(addr: u64, node: u32, heat: f64) -> GranuleView {
     GranuleView {
         addr,
         bytes: G,

@@ -5,7 +5,7 @@
 
 use super::{worker, Loop};
 use crate::migrate::fake::FakeMover;
-use crate::migrate::{MoveError, Mover};
+use crate::migrate::Mover;
 use crate::sampling::{AccessSample, Sampler, SamplerError, SamplingSet};
 use crate::state::Daemon;
 use crate::topology::fake::FakeTopology;
@@ -157,42 +157,16 @@ fn hints_sent_through_the_port_reach_the_plan() {
     }
 }
 
-/// The fake mover, with every placement query taking `delay` (a slow machine).
-struct SlowQueries {
-    inner: FakeMover,
-    delay: Duration,
-    queries: AtomicU64,
-}
-
-impl Mover for SlowQueries {
-    fn move_pages(
-        &self,
-        pid: i32,
-        pages: &[u64],
-        nodes: &[i32],
-        status: &mut [i32],
-    ) -> Result<(), MoveError> {
-        self.inner.move_pages(pid, pages, nodes, status)
-    }
-
-    fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
-        self.queries
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        std::thread::sleep(self.delay);
-        self.inner.query(pid, pages, status)
-    }
-}
-
 #[test]
 fn a_slow_scan_is_not_repeated_every_period() {
-    let mover = Arc::new(SlowQueries {
-        inner: FakeMover::new().default_node(1),
-        delay: Duration::from_millis(300),
-        queries: AtomicU64::new(0),
-    });
+    let mover = Arc::new(
+        FakeMover::new()
+            .default_node(1)
+            .query_delay(Duration::from_millis(300)),
+    );
     let mut f = fixture_with(mover.clone());
     let (_mem, _base) = hot_memory();
-    let queries = || mover.queries.load(std::sync::atomic::Ordering::SeqCst);
+    let queries = || mover.queries();
     let t0 = std::time::Instant::now();
     f.lp.refresh_placement();
     let scans = queries();

@@ -74,19 +74,27 @@ pub fn status(d: &Daemon) -> StatusReply {
 }
 
 /// Every scope with its processes and budgets, as the scope watcher and the last plan
-/// left them.
+/// left them. A scope's processes are the registry's (those managed under its name), so
+/// one reply or state-tree snapshot never lists a process under a scope whose list
+/// lacks it: the watcher publishes its own list only after it has managed them.
 pub fn scopes(d: &Daemon) -> Vec<ScopeStatus> {
     let procs = d.registry.all();
     d.scopes
         .states()
         .iter()
         .map(|s| {
-            let fast_bytes = procs
+            let members: Vec<_> = procs
                 .iter()
-                .filter(|p| s.pids.contains(&p.pid))
+                .filter(|p| p.scope.as_deref() == Some(&*s.def.name))
+                .collect();
+            let fast_bytes = members
+                .iter()
                 .map(|p| p.stats.fast_bytes.load(Ordering::Relaxed))
                 .sum();
-            scope_status(s, d.scopes.resolved(&s.def.name), fast_bytes)
+            let mut st = scope_status(s, d.scopes.resolved(&s.def.name), fast_bytes);
+            st.pids = members.iter().map(|p| p.pid).collect();
+            st.pids.sort_unstable();
+            st
         })
         .collect()
 }
@@ -119,5 +127,61 @@ pub fn scope_status(
         memory_pressure_some_avg10_pct: s.psi.pressure_pct,
         psi_rate_factor: s.psi.factor(),
         managed: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::fake::FakeMover;
+    use crate::scope::source::fake::FakeSource;
+    use crate::topology::fake::FakeTopology;
+    use std::sync::Arc;
+    use tierd_config::{Config, ScopeConfig};
+
+    /// The registry is the one owner of "which process is in which scope": a process
+    /// the watcher has managed but not yet published is listed under its scope, and
+    /// one the state still names but the registry dropped is not.
+    #[test]
+    fn a_scope_lists_the_processes_the_registry_manages_under_it() {
+        let mut cfg = Config::default();
+        cfg.scopes.push(ScopeConfig {
+            name: "svc".into(),
+            cgroup: Some("/svc".into()),
+            ..Default::default()
+        });
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0], 1 << 30, 0),
+            (1, &[], 4 << 30, 1),
+        ]));
+        let mut d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new())).unwrap();
+        let src = Arc::new(FakeSource::default());
+        Arc::get_mut(&mut d).unwrap().scopes = crate::scope::Scopes::with_source(src.clone());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let no_gpus = |_: &_| Ok(Vec::new());
+        // Published with no process (the cgroup was empty at the pass)...
+        d.scopes.reconcile(&d.registry, &d.config(), 0, &no_gpus);
+        assert!(d.scopes.states()[0].pids.is_empty());
+        // ...then managed under the scope before the next pass publishes it.
+        let policy = d.scopes.states()[0].def.policy;
+        d.registry
+            .manage_in(pid, policy, 0, Some("svc".into()))
+            .unwrap();
+        let s = scopes(&d);
+        assert_eq!(s[0].pids, vec![pid]);
+        assert!(status(&d)
+            .managed
+            .iter()
+            .any(|p| p.pid == pid && p.scope.as_deref() == Some("svc")));
+        // A pass that finds the cgroup still empty drops it: gone from both lists.
+        d.scopes.reconcile(&d.registry, &d.config(), 0, &no_gpus);
+        assert!(scopes(&d)[0].pids.is_empty());
+        assert!(status(&d).managed.iter().all(|p| p.pid != pid));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -59,6 +59,9 @@ check_eq "runtime scope policy" lru-tiered "$(jget scopes.1.policy </tmp/s.json)
 check_eq "config scope priority" 2 "$(jget scopes.0.priority </tmp/s.json)"
 wait_until 3 "state tree shows the scope" test -e "/run/tierd/procs/$rt/scope"
 check_eq "state tree scope of $rt" rt "$(cat "/run/tierd/procs/$rt/scope")"
+# The tree is rewritten file by file once a second: the scope's list may lag its
+# process's file by one rewrite.
+wait_until 3 "state tree lists $rt under the scope" grep -qx "$rt" /run/tierd/scopes/rt/pids
 check_eq "state tree pids of rt" "$rt" "$(cat /run/tierd/scopes/rt/pids)"
 
 # A process that leaves the scope is dropped.

@@ -7,11 +7,14 @@
 # promotes and demotes it, and this script moves the whole process node1 <-> node0 with
 # `tierctl migrate` in a loop (concurrently with the policy's own moves). Three runs:
 # THP advised, THP forbidden, a MAP_SHARED memfd (as a shared pool is mapped); each runs
-# until the engine has moved >= 704 MiB during it or 55 s passed (tierd_migrated_bytes_total,
-# which counts policy, prefetch and tierctl moves); >= 2 GiB in all and 0 mismatches in
-# every run are required. A fourth run pins 8 MiB with io_uring fixed buffers (a long-term pin,
-# rewritten by the kernel through the pin): move_pages must leave those pages in place
-# and their data intact while the rest of the process moves.
+# until the engine has moved its share during it or its time passed (tierd_migrated_bytes_total,
+# which counts policy, prefetch and tierctl moves); 0 mismatches in every run are required,
+# and in all >= 384 MiB migrated in the test suite (`reliability` group: 96 MiB of memcheck,
+# 192 MiB or 20 s a run) or >= 2 GiB as the benchmark of issue 18's must-show
+# (`bench-reliability` group, the same file: 160 MiB, 704 MiB or 55 s a run). A fourth
+# run pins 8 MiB with io_uring fixed buffers (a long-term pin, rewritten by the kernel
+# through the pin): move_pages must leave those pages in place and their data intact
+# while the rest of the process moves.
 # tierd-timeout: 300
 # shellcheck source=../lib.sh
 . /tierd/scenarios/lib.sh
@@ -49,7 +52,12 @@ RUST_LOG=info,tierd::tiering=debug start_tierd --config /tmp/aggressive.toml
 wait_backends
 
 mib=$((1 << 20))
-target=$((704 * mib))
+# The suite's run is shorter than the benchmark's (see the header).
+if [ "${TIERD_GROUP:-}" = bench-reliability ]; then
+	mc_mb=160 target=$((704 * mib)) run_s=55 need=$((2048 * mib))
+else
+	mc_mb=96 target=$((192 * mib)) run_s=20 need=$((384 * mib))
+fi
 total=0
 
 # start_memcheck TAG ARGS...: memcheck in the background, ready and managed; MC_PID.
@@ -93,8 +101,8 @@ for run in "thp --huge" "nothp --nohuge" "shared --shared --nohuge"; do
 	set -- $run
 	tag=$1
 	shift
-	start_memcheck "$tag" --mb 160 "$@"
-	round_trips "$tag" 55
+	start_memcheck "$tag" --mb "$mc_mb" "$@"
+	round_trips "$tag" "$run_s"
 	stop_memcheck "$tag"
 	result "$tag.migrated_bytes" "$MOVED"
 	total=$((total + MOVED))
@@ -126,4 +134,4 @@ else
 	result pin.tested 1
 fi
 stop_tierd
-check_ge "bytes migrated in all" $((2048 * mib)) "$total"
+check_ge "bytes migrated in all" "$need" "$total"

@@ -1,0 +1,1 @@
+../reliability/40-migrate-integrity.sh

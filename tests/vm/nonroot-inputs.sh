@@ -12,6 +12,9 @@
 #   OUT.pylib        python3.11's standard library without its tests and static library,
 #                    to be the guest's /usr/lib/python3.11
 #   OUT/examples     the Python examples (basic.py, offload_connector.py)
+#   OUT/deb          the .deb of `make deb` (target/debian/, rebuilt) unpacked with
+#                    `dpkg-deb -x`: the guest starts tierd from the package's binary,
+#                    default config and unit command line (it has no dpkg)
 # Prints the run.sh arguments that carry all of it in (plus util-linux setpriv: busybox's
 # cannot change uid). Needs the release build, gcc, pkg-config, python3.11 with venv.
 # Usage: tests/vm/nonroot-inputs.sh [OUT]   (default: target/nonroot, an absolute path)
@@ -47,9 +50,23 @@ mkdir -p "$out.pylib"
 (cd "$stdlib" && tar --exclude=./test --exclude='./config-*' --exclude=./idlelib \
   --exclude=./tkinter --exclude=./lib2to3 -cf - .) | tar -C "$out.pylib" -xf -
 cp clients/python/examples/basic.py clients/python/examples/offload_connector.py "$out/examples/"
+# Always rebuilt, so the package is this tree's (cargo and cargo-deb skip what is done).
+make --no-print-directory deb >"$out/deb.log" 2>&1 || {
+  cat "$out/deb.log"
+  exit 1
+}
+debs=(target/debian/tierd_*_amd64.deb)
+[[ ${#debs[@]} -eq 1 && -f ${debs[0]} ]] || {
+  echo "nonroot-inputs: expected one package in target/debian, found: ${debs[*]}" >&2
+  exit 1
+}
+dpkg-deb -x "${debs[0]}" "$out/deb"
+# Only what starting the daemon needs.
+rm -rf "$out/deb/usr/share" "$out/deb/usr/include" "$out/deb/usr/lib"
+echo "$(basename "${debs[0]}") ($(stat -c %y "${debs[0]}" | cut -d. -f1))" >"$out/deb.txt"
 chmod -R a+rX "$out" "$out.pylib"
 echo "--extra-file $out:$out --extra-file $out.pylib:$stdlib" \
   "--extra-file /usr/lib/x86_64-linux-gnu/libffi.so.8:/usr/lib/x86_64-linux-gnu/libffi.so.8" \
   "--extra-file $out/env:/tierd/nonroot.env --extra-bin /usr/bin/setpriv $py" >"$out/run-args"
-echo "NONROOT=$out" >"$out/env"
+printf 'NONROOT=%s\nDEB=%s\n' "$out" "$out/deb" >"$out/env"
 cat "$out/run-args"

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Issue 16's second must-show, as far as the VM can show it: an engine running as a
-# non-root user in tierd's socket_group. tierd (release binary, not the .deb: the VM has
-# no dpkg) runs with client.socket_group and daemon.socket_group = 40011; uid 40012 (in
+# non-root user in tierd's socket_group. tierd runs from the .deb, unpacked on the host
+# (the VM has no dpkg): the package's binary, its default config with the two
+# `socket_group` lines uncommented as an operator would (= 40011), checked as the unit's
+# ExecStartPre does and started with the unit's ExecStart arguments; uid 40012 (in
 # the group) runs the C example built on the host with `pkg-config --cflags --libs
 # tierd` from an installed tree (the VM has no compiler) and two Python examples from
 # the wheel installed in a fresh venv (basic.py; offload_connector.py: a pinned pool
@@ -24,13 +26,22 @@ GID=40011 ENGINE=40012 OUTSIDER=40013
 engine() { env -u LD_LIBRARY_PATH HOME=/tmp "$setpriv" --reuid $ENGINE --regid $ENGINE --groups $GID -- "$@"; }
 outsider() { env -u LD_LIBRARY_PATH HOME=/tmp "$setpriv" --reuid $OUTSIDER --regid $OUTSIDER --clear-groups -- "$@"; }
 
-cat >/tmp/nonroot.toml <<EOF
-[daemon]
-socket_group = "$GID"
-[client]
-socket_group = "$GID"
-EOF
-start_tierd --config /tmp/nonroot.toml
+[ -x "${DEB:-}/usr/bin/tierd" ] || cannot_run "no unpacked .deb (DEB=${DEB:-}; run tests/vm/nonroot-inputs.sh again)"
+echo "package: $(cat "$NONROOT/deb.txt")"
+unit=$DEB/lib/systemd/system/tierd.service
+sed "s/^# socket_group = \"tierd\" .*/socket_group = \"$GID\"/" "$DEB/etc/tierd/tierd.toml" >/tmp/nonroot.toml
+check_eq "socket_group lines set in the package's config" 2 "$(grep -c "^socket_group = \"$GID\"" /tmp/nonroot.toml)"
+# The unit's command lines, with the package's paths under $DEB and our copy of its config.
+unit_args() { sed -n "s|^$1=/usr/bin/tierd ||p" "$unit" | sed 's|/etc/tierd/tierd.toml|/tmp/nonroot.toml|'; }
+pre=$(unit_args ExecStartPre) args=$(unit_args ExecStart)
+[ -n "$args" ] || fail "no ExecStart=/usr/bin/tierd in the package's unit"
+PATH=$DEB/usr/bin:$PATH
+export PATH
+check_eq "tierd on PATH" "$DEB/usr/bin/tierd" "$(command -v tierd)"
+# shellcheck disable=SC2086 # the unit's arguments, split as systemd splits them
+tierd $pre || fail "the package's config with socket_group fails the unit's ExecStartPre"
+# shellcheck disable=SC2086 # the unit's arguments, split as systemd splits them
+start_tierd $args
 wait_for_socket /run/tierd/client.sock 30
 chmod 0755 /run/tierd
 check_eq "client socket mode and group" "660 $GID" "$(stat -c '%a %g' /run/tierd/client.sock)"

@@ -121,7 +121,7 @@ if grep -q '^pin unavailable' /tmp/mc-pin.out; then
 else
 	tierctl manage --pid "$MC_PID" >/dev/null
 	pinned=$(sed -n 's/^pinned=//p' /tmp/mc-pin.out)
-	for to in 1 0 1 0; do
+	for to in 1 0; do
 		before=$(tierctl --json placement --pid "$MC_PID" --range "$pinned")
 		tierctl --json migrate --pid "$MC_PID" --to $to >/tmp/m.json || fail "pin: migrate to node$to"
 		echo "pin: to node$to moved $(jget moved_pages </tmp/m.json) of $(jget requested_pages </tmp/m.json) pages, failed $(jget failed_pages </tmp/m.json)"

@@ -234,6 +234,15 @@ pub struct ScopeStatus {
     /// The cgroup is near `memory.high`/`memory.max`: tierd promotes none of its pages.
     #[serde(default)]
     pub near_limit: bool,
+    /// The cgroup's bytes (anon + file) on each node, from its `memory.numa_stat` as
+    /// last read: the kernel's view, which also counts page cache and processes tierd
+    /// does not manage (empty: no cgroup, a comm scope, or not readable).
+    #[serde(default)]
+    pub cgroup_node_bytes: BTreeMap<u32, u64>,
+    /// Of those, the bytes on the fast tier's nodes: to reconcile with `fast_bytes`
+    /// (null when `cgroup_node_bytes` is empty).
+    #[serde(default)]
+    pub cgroup_fast_bytes: Option<u64>,
     /// The GPU the scope names (`gpu`): an index (`"3"`) or a PCI address
     /// (`"0000:3b:00.0"`, lower case, with its domain).
     #[serde(default)]

@@ -79,6 +79,7 @@ pub fn status(d: &Daemon) -> StatusReply {
 /// lacks it: the watcher publishes its own list only after it has managed them.
 pub fn scopes(d: &Daemon) -> Vec<ScopeStatus> {
     let procs = d.registry.all();
+    let fast_nodes: Vec<u32> = d.topology().nodes_in_tier(0).map(|n| n.id).collect();
     d.scopes
         .states()
         .iter()
@@ -94,6 +95,12 @@ pub fn scopes(d: &Daemon) -> Vec<ScopeStatus> {
             let mut st = scope_status(s, d.scopes.resolved(&s.def.name), fast_bytes);
             st.pids = members.iter().map(|p| p.pid).collect();
             st.pids.sort_unstable();
+            st.cgroup_fast_bytes = (!st.cgroup_node_bytes.is_empty()).then(|| {
+                fast_nodes
+                    .iter()
+                    .filter_map(|n| st.cgroup_node_bytes.get(n))
+                    .sum()
+            });
             st
         })
         .collect()
@@ -122,6 +129,8 @@ pub fn scope_status(
         memory_high_bytes: s.memory.high_bytes,
         memory_current_bytes: s.memory.current_bytes,
         near_limit: s.memory.near_limit(crate::scope::NEAR_LIMIT_BYTES),
+        cgroup_node_bytes: s.memory.node_bytes.clone(),
+        cgroup_fast_bytes: None,
         gpu: s.def.gpu.as_ref().map(|g| g.to_string()),
         gpu_nodes: s.gpu_nodes.clone(),
         memory_pressure_some_avg10_pct: s.psi.pressure_pct,
@@ -183,5 +192,40 @@ mod tests {
         assert!(status(&d).managed.iter().all(|p| p.pid != pid));
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// The cgroup's fast bytes are its `memory.numa_stat` bytes on the fast tier's
+    /// nodes; none without a reading.
+    #[test]
+    fn a_scope_reports_its_cgroup_bytes_on_the_fast_tier_from_numa_stat() {
+        let mut cfg = Config::default();
+        cfg.scopes.push(ScopeConfig {
+            name: "svc".into(),
+            cgroup: Some("/svc".into()),
+            ..Default::default()
+        });
+        let topo = Arc::new(FakeTopology::new(&[
+            (0, &[0], 1 << 30, 0),
+            (1, &[], 4 << 30, 1),
+            (2, &[], 1 << 30, 0),
+        ]));
+        let mut d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new())).unwrap();
+        let src = Arc::new(FakeSource::default());
+        Arc::get_mut(&mut d).unwrap().scopes = crate::scope::Scopes::with_source(src.clone());
+        let no_gpus = |_: &_| Ok(Vec::new());
+        src.cgroups.lock().unwrap().insert("/svc".into(), vec![]);
+        d.scopes.reconcile(&d.registry, &d.config(), 0, &no_gpus);
+        assert_eq!(scopes(&d)[0].cgroup_fast_bytes, None, "no numa_stat read");
+        src.memory.lock().unwrap().insert(
+            "/svc".into(),
+            crate::scope::source::CgroupMemory {
+                node_bytes: [(0, 100), (1, 1000), (2, 10)].into(),
+                ..Default::default()
+            },
+        );
+        d.scopes.reconcile(&d.registry, &d.config(), 0, &no_gpus);
+        let s = &scopes(&d)[0];
+        assert_eq!(s.cgroup_fast_bytes, Some(110), "nodes 0 and 2 are tier 0");
+        assert_eq!(s.cgroup_node_bytes.get(&1), Some(&1000));
     }
 }

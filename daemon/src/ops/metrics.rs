@@ -191,6 +191,18 @@ pub fn encode_inputs(i: &Inputs) -> String {
             "A scope's PSI backoff factor on its promotions (1: full rate)",
             per_scope(&|c| c.psi_rate_factor),
         );
+        gauge_family(
+            &mut reg,
+            "scope_fast_bytes",
+            "Bytes of a scope's managed processes on the fast tier (tierd's placement scans)",
+            per_scope(&|c| c.fast_bytes as f64),
+        );
+        gauge_family(
+            &mut reg,
+            "scope_cgroup_fast_bytes",
+            "A scope cgroup's bytes on the fast tier by its memory.numa_stat (-1: unknown)",
+            per_scope(&|c| c.cgroup_fast_bytes.map_or(-1.0, |b| b as f64)),
+        );
     }
     gauge(
         &mut reg,
@@ -591,6 +603,8 @@ mod tests {
             name: "llm".into(),
             memory_pressure_some_avg10_pct: Some(31.5),
             psi_rate_factor: 0.5,
+            fast_bytes: 1000,
+            cgroup_fast_bytes: Some(1200),
             ..Default::default()
         }];
         i.status.managed = vec![ManagedProc {
@@ -704,6 +718,12 @@ mod tests {
                 &[("scope", "llm")]
             )),
             0.5
+        );
+        let llm = [("scope", "llm")];
+        assert_eq!(value(sample(&s, "tierd_scope_fast_bytes", &llm)), 1000.0);
+        assert_eq!(
+            value(sample(&s, "tierd_scope_cgroup_fast_bytes", &llm)),
+            1200.0
         );
         assert!(
             text.ends_with("# EOF\n"),

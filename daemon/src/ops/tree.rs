@@ -143,6 +143,19 @@ impl StateTree {
                 (!near.is_empty()).then(|| near.join("\n")).as_deref(),
             )?;
             put(&d.join("psi_rate_factor"), &c.psi_rate_factor.to_string())?;
+            let cg_fast = c.cgroup_fast_bytes.map(|b| b.to_string());
+            opt_put(&d.join("cgroup_fast_bytes"), cg_fast.as_deref())?;
+            let per_node: Vec<String> = c
+                .cgroup_node_bytes
+                .iter()
+                .map(|(n, b)| format!("{n} {b}"))
+                .collect();
+            opt_put(
+                &d.join("cgroup_node_bytes"),
+                (!per_node.is_empty())
+                    .then(|| per_node.join("\n"))
+                    .as_deref(),
+            )?;
         }
         prune(
             &r.join("scopes"),
@@ -349,6 +362,8 @@ mod tests {
                 selector: "/a/b".into(),
                 pids: vec![7, 8],
                 fast_budget_bytes: Some(4096),
+                cgroup_node_bytes: BTreeMap::from([(0, 8192), (1, 4096)]),
+                cgroup_fast_bytes: Some(8192),
                 ..Default::default()
             }],
             ..Default::default()
@@ -361,6 +376,14 @@ mod tests {
             "4096\n"
         );
         assert!(!root.join("scopes/cgroup:%2Fa%2Fb/fast_min_bytes").exists());
+        assert_eq!(
+            read(root, "scopes/cgroup:%2Fa%2Fb/cgroup_node_bytes"),
+            "0 8192\n1 4096\n"
+        );
+        assert_eq!(
+            read(root, "scopes/cgroup:%2Fa%2Fb/cgroup_fast_bytes"),
+            "8192\n"
+        );
         assert_eq!(read(root, "procs/7/scope"), "cgroup:/a/b\n");
         assert!(!root.join("procs/9/scope").exists());
         assert_eq!(read(root, "mode"), "tiering\n");

@@ -78,6 +78,17 @@ for i in 1 2 3 4; do
 		BEGIN { m = w; if (abs(a) > m) m = abs(a); if (abs(b) > m) m = abs(b); print m }')
 done
 tierctl status
+# The kernel's count for each cgroup (memory.numa_stat, as status reports it) agrees with
+# the processes' numa_maps: the scope's memory is its one process's, plus a few MiB of
+# file pages its cgroup was charged.
+for t in a b; do
+	case $t in a) f=$fa i=0 ;; *) f=$fb i=1 ;; esac
+	cg=$(jget "scopes.$i.cgroup_fast_bytes" </tmp/s.json)
+	echo "$t: fast bytes by numa_maps $((f >> 20)) MiB, by the cgroup's memory.numa_stat $((cg >> 20)) MiB"
+	result "budget_${t}_cgroup_fast_bytes" "$cg"
+	awk -v f="$f" -v c="$cg" 'BEGIN { d = c - f; if (d < 0) d = -d; exit !(d <= f / 10 + 4194304) }' ||
+		fail "$t: the cgroup's fast bytes ($cg) and its process's ($f) differ by more than 10 % + 4 MiB"
+done
 node0_total=$(($(awk '$3 == "MemTotal:" { print $4 }' /sys/devices/system/node/node0/meminfo) * 1024))
 result budget_a_fast_bytes "$fa"
 result budget_b_fast_bytes "$fb"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Scopes (issue 17.1): a process started in a scope's cgroup after tierd is managed
-# within 2 s; after a tierd restart the config scope and the runtime scope (kept in
+# within 2 s; a unit scope finds its service's cgroup by name; after a tierd restart the config scope and the runtime scope (kept in
 # daemon.scopes_file) manage the same processes again without any command. Then a
 # cgroup scope under memory pressure (issue 17.3): its own PSI backoff engages while a
 # hog in its cgroup is throttled, the other scope's does not; a scope naming a GPU the
@@ -63,6 +63,17 @@ check_eq "state tree scope of $rt" rt "$(cat "/run/tierd/procs/$rt/scope")"
 # process's file by one rewrite.
 wait_until 3 "state tree lists $rt under the scope" grep -qx "$rt" /run/tierd/scopes/rt/pids
 check_eq "state tree pids of rt" "$rt" "$(cat /run/tierd/scopes/rt/pids)"
+
+# A unit scope: the VM has no systemd, so the unit's cgroup is laid out as systemd lays
+# out a service's (system.slice/NAME.service); `--unit NAME` finds it by name (the
+# ".service" suffix implied) and manages what runs in it.
+mkdir -p $cg/system.slice/tierd-u.service
+un=$(spawn_in system.slice/tierd-u.service)
+tierctl manage --unit tierd-u --name unit >/dev/null
+wait_until 5 "process $un of the unit scope managed" managed_in "$un" unit
+check_eq "unit scope's cgroup" /system.slice/tierd-u.service "$(tierctl --json status | jget scopes.2.cgroup)"
+tierctl unmanage --scope unit >/dev/null
+kill "$un"
 
 # A process that leaves the scope is dropped.
 gone=$(spawn_in tierd-rt)

@@ -419,12 +419,14 @@ mod tests {
     fn knob_guards_set_all_and_restore_all() {
         let (_d, r, records) = root();
         scanner(&r);
-        let mut p = tierd_config::PolicyConfig::default();
-        p.kernel_numa_balancing = Some(2);
-        p.kernel_numa_scan_period_min_ms = Some(100);
-        p.kernel_numa_scan_size_mb = Some(512);
-        p.kernel_numa_hot_threshold_ms = Some(500);
-        p.kernel_numa_promote_rate_limit_mbps = Some(0);
+        let p = tierd_config::PolicyConfig {
+            kernel_numa_balancing: Some(2),
+            kernel_numa_scan_period_min_ms: Some(100),
+            kernel_numa_scan_size_mb: Some(512),
+            kernel_numa_hot_threshold_ms: Some(500),
+            kernel_numa_promote_rate_limit_mbps: Some(0),
+            ..Default::default()
+        };
         {
             let g = KnobGuards::set_all(&r, &records, &policy_knobs(&p)).unwrap();
             assert_eq!(g.len(), 5);
@@ -448,10 +450,12 @@ mod tests {
         // there; the rate limit goes back.
         let (_d, r, records) = root();
         std::fs::write(r.join(NUMA_PROMOTE_RATE_LIMIT_MBPS), "65536\n").unwrap();
-        let mut p = tierd_config::PolicyConfig::default();
-        p.kernel_numa_promote_rate_limit_mbps = Some(0);
-        p.kernel_numa_hot_threshold_ms = Some(500);
-        p.kernel_numa_balancing = Some(2);
+        let p = tierd_config::PolicyConfig {
+            kernel_numa_promote_rate_limit_mbps: Some(0),
+            kernel_numa_hot_threshold_ms: Some(500),
+            kernel_numa_balancing: Some(2),
+            ..Default::default()
+        };
         let (key, _) = KnobGuards::set_all(&r, &records, &policy_knobs(&p)).unwrap_err();
         assert_eq!(key, "policy.kernel_numa_hot_threshold_ms");
         assert_eq!(text(&r, NUMA_PROMOTE_RATE_LIMIT_MBPS), "65536");

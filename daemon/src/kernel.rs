@@ -445,6 +445,33 @@ mod tests {
     }
 
     #[test]
+    fn a_killed_tierd_leaves_the_scanner_knobs_to_the_next_start() {
+        let (_d, r, records) = root();
+        scanner(&r);
+        let p = tierd_config::PolicyConfig {
+            kernel_numa_balancing: Some(2),
+            kernel_numa_scan_period_min_ms: Some(100),
+            kernel_numa_hot_threshold_ms: Some(60000),
+            ..Default::default()
+        };
+        std::mem::forget(KnobGuards::set_all(&r, &records, &policy_knobs(&p)).unwrap());
+        assert_eq!(text(&r, NUMA_HOT_THRESHOLD_MS), "60000");
+        let mut restored: Vec<String> = recover(&r, &records).into_iter().map(|x| x.knob).collect();
+        restored.sort();
+        assert_eq!(
+            restored,
+            vec![
+                NUMA_BALANCING,
+                NUMA_HOT_THRESHOLD_MS,
+                NUMA_SCAN_PERIOD_MIN_MS
+            ]
+        );
+        assert_eq!(read(&r).numa_balancing, Some(1));
+        assert_eq!(text(&r, NUMA_SCAN_PERIOD_MIN_MS), "1000");
+        assert_eq!(text(&r, NUMA_HOT_THRESHOLD_MS), "1000");
+    }
+
+    #[test]
     fn a_missing_knob_undoes_the_ones_set_and_names_its_key() {
         // No debugfs: the rate limit (procfs) is set first, the hot threshold is not
         // there; the rate limit goes back.

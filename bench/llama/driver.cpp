@@ -38,7 +38,11 @@
 // eviction). arm.sh protocol: --go FILE prints "ready pid=.. range=..", waits for FILE.
 //
 // Prints RESULT <tag>.<figure>=<value> lines (tokens_per_s, kv_fast_read_share,
-// modelled_kv_ms_per_token, ...). Exit status 1 on errors.
+// modelled_kv_ms_per_token, ...), and the age breakdown: per age of the cells read
+// (time since the engine wrote them; age_0_0.5s, age_0.5_1s, age_1_2s, age_2_4s,
+// age_ge4s) <bucket>_read_share, that bucket's share of all KV bytes read, and
+// <bucket>_fast_share, the share of its bytes read from the fast node. Exit status 1
+// on errors.
 
 #include "ggml.h"
 #include "llama.h"
@@ -242,6 +246,37 @@ struct Placement {
     }
 };
 
+// --- reads by age of the KV read -------------------------------------------------------
+
+// Attention's KV reads bucketed by the age of the cells read (wall time since the engine
+// wrote them: a transfer, a prefill chunk or a decode step), with the bytes of each
+// bucket that came from the fast node, as kvreplay's age_* figures (bench/src/kv/ages.rs,
+// same bounds). Young KV read from the slow node means the mover was too slow to bring
+// new KV in; old KV read from the slow node, that it demoted (or never promoted) KV in use.
+struct ReadAges {
+    static constexpr double kBounds[4] = {0.5, 1.0, 2.0, 4.0}; // s; the last bucket is older
+    static constexpr int kBuckets = 5;
+    double read[kBuckets] = {}, fast[kBuckets] = {};
+
+    // Bucket of each cell [first cell, end cell) of one sequence read at `now`, given the
+    // write times of its cells, which never decrease with the cell index (cells are
+    // appended; a transfer or a kept history writes a prefix older than what follows).
+    static void bounds(const std::vector<double> & written, int cells, double now, int (&start)[kBuckets + 1]) {
+        start[0] = 0;
+        start[kBuckets] = cells;
+        // Bucket b (b < 4) holds ages in [kBounds[b-1], kBounds[b]): the cells written
+        // after now - kBounds[b] and at or before now - kBounds[b-1]. Oldest first.
+        for (int b = 1; b < kBuckets; b++) {
+            double after = now - kBounds[kBuckets - 1 - b];
+            start[b] = int(std::upper_bound(written.begin(), written.begin() + cells, after) - written.begin());
+        }
+    }
+    static const char * label(int b) {
+        static const char * l[kBuckets] = {"age_0_0.5s", "age_0.5_1s", "age_1_2s", "age_2_4s", "age_ge4s"};
+        return l[b];
+    }
+};
+
 // --- schedule and sessions ---------------------------------------------------------------
 
 struct Turn {
@@ -258,6 +293,7 @@ struct Slot {
     bool busy = false;       // a turn is running
     int todo_prefill = 0, todo_decode = 0;
     double last_access_hint = -1;
+    std::vector<double> written; // s since the start, per cell: when it was last written
 };
 
 std::vector<Turn> load_schedule(const std::string & path) {
@@ -453,6 +489,7 @@ int main(int argc, char ** argv) {
     // loads it into every slot (llama_state_seq_set_data: a copy, seconds under TCG
     // where computing 7k tokens takes minutes).
     std::vector<Slot> slots(a.slots);
+    for (auto & sl : slots) sl.written.assign(size_t(a.ctx_per_seq), -1e9); // the warm start: long ago
     WarmState warm; // the prompt KV of transfers (empty without a warm start)
     if (a.warm_cells > 0) {
         std::vector<uint8_t> & state = warm.blob;
@@ -532,6 +569,7 @@ int main(int argc, char ** argv) {
     double fast_b = 0, slow_b = 0, prefill_tokens = 0, decode_tokens = 0, evictions = 0, steps = 0;
     double turns_done = 0, oracle_moved = 0, transfer_tokens = 0, decode_steps = 0, max_running = 0;
     double running_sum = 0;
+    ReadAges ages;
     std::vector<uint8_t> transfer; // a cut warm state, reused
     const long migrated0 = pgmigrate_success();
     const double t_start = now_s();
@@ -598,8 +636,10 @@ int main(int argc, char ** argv) {
                     int keep = std::min(tu.history, slots[s].cells);
                     if (keep == 0) hints.slot(layout, s, slots[s].cells, TIERD_HINT_FREE);
                     llama_memory_seq_rm(mem, s, keep, -1);
+                    std::vector<double> written = std::move(slots[s].written); // the kept history's times stay
                     slots[s] = Slot();
                     slots[s].cells = keep;
+                    slots[s].written = std::move(written);
                 }
                 slots[s].session = tu.session;
             }
@@ -621,6 +661,7 @@ int main(int argc, char ** argv) {
                 if (llama_memory_seq_pos_max(mem, s) != to - 1) die("a transfer left the sequence at the wrong length");
                 new_tokens -= to - sl.cells;
                 transfer_tokens += to - sl.cells;
+                std::fill(sl.written.begin() + sl.cells, sl.written.begin() + to, now_s() - t_start);
                 sl.cells = to;
             }
             sl.busy = true;
@@ -679,12 +720,24 @@ int main(int argc, char ** argv) {
         double tnow = now_s() - t_start;
         for (auto [s, n] : ran) {
             Slot & sl = slots[s];
+            std::fill(sl.written.begin() + sl.cells, sl.written.begin() + sl.cells + n, tnow);
             sl.cells += n;
             sl.last_used = tnow;
-            // What attention read for this sequence: all its cells, every layer, K and V.
+            // What attention read for this sequence: all its cells, every layer, K and V,
+            // split by placement and, per age bucket of the cells, into ages.
+            int start[ReadAges::kBuckets + 1];
+            ReadAges::bounds(sl.written, sl.cells, tnow, start);
             for (auto & t : layout.tensors) {
                 auto r = slot_range(t, s, sl.cells);
                 pl.split(r.first, r.second, fast_b, slow_b);
+                for (int o = 0; o < ReadAges::kBuckets; o++) {
+                    if (start[o + 1] <= start[o]) continue;
+                    double f = 0, sw = 0;
+                    pl.split(r.first + size_t(start[o]) * t.row_bytes, r.first + size_t(start[o + 1]) * t.row_bytes, f, sw);
+                    int b = ReadAges::kBuckets - 1 - o; // youngest first
+                    ages.read[b] += f + sw;
+                    ages.fast[b] += f;
+                }
             }
             if (sl.todo_prefill > 0) {
                 sl.todo_prefill -= n;
@@ -731,6 +784,12 @@ int main(int argc, char ** argv) {
     printf("RESULT %s.mean_running=%.2f\n", p, steps > 0 ? running_sum / steps : 0.0);
     printf("RESULT %s.max_running=%.0f\n", p, max_running);
     printf("RESULT %s.transfer_tokens=%.0f\n", p, transfer_tokens);
+    for (int b = 0; b < ReadAges::kBuckets; b++) {
+        // Per age bucket: its share of all KV bytes read, and the share of its bytes read
+        // from the fast node (0 when the bucket is empty).
+        printf("RESULT %s.%s_read_share=%.4f\n", p, ReadAges::label(b), fast_b + slow_b > 0 ? ages.read[b] / (fast_b + slow_b) : 0.0);
+        printf("RESULT %s.%s_fast_share=%.4f\n", p, ReadAges::label(b), ages.read[b] > 0 ? ages.fast[b] / ages.read[b] : 0.0);
+    }
     if (migrated0 >= 0 && migrated1 >= 0) printf("RESULT %s.pages_migrated=%ld\n", p, migrated1 - migrated0);
     if (a.oracle_fast_mib >= 0) printf("RESULT %s.oracle_pages_moved=%.0f\n", p, oracle_moved);
     if (a.hints) printf("RESULT %s.hints_sent=%ld\nRESULT %s.hints_failed=%ld\n", p, hints.sent, p, hints.failed);

@@ -5,18 +5,21 @@
 #
 #   bench/llama/run.sh [--trace PATH] [--seconds N] [--arms "none kernel ..."]
 #                      [--time-scale X] [--token-scale X] [--output-scale X]
-#                      [--max-output N] [--out DIR] [--no-build]
+#                      [--max-output N] [--out DIR] [--tierd-config FILE] [--no-build]
 #
 #   --trace PATH       Mooncake .jsonl or Azure .csv (default: $TIERD_TRACES, else
 #                      ../shared/traces beside the checkout, mooncake_conversation_trace.jsonl)
 #   --seconds N        length of each arm (default 120)
-#   --arms LIST        default "none kernel damon tierd tierd-hints oracle all-fast"
+#   --arms LIST        default "none kernel damon tierd tierd-hints oracle all-fast";
+#                      also tierd-config: tierd sampling only with --tierd-config's file
 #   --time-scale X     trace milliseconds x X = wall milliseconds (default 20: the VM
 #                      runs llama.cpp under TCG, far slower than a server)
 #   --token-scale X    trace prompt/context token counts / X (default 64), see schedule.py
 #   --output-scale X   trace output token counts / X (default 4), capped at
 #   --max-output N     (default 48) tokens decoded per turn
 #   --out DIR          results (default target/llama-run): console.log, results.txt, ...
+#   --tierd-config F   tierd's config file for the tierd-config arm (e.g. a
+#                      [policy] kernel_* setting next to the defaults of the tierd arm)
 #   --no-build         use what target/ has (bench/llama/build.sh, cargo --release)
 #
 # Sizes (environment): LLAMA_SLOTS (96 sequences), LLAMA_CTX (3072 cells each),
@@ -45,10 +48,11 @@ traces=${TIERD_TRACES:-$root/../shared/traces}
 trace=$traces/mooncake_conversation_trace.jsonl
 seconds=120 time_scale=20 token_scale=64 output_scale=4 max_output=48 build=1
 arms="none kernel damon tierd tierd-hints oracle all-fast"
+tierd_config=
 out=$root/target/llama-run
 while (($#)); do
   case $1 in
-    --trace | --seconds | --arms | --time-scale | --token-scale | --output-scale | --max-output | --out)
+    --trace | --seconds | --arms | --time-scale | --token-scale | --output-scale | --max-output | --out | --tierd-config)
       (($# >= 2)) || die "$1 needs a value"
       case $1 in
         --trace) trace=$2 ;;
@@ -59,6 +63,7 @@ while (($#)); do
         --output-scale) output_scale=$2 ;;
         --max-output) max_output=$2 ;;
         --out) out=$2 ;;
+        --tierd-config) tierd_config=$2 ;;
       esac
       shift 2
       ;;
@@ -74,6 +79,7 @@ done
 for a in $arms; do
   case $a in
     none | kernel | damon | tierd | tierd-hints | oracle | all-fast) ;;
+    tierd-config) [[ -s $tierd_config ]] || die "the tierd-config arm needs --tierd-config FILE" ;;
     *) die "--arms: unknown arm '$a'" ;;
   esac
 done
@@ -95,6 +101,7 @@ vm=$root/target/llama/vm
 rm -rf "$vm"
 mkdir -p "$vm"
 cp target/llama/model.gguf "$vm/"
+[[ -z $tierd_config ]] || cp "$tierd_config" "$vm/tierd.toml"
 # The warm start's KV, computed once on the host (seconds here, minutes under TCG). A
 # saved sequence state records the cache's stream count: one file per slot count.
 for n in "$slots" "$fast_slots"; do

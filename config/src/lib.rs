@@ -266,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn kernel_numa_knobs_are_checked() {
+        for (key, v) in [
+            ("kernel_numa_scan_size_mb", "0"),
+            ("kernel_numa_scan_size_mb", "2561"),
+            ("kernel_numa_scan_period_min_ms", "0"),
+            ("kernel_numa_hot_threshold_ms", "0"),
+        ] {
+            let text = format!("[policy]\n{key} = {v}\n");
+            let msg = Config::parse(&text, Path::new("c"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with(&format!("c:2: policy.{key}:")), "{msg}");
+        }
+        let text = "[policy]\nkernel_numa_balancing = 2\nkernel_numa_scan_period_min_ms = 100\n\
+                    kernel_numa_scan_size_mb = 256\nkernel_numa_promote_rate_limit_mbps = 0\n";
+        let ok = Config::parse(text, Path::new("c")).unwrap();
+        assert_eq!(ok.policy.kernel_numa_scan_period_min_ms, Some(100));
+        assert_eq!(ok.policy.kernel_numa_promote_rate_limit_mbps, Some(0));
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope.toml");

@@ -82,6 +82,20 @@ pub struct PolicyConfig {
     /// Set the kernel's numa_balancing to this while tierd runs (restored on exit);
     /// unset = leave it as found.
     pub kernel_numa_balancing: Option<u32>,
+    /// The kernel's NUMA scanner and its promotion, set while tierd runs (restored on
+    /// exit), unset = leave as found. With `kernel_numa_balancing = 2` the scanner
+    /// unmaps only slow-tier pages, so a page written on the slow tier takes a NUMA
+    /// hint fault (and, unless the rate limit is 0, a promotion) within about one scan
+    /// period: `/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms`.
+    pub kernel_numa_scan_period_min_ms: Option<u64>,
+    /// `/sys/kernel/debug/sched/numa_balancing/scan_size_mb` (1..=2560).
+    pub kernel_numa_scan_size_mb: Option<u64>,
+    /// `/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms`: a hint fault later
+    /// than this after the scan does not promote.
+    pub kernel_numa_hot_threshold_ms: Option<u64>,
+    /// `/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps`; 0 = the kernel never
+    /// promotes (its hint faults are then only access samples for tierd).
+    pub kernel_numa_promote_rate_limit_mbps: Option<u64>,
 }
 
 impl Default for PolicyConfig {
@@ -102,6 +116,10 @@ impl Default for PolicyConfig {
             pingpong_window_ms: 30_000,
             static_tier: 0,
             kernel_numa_balancing: None,
+            kernel_numa_scan_period_min_ms: None,
+            kernel_numa_scan_size_mb: None,
+            kernel_numa_hot_threshold_ms: None,
+            kernel_numa_promote_rate_limit_mbps: None,
         }
     }
 }
@@ -138,6 +156,27 @@ impl PolicyConfig {
                     format!("{m} is not a numa_balancing mode (0..=3)"),
                 ));
             }
+        }
+        // The kernel divides by the scan size and caps scanning at 2560 MB/s.
+        if let Some(m) = self.kernel_numa_scan_size_mb {
+            if !(1..=2560).contains(&m) {
+                return Err(Invalid::new(
+                    "policy.kernel_numa_scan_size_mb",
+                    format!("{m} is outside 1..=2560"),
+                ));
+            }
+        }
+        if self.kernel_numa_scan_period_min_ms == Some(0) {
+            return Err(Invalid::new(
+                "policy.kernel_numa_scan_period_min_ms",
+                "must be > 0",
+            ));
+        }
+        if self.kernel_numa_hot_threshold_ms == Some(0) {
+            return Err(Invalid::new(
+                "policy.kernel_numa_hot_threshold_ms",
+                "must be > 0 (0 would refuse every promotion; use kernel_numa_promote_rate_limit_mbps = 0)",
+            ));
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! The kernel's own tiering knobs: NUMA balancing (`/proc/sys/kernel/numa_balancing`)
 //! and reclaim-based demotion (`/sys/kernel/mm/numa/demotion_enabled`).
 //!
-//! tierd leaves them as it found them unless `policy.kernel_numa_balancing` says
-//! otherwise; whatever it changes it restores on exit ([`KnobGuard`]). So that a tierd
+//! tierd leaves them as it found them unless `policy.kernel_numa_balancing` (and the
+//! scanner's `policy.kernel_numa_*` knobs, [`policy_knobs`]) say otherwise; whatever it
+//! changes it restores on exit ([`KnobGuard`], [`KnobGuards`]). So that a tierd
 //! killed before it could restore (SIGKILL, a panic) does not make the next one take
 //! tierd's own value for the original, the original is recorded under
 //! `<state_dir>/persist/knobs/<path>` before the knob is written, and removed once it is
@@ -15,6 +16,104 @@ use tierd_api::KernelTiering;
 
 pub const NUMA_BALANCING: &str = "proc/sys/kernel/numa_balancing";
 pub const DEMOTION_ENABLED: &str = "sys/kernel/mm/numa/demotion_enabled";
+/// The NUMA scanner's knobs (debugfs, mounted at /sys/kernel/debug) and the promotion
+/// rate limit of the memory-tiering mode.
+pub const NUMA_SCAN_PERIOD_MIN_MS: &str =
+    "sys/kernel/debug/sched/numa_balancing/scan_period_min_ms";
+pub const NUMA_SCAN_SIZE_MB: &str = "sys/kernel/debug/sched/numa_balancing/scan_size_mb";
+pub const NUMA_HOT_THRESHOLD_MS: &str = "sys/kernel/debug/sched/numa_balancing/hot_threshold_ms";
+pub const NUMA_PROMOTE_RATE_LIMIT_MBPS: &str =
+    "proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
+
+/// One knob the config sets: its path under the root, the value, the config key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnobSetting {
+    pub rel: &'static str,
+    pub value: String,
+    pub key: &'static str,
+}
+
+/// The knobs `[policy]` asks tierd to set, in the order they are written: the
+/// scanner's first and `numa_balancing` last, because a task takes its scan period
+/// from the scanner's knobs when balancing first scans it (a process that ran with
+/// balancing off would otherwise keep the old period).
+pub fn policy_knobs(p: &tierd_config::PolicyConfig) -> Vec<KnobSetting> {
+    let knobs = [
+        (
+            NUMA_PROMOTE_RATE_LIMIT_MBPS,
+            p.kernel_numa_promote_rate_limit_mbps,
+            "policy.kernel_numa_promote_rate_limit_mbps",
+        ),
+        (
+            NUMA_SCAN_SIZE_MB,
+            p.kernel_numa_scan_size_mb,
+            "policy.kernel_numa_scan_size_mb",
+        ),
+        (
+            NUMA_SCAN_PERIOD_MIN_MS,
+            p.kernel_numa_scan_period_min_ms,
+            "policy.kernel_numa_scan_period_min_ms",
+        ),
+        (
+            NUMA_HOT_THRESHOLD_MS,
+            p.kernel_numa_hot_threshold_ms,
+            "policy.kernel_numa_hot_threshold_ms",
+        ),
+        (
+            NUMA_BALANCING,
+            p.kernel_numa_balancing.map(u64::from),
+            "policy.kernel_numa_balancing",
+        ),
+    ];
+    knobs
+        .into_iter()
+        .filter_map(|(rel, v, key)| {
+            v.map(|v| KnobSetting {
+                rel,
+                value: v.to_string(),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Knobs tierd set, restored in the reverse order when dropped (`numa_balancing`
+/// first, so the kernel stops scanning before its scanner's knobs go back).
+#[derive(Debug, Default)]
+pub struct KnobGuards(Vec<KnobGuard>);
+
+impl KnobGuards {
+    /// Sets every knob of `settings` in order ([`KnobGuard::set`]); on the first
+    /// failure the knobs already set are restored and the error names the config key.
+    pub fn set_all(
+        root: &Path,
+        records: &Path,
+        settings: &[KnobSetting],
+    ) -> Result<KnobGuards, (&'static str, KnobError)> {
+        let mut guards = KnobGuards::default();
+        for s in settings {
+            let g = KnobGuard::set(root, records, s.rel, &s.value).map_err(|e| (s.key, e))?;
+            guards.0.push(g);
+        }
+        Ok(guards)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for KnobGuards {
+    fn drop(&mut self) {
+        while let Some(g) = self.0.pop() {
+            drop(g);
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KnobError {
@@ -273,6 +372,126 @@ mod tests {
             Some(1),
             "restored to the first original, not to the 0 the dead tierd left"
         );
+    }
+
+    /// The scanner's knobs under a fake root, with their kernel defaults.
+    fn scanner(r: &Path) {
+        std::fs::create_dir_all(r.join("sys/kernel/debug/sched/numa_balancing")).unwrap();
+        std::fs::write(r.join(NUMA_SCAN_PERIOD_MIN_MS), "1000\n").unwrap();
+        std::fs::write(r.join(NUMA_SCAN_SIZE_MB), "256\n").unwrap();
+        std::fs::write(r.join(NUMA_HOT_THRESHOLD_MS), "1000\n").unwrap();
+        std::fs::write(r.join(NUMA_PROMOTE_RATE_LIMIT_MBPS), "65536\n").unwrap();
+    }
+
+    fn text(r: &Path, rel: &str) -> String {
+        std::fs::read_to_string(r.join(rel))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn policy_knobs_set_the_scanner_before_balancing() {
+        let mut p = tierd_config::PolicyConfig::default();
+        assert!(
+            policy_knobs(&p).is_empty(),
+            "defaults leave every knob as found"
+        );
+        p.kernel_numa_balancing = Some(2);
+        p.kernel_numa_scan_period_min_ms = Some(100);
+        p.kernel_numa_promote_rate_limit_mbps = Some(0);
+        let k = policy_knobs(&p);
+        let rels: Vec<&str> = k.iter().map(|s| s.rel).collect();
+        assert_eq!(
+            rels,
+            vec![
+                NUMA_PROMOTE_RATE_LIMIT_MBPS,
+                NUMA_SCAN_PERIOD_MIN_MS,
+                NUMA_BALANCING
+            ]
+        );
+        assert_eq!(k[0].value, "0");
+        assert_eq!(k[1].value, "100");
+        assert_eq!(k[2].key, "policy.kernel_numa_balancing");
+    }
+
+    #[test]
+    fn knob_guards_set_all_and_restore_all() {
+        let (_d, r, records) = root();
+        scanner(&r);
+        let p = tierd_config::PolicyConfig {
+            kernel_numa_balancing: Some(2),
+            kernel_numa_scan_period_min_ms: Some(100),
+            kernel_numa_scan_size_mb: Some(512),
+            kernel_numa_hot_threshold_ms: Some(500),
+            kernel_numa_promote_rate_limit_mbps: Some(0),
+            ..Default::default()
+        };
+        {
+            let g = KnobGuards::set_all(&r, &records, &policy_knobs(&p)).unwrap();
+            assert_eq!(g.len(), 5);
+            assert_eq!(read(&r).numa_balancing, Some(2));
+            assert_eq!(text(&r, NUMA_SCAN_PERIOD_MIN_MS), "100");
+            assert_eq!(text(&r, NUMA_SCAN_SIZE_MB), "512");
+            assert_eq!(text(&r, NUMA_HOT_THRESHOLD_MS), "500");
+            assert_eq!(text(&r, NUMA_PROMOTE_RATE_LIMIT_MBPS), "0");
+        }
+        assert_eq!(read(&r).numa_balancing, Some(1));
+        assert_eq!(text(&r, NUMA_SCAN_PERIOD_MIN_MS), "1000");
+        assert_eq!(text(&r, NUMA_SCAN_SIZE_MB), "256");
+        assert_eq!(text(&r, NUMA_HOT_THRESHOLD_MS), "1000");
+        assert_eq!(text(&r, NUMA_PROMOTE_RATE_LIMIT_MBPS), "65536");
+        assert!(recover(&r, &records).is_empty(), "no record left behind");
+    }
+
+    #[test]
+    fn a_killed_tierd_leaves_the_scanner_knobs_to_the_next_start() {
+        let (_d, r, records) = root();
+        scanner(&r);
+        let p = tierd_config::PolicyConfig {
+            kernel_numa_balancing: Some(2),
+            kernel_numa_scan_period_min_ms: Some(100),
+            kernel_numa_hot_threshold_ms: Some(60000),
+            ..Default::default()
+        };
+        std::mem::forget(KnobGuards::set_all(&r, &records, &policy_knobs(&p)).unwrap());
+        assert_eq!(text(&r, NUMA_HOT_THRESHOLD_MS), "60000");
+        let mut restored: Vec<String> = recover(&r, &records).into_iter().map(|x| x.knob).collect();
+        restored.sort();
+        assert_eq!(
+            restored,
+            vec![
+                NUMA_BALANCING,
+                NUMA_HOT_THRESHOLD_MS,
+                NUMA_SCAN_PERIOD_MIN_MS
+            ]
+        );
+        assert_eq!(read(&r).numa_balancing, Some(1));
+        assert_eq!(text(&r, NUMA_SCAN_PERIOD_MIN_MS), "1000");
+        assert_eq!(text(&r, NUMA_HOT_THRESHOLD_MS), "1000");
+    }
+
+    #[test]
+    fn a_missing_knob_undoes_the_ones_set_and_names_its_key() {
+        // No debugfs: the rate limit (procfs) is set first, the hot threshold is not
+        // there; the rate limit goes back.
+        let (_d, r, records) = root();
+        std::fs::write(r.join(NUMA_PROMOTE_RATE_LIMIT_MBPS), "65536\n").unwrap();
+        let p = tierd_config::PolicyConfig {
+            kernel_numa_promote_rate_limit_mbps: Some(0),
+            kernel_numa_hot_threshold_ms: Some(500),
+            kernel_numa_balancing: Some(2),
+            ..Default::default()
+        };
+        let (key, _) = KnobGuards::set_all(&r, &records, &policy_knobs(&p)).unwrap_err();
+        assert_eq!(key, "policy.kernel_numa_hot_threshold_ms");
+        assert_eq!(text(&r, NUMA_PROMOTE_RATE_LIMIT_MBPS), "65536");
+        assert_eq!(
+            read(&r).numa_balancing,
+            Some(1),
+            "balancing never turned on"
+        );
+        assert!(recover(&r, &records).is_empty());
     }
 
     #[test]

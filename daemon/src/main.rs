@@ -115,20 +115,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("spawning control thread")?;
     tracing::info!(socket = %socket.display(), "control socket ready");
 
-    // The kernel's NUMA balancing stays as found unless the config says otherwise; the
-    // guard restores the old value when tierd exits (it lives until the end of run()).
-    let _numa_balancing = match cfg.policy.kernel_numa_balancing {
-        Some(mode) => Some(
-            tierd::kernel::KnobGuard::set(
-                std::path::Path::new("/"),
-                &persist.knobs(),
-                tierd::kernel::NUMA_BALANCING,
-                &mode.to_string(),
-            )
-            .context("setting kernel.numa_balancing (policy.kernel_numa_balancing)")?,
-        ),
-        None => None,
-    };
+    // The kernel's NUMA balancing (and its scanner) stays as found unless the config says
+    // otherwise; the guards restore the old values when tierd exits (they live until the
+    // end of run()).
+    let _kernel_knobs = tierd::kernel::KnobGuards::set_all(
+        std::path::Path::new("/"),
+        &persist.knobs(),
+        &tierd::kernel::policy_knobs(&cfg.policy),
+    )
+    .map_err(|(key, e)| anyhow::Error::new(e).context(format!("setting {key}")))?;
     adopt(&daemon, &persist);
     load_scopes(&daemon);
     tierd::scope::watch::start(&daemon).context("starting the scope watcher")?;

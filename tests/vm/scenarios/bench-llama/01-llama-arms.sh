@@ -6,6 +6,8 @@
 #   kernel       numa_balancing=2 + demotion (bench/peers/kernel-tiering.sh)
 #   damon        DAMON migrate_hot/cold (bench/peers/damon-tiering.sh)
 #   tierd        tierctl manage on the engine's pid, default config, sampling only
+#   tierd-config tierd as above with /tierd/llama/tierd.toml as its config (run.sh
+#                --tierd-config FILE), e.g. the kernel's NUMA hint faults turned on
 #   tierd-hints  the same tierd, the engine sending hints (driver --hints: the policy
 #                of clients/python/tierd/kvhints.py through libtierd)
 #   oracle       no mover; the engine places its own KV (active slices on node0)
@@ -49,6 +51,11 @@ for a in $LLAMA_ARMS; do
 	kernel) arm kernel kernel $LLAMA_ARGS --kv-node 1 ;;
 	damon) arm damon damon $LLAMA_ARGS --kv-node 1 ;;
 	tierd) arm tierd tierd $LLAMA_ARGS --kv-node 1 ;;
+	tierd-config)
+		export TIERD_BENCH_CONFIG=/tierd/llama/tierd.toml
+		arm tierd-config tierd $LLAMA_ARGS --kv-node 1
+		unset TIERD_BENCH_CONFIG
+		;;
 	tierd-hints) arm tierd-hints tierd $LLAMA_ARGS --kv-node 1 --hints ;;
 	oracle) arm oracle none $LLAMA_ARGS --kv-node 1 --oracle-fast-mib "$LLAMA_ORACLE_MIB" ;;
 	all-fast) arm all-fast none $LLAMA_FAST_ARGS --kv-node 0 ;;

@@ -156,16 +156,45 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
-    /// Lines `key: old -> new` for every leaf that differs (used by reload).
+    /// Lines `key: old -> new` for every leaf that differs (used by reload); a key read
+    /// only at start ([`RESTART_KEYS`]) gets ` (applies at the next start)` appended, so
+    /// a reload does not look as if it applied it.
     pub fn diff(&self, new: &Config) -> Vec<String> {
         let (Ok(a), Ok(b)) = (toml::Value::try_from(self), toml::Value::try_from(new)) else {
             return vec!["(config could not be compared)".into()];
         };
         let mut out = Vec::new();
         diff_values("", &a, &b, &mut out);
+        for line in &mut out {
+            let key = line.split(':').next().unwrap_or_default();
+            if RESTART_KEYS.contains(&key) {
+                line.push_str(" (applies at the next start)");
+            }
+        }
         out
     }
 }
+
+/// Keys tierd reads once at start (column *Reload* = restart in docs/config.md): a
+/// reload that changes them is accepted, and they take effect when tierd restarts.
+pub const RESTART_KEYS: &[&str] = &[
+    "daemon.socket",
+    "daemon.socket_mode",
+    "daemon.socket_group",
+    "daemon.log_level",
+    "daemon.scopes_file",
+    "policy.kernel_numa_balancing",
+    "policy.kernel_numa_scan_period_min_ms",
+    "policy.kernel_numa_scan_size_mb",
+    "policy.kernel_numa_hot_threshold_ms",
+    "policy.kernel_numa_promote_rate_limit_mbps",
+    "client.enabled",
+    "client.socket",
+    "client.socket_mode",
+    "client.socket_group",
+    "metrics.enabled",
+    "metrics.listen",
+];
 
 fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
     match (a, b) {
@@ -179,7 +208,11 @@ fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Str
                 };
                 match (ta.get(k), tb.get(k)) {
                     (Some(x), Some(y)) => diff_values(&key, x, y, out),
-                    (x, y) => out.push(format!("{key}: {x:?} -> {y:?}")),
+                    (x, y) => {
+                        let show =
+                            |v: Option<&toml::Value>| v.map_or("(unset)".into(), |v| v.to_string());
+                        out.push(format!("{key}: {} -> {}", show(x), show(y)))
+                    }
                 }
             }
         }
@@ -305,5 +338,39 @@ mod tests {
             a.diff(&b),
             vec!["policy.interval_ms: 200 -> 50".to_string()]
         );
+        b.policy.kernel_numa_balancing = Some(2);
+        b.daemon.log_level = "debug".into();
+        assert_eq!(
+            a.diff(&b),
+            vec![
+                "daemon.log_level: \"info\" -> \"debug\" (applies at the next start)".to_string(),
+                "policy.interval_ms: 200 -> 50".to_string(),
+                "policy.kernel_numa_balancing: (unset) -> 2 (applies at the next start)"
+                    .to_string(),
+            ]
+        );
+    }
+
+    /// docs/config.md's *Reload* column and [`RESTART_KEYS`] say the same.
+    #[test]
+    fn restart_keys_match_the_reference() {
+        let doc = include_str!("../../docs/config.md");
+        let mut section = "";
+        let mut documented = Vec::new();
+        for line in doc.lines() {
+            if let Some(h) = line.strip_prefix("## `[") {
+                section = h.split(']').next().unwrap_or_default();
+            } else if line.starts_with("## ") {
+                section = "";
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() > 4 && cells[1].starts_with('`') && cells[3] == "restart" {
+                documented.push(format!("{section}.{}", cells[1].trim_matches('`')));
+            }
+        }
+        let mut want: Vec<String> = RESTART_KEYS.iter().map(|k| k.to_string()).collect();
+        documented.sort();
+        want.sort();
+        assert_eq!(documented, want);
     }
 }

@@ -30,6 +30,7 @@ pub mod region;
 pub mod relocate;
 pub mod server;
 pub mod session;
+pub mod steps;
 
 #[cfg(test)]
 mod permission_tests;

@@ -99,10 +99,10 @@ mod tests {
 
     #[test]
     fn pages_of_huge_blocks_go_in_bounded_steps() {
-        // Three 16 GiB blocks of 4 KiB pages: 4 Mi pages each.
-        const PER: u64 = 1 << 22;
+        // Three 4 GiB blocks of 4 KiB pages: 1 Mi pages each.
+        const PER: u64 = 1 << 20;
         let blocks = [7u64, 8, 20];
-        let addr = |b: u64, j: u64| (b << 34) + (j << 12);
+        let addr = |b: u64, j: u64| (b << 32) + (j << 12);
         let (mut steps, mut total, mut firsts) = (0, 0u64, Vec::new());
         page_steps(&blocks, PER, URGENT_STEP_PAGES, addr, |pages, f| {
             assert!(pages.len() <= URGENT_STEP_PAGES);

@@ -355,6 +355,131 @@ fn malformed_and_oversized_messages_get_errors_and_the_connection_goes_on() {
     assert_eq!(errno(ask(&bad_tier)), libc::EINVAL);
 }
 
+/// Descriptors attached (`SCM_RIGHTS`) to client messages, where no request takes
+/// any: one, 8 (more than the 4 the receive buffer once had room for) and 64, with a
+/// `/dev/null` among pipes' write ends. tierd answers as without them and closes every
+/// one (the pipes' read ends hang up once our copies are closed too); the connection
+/// and the next client are served.
+#[test]
+fn descriptors_attached_to_client_messages_are_closed_and_ignored() {
+    use nix::sys::socket::{connect, sendmsg, socket, AddressFamily, ControlMessage};
+    use nix::sys::socket::{MsgFlags, SockFlag, SockType, UnixAddr};
+    use std::os::fd::{AsFd, OwnedFd, RawFd};
+    use tierd_client::{sock, wire};
+    let f = fixture(|_| {});
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &UnixAddr::new(&f.path).unwrap()).unwrap();
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let ask = |buf: &[u8], fds: &[RawFd]| {
+        let rights = [ControlMessage::ScmRights(fds)];
+        let iov = [std::io::IoSlice::new(buf)];
+        sendmsg::<()>(fd.as_raw_fd(), &iov, &rights, MsgFlags::empty(), None).unwrap();
+        let mut rbuf = [0u8; wire::MAX_MESSAGE];
+        let p = sock::recv(&fd, &mut rbuf)
+            .unwrap()
+            .expect("tierd kept the connection");
+        assert!(p.fd.is_none() && !p.fds_lost);
+        wire::Reply::decode(&rbuf[..p.len]).unwrap().1
+    };
+    let hung_up = |r: &OwnedFd| {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO) == Ok(1)
+            && fds[0]
+                .revents()
+                .is_some_and(|e| e.contains(PollFlags::POLLHUP))
+    };
+    for (seq, n) in [(1u32, 1usize), (2, 8), (3, 64)] {
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..n).map(|_| nix::unistd::pipe().unwrap()).collect();
+        let mut raw: Vec<RawFd> = pipes.iter().map(|p| p.1.as_raw_fd()).collect();
+        if n > 1 {
+            raw[n / 2] = devnull.as_raw_fd();
+        }
+        let advise = wire::Request::Advise {
+            bytes: 4096,
+            tier: 0,
+        };
+        assert!(matches!(
+            ask(&advise.encode(seq), &raw),
+            wire::Reply::Advice { node: 0, .. }
+        ));
+        let reads: Vec<OwnedFd> = pipes
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| n == 1 || i != n / 2)
+            .map(|(_, (r, _w))| r)
+            .collect();
+        wait_until("tierd closed every descriptor it was sent", || {
+            reads.iter().all(hung_up)
+        });
+    }
+    // A malformed message with a descriptor: refused as without it, and closed.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let refused = ask(b"garbage", &[w.as_raw_fd()]);
+    assert!(matches!(refused, wire::Reply::Error { errno, .. } if errno == libc::EPROTO));
+    drop(w);
+    wait_until("the malformed message's descriptor closed", || hung_up(&r));
+    let c = Client::connect(Some(&f.path)).unwrap();
+    assert!(c.advise(4096, 0).is_ok(), "the next client is served");
+}
+
+/// A client at its `RLIMIT_NOFILE` cannot take the shared memory of the region it
+/// registers: the error says so with the numbers, the registration is undone (the one
+/// region the quota allows is free again) and the next one, with room, succeeds.
+#[test]
+fn a_client_at_its_descriptor_limit_is_told_so() {
+    let f = fixture(|c| c.client.max_regions_per_uid = 1);
+    let path = f.path.clone();
+    let child = fork_child(move || {
+        let (_mem, base) = anon(1);
+        let Ok(c) = Client::connect(Some(&path)) else {
+            return false;
+        };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit we own.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        let saved = lim;
+        // The lowest free descriptor number as the limit: no new descriptor fits.
+        // SAFETY: F_GETFD reads a descriptor's flags; no memory involved.
+        let lowest = (0..).find(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0);
+        lim.rlim_cur = lowest.unwrap_or(0) as u64;
+        // SAFETY: setrlimit reads one rlimit we own.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        let err = c.register(base, BLOCK, BLOCK);
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+        let told = match &err {
+            Err(e @ ClientError::DescriptorLimit { what, soft, .. }) => {
+                let text = e.to_string();
+                *what == "register"
+                    && *soft == lim.rlim_cur
+                    && e.errno() == libc::EMFILE
+                    && text.contains("descriptor limit reached: raise RLIMIT_NOFILE")
+                    && text.contains(&format!("soft {soft}"))
+            }
+            _ => false,
+        };
+        if !told {
+            eprintln!("{err:?}");
+        }
+        told && c.register(base, BLOCK, BLOCK).is_ok()
+    });
+    assert_eq!(
+        exit_code(child),
+        0,
+        "the child was told, and registered after"
+    );
+}
+
 #[test]
 fn corrupt_ring_drops_only_that_client() {
     let f = fixture(|_| {});

@@ -44,7 +44,7 @@ use anyhow::Context;
 use region::ShmRegion;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -77,6 +77,9 @@ pub struct Hub {
     /// [`REFRESH_PERIOD`] and lowered by every prefetch: the prefetch path's headroom
     /// check without a sysfs read (milliseconds under TCG).
     fast_free: Mutex<HashMap<u32, u64>>,
+    /// Hint entries the poller sent to the heat tables' owner and it has not applied
+    /// yet ([`poller::MAX_BACKLOG_ENTRIES`]).
+    hint_backlog: Arc<AtomicUsize>,
 }
 
 impl Hub {
@@ -94,6 +97,7 @@ impl Hub {
             region_count: Mutex::new(HashMap::new()),
             prefetch_tx,
             fast_free: Mutex::new(HashMap::new()),
+            hint_backlog: Arc::default(),
         }
     }
 

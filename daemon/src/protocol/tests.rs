@@ -480,6 +480,64 @@ fn a_client_at_its_descriptor_limit_is_told_so() {
     );
 }
 
+/// While the heat tables' owner is stuck, the hint poller stops taking entries once
+/// [`super::poller::MAX_BACKLOG_ENTRIES`] wait for it: the rest stay in the client's
+/// ring (the client sees ring-full drops), not in tierd's memory, and are taken once
+/// the owner runs again.
+#[test]
+fn a_stalled_heat_owner_leaves_hints_in_the_rings() {
+    use super::poller::{BUDGET, MAX_BACKLOG_ENTRIES};
+    let f = fixture(|_| {});
+    let (_mem, base) = anon(8);
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let region = c.register(base, 8 * BLOCK, BLOCK).unwrap();
+    let r = c.region(region).unwrap();
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let s = stalled.clone();
+    f.daemon.heat.edit(0, move |_| {
+        while s.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let batch = vec![
+        tierd_client::layout::HintEntry {
+            kind: HintKind::Access as u16,
+            region,
+            nblocks: 1,
+            ..Default::default()
+        };
+        256
+    ];
+    // Push for 300 ms after the poller took the cap's worth.
+    let t0 = Instant::now();
+    let mut since = None;
+    while since.is_none_or(|t: Instant| t.elapsed() < Duration::from_millis(300)) {
+        r.push(&batch);
+        if since.is_none() && r.stats().applied_entries >= MAX_BACKLOG_ENTRIES as u64 {
+            since = Some(Instant::now());
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", r.stats());
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let st = r.stats();
+    assert!(
+        st.applied_entries <= (MAX_BACKLOG_ENTRIES + BUDGET) as u64,
+        "the poller kept taking entries: {st:?}"
+    );
+    assert!(st.dropped_entries > 0, "{st:?}");
+    assert_eq!(
+        st.published_entries - st.applied_entries,
+        1024,
+        "a full ring"
+    );
+    stalled.store(false, Ordering::Release);
+    wait_until("every entry taken and applied", || {
+        let st = r.stats();
+        st.published_entries == st.applied_entries
+            && f.server.hub.hint_backlog.load(Ordering::Acquire) == 0
+    });
+}
+
 #[test]
 fn corrupt_ring_drops_only_that_client() {
     let f = fixture(|_| {});

@@ -731,9 +731,12 @@ fn client_killed_mid_write_does_not_disturb_another() {
         let Ok(r) = c.register(base, 8 * BLOCK, BLOCK) else {
             return false;
         };
-        loop {
+        // Until killed; 30 s at most if the test failed before killing it.
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
             let _ = c.hint(r, HintKind::Access, &[0, 1, 2, 3, 4, 5, 6, 7]);
         }
+        false
     });
     wait_until("child registered and hinting", || {
         f.server.hub.regions().iter().any(|r| {

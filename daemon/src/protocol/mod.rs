@@ -33,6 +33,8 @@ pub mod session;
 pub mod steps;
 
 #[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
 mod permission_tests;
 #[cfg(test)]
 mod pinned_tests;

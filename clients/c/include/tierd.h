@@ -85,7 +85,9 @@ tierd_client *tierd_connect(const char *socket_path);
 /* Registers [base, base+len) of this process's own memory as blocks of block_size
  * bytes (base page-aligned, block_size a multiple of the page size, len a multiple of
  * block_size). *region gets the region id. -EFAULT: not (entirely) mapped in this
- * process; -EDQUOT: per-uid region limit; -EINVAL: bad alignment. */
+ * process; -EDQUOT: per-uid region limit; -EINVAL: bad alignment; -EMFILE: this
+ * process is at its descriptor limit (RLIMIT_NOFILE) and could not receive the region's
+ * shared memory (the registration is undone). */
 int tierd_register(tierd_client *, void *base, size_t len, size_t block_size, uint32_t *region);
 
 /* A hint for blocks[0..n] (runs of consecutive blocks travel as one ring entry).

@@ -107,6 +107,27 @@ class ClientTest(unittest.TestCase):
                 c.register(0x1000, BLOCK, BLOCK)  # never mapped in a process
             self.assertEqual(e.exception.errno, errno.EFAULT)
 
+    def test_descriptor_limit_is_named(self):
+        import resource
+
+        with tierd.Client(self.sock) as c:
+            kv = mmap.mmap(-1, 4 * BLOCK)
+            kv.write(b"\1" * len(kv))
+            saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+            # The lowest free descriptor number as the limit: the region's shared memory
+            # cannot be received.
+            lowest = os.dup(0)
+            os.close(lowest)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, saved[1]))
+            try:
+                with self.assertRaises(tierd.TierdError) as e:
+                    c.register_buffer(kv, BLOCK)
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+            self.assertEqual(e.exception.errno, errno.EMFILE)
+            self.assertIn("raise RLIMIT_NOFILE", str(e.exception))
+            c.unregister(c.register_buffer(kv, BLOCK))
+
     def test_pool_is_shared(self):
         with tierd.Client(self.sock) as c1, tierd.Client(self.sock) as c2:
             a = c1.pool_mmap("py-test-pool", 1 << 20)

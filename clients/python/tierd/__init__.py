@@ -141,7 +141,11 @@ def load_library() -> ctypes.CDLL:
 
 def _check(rc: int, what: str) -> int:
     if rc < 0:
-        raise TierdError(-rc, f"{what}: {os.strerror(-rc)}")
+        msg = f"{what}: {os.strerror(-rc)}"
+        if -rc == _errno.EMFILE:
+            # The shared memory tierd sent with the reply could not be received.
+            msg += " (descriptor limit reached: raise RLIMIT_NOFILE, ulimit -n)"
+        raise TierdError(-rc, msg)
     return rc
 
 

@@ -68,6 +68,48 @@ pub enum ClientError {
         what: &'static str,
         errno: nix::errno::Errno,
     },
+    /// tierd's reply carried a descriptor (a region's or pool's shared memory) that
+    /// this process could not take: it is at its descriptor limit.
+    #[error(
+        "{what}: descriptor limit reached: raise RLIMIT_NOFILE (ulimit -n; soft {soft}, \
+         hard {hard}) or close descriptors ({open} open); the shared memory tierd sent \
+         could not be received"
+    )]
+    DescriptorLimit {
+        what: &'static str,
+        /// Descriptors open in this process (`/proc/self/fd`).
+        open: usize,
+        soft: u64,
+        hard: u64,
+    },
+}
+
+impl ClientError {
+    /// [`ClientError::DescriptorLimit`] for `what`, with this process's numbers.
+    fn descriptor_limit(what: &'static str) -> ClientError {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit we own.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+        let open = match std::fs::read_dir("/proc/self/fd") {
+            // The directory's own descriptor is listed too.
+            Ok(d) => d.count().saturating_sub(1),
+            // At the limit the directory cannot be opened: probe the numbers below it.
+            Err(_) => (0..soft.min(1 << 16) as i32)
+                // SAFETY: F_GETFD reads a descriptor's flags; no memory involved.
+                .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+                .count(),
+        };
+        ClientError::DescriptorLimit {
+            what,
+            open,
+            soft,
+            hard,
+        }
+    }
 }
 
 impl ClientError {
@@ -86,6 +128,7 @@ impl ClientError {
             ClientError::BlockRange { .. } => libc::ERANGE,
             ClientError::Shm { .. } => libc::EPROTO,
             ClientError::Map { source, .. } => source.raw_os_error().unwrap_or(libc::ENOMEM),
+            ClientError::DescriptorLimit { .. } => libc::EMFILE,
         }
     }
 }
@@ -384,6 +427,16 @@ impl Conn {
 
     /// One request, one reply (and the fd that came with it).
     pub(crate) fn call(&mut self, req: &Request) -> Result<(Reply, Option<OwnedFd>), ClientError> {
+        let (reply, fd, lost) = self.call_raw(req)?;
+        if lost {
+            return Err(ClientError::descriptor_limit(req.name()));
+        }
+        Ok((reply, fd))
+    }
+
+    /// One request, one reply, its descriptor and whether a descriptor sent with it was
+    /// lost (this process at its `RLIMIT_NOFILE`).
+    fn call_raw(&mut self, req: &Request) -> Result<(Reply, Option<OwnedFd>, bool), ClientError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         sock::send(&self.fd, &req.encode(seq), None).map_err(ClientError::Socket)?;
@@ -402,7 +455,7 @@ impl Conn {
             if let Reply::Error { errno, message } = reply {
                 return Err(ClientError::Refused { errno, message });
             }
-            return Ok((reply, p.fd));
+            return Ok((reply, p.fd, p.fds_lost));
         }
     }
 
@@ -428,10 +481,15 @@ impl Conn {
                 slots: s.to_vec(),
             },
         };
-        let (reply, fd) = self.call(&req)?;
+        let (reply, fd, lost) = self.call_raw(&req)?;
         let Reply::Registered { region, .. } = reply else {
             return Err(ClientError::Unexpected(Box::new(reply)));
         };
+        if lost {
+            // A region this process cannot see must not count against its quotas.
+            let _ = self.call(&Request::Unregister { region });
+            return Err(ClientError::descriptor_limit(req.name()));
+        }
         Ok((region, fd.ok_or(ClientError::NoFd("register"))?))
     }
 }

@@ -113,6 +113,19 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request's name in errors (`register`, `pool_open`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Register { .. } => "register",
+            Request::Unregister { .. } => "unregister",
+            Request::PoolOpen { .. } => "pool_open",
+            Request::Advise { .. } => "advise",
+            Request::RegisterPinned { .. } => "register_pinned",
+        }
+    }
+}
+
 /// tierd → client. `Registered` and `Pool` come with one fd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {

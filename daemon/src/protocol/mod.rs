@@ -30,7 +30,10 @@ pub mod region;
 pub mod relocate;
 pub mod server;
 pub mod session;
+pub mod steps;
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod permission_tests;
 #[cfg(test)]
@@ -43,7 +46,7 @@ use anyhow::Context;
 use region::ShmRegion;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -76,6 +79,9 @@ pub struct Hub {
     /// [`REFRESH_PERIOD`] and lowered by every prefetch: the prefetch path's headroom
     /// check without a sysfs read (milliseconds under TCG).
     fast_free: Mutex<HashMap<u32, u64>>,
+    /// Hint entries the poller sent to the heat tables' owner and it has not applied
+    /// yet ([`poller::MAX_BACKLOG_ENTRIES`]).
+    hint_backlog: Arc<AtomicUsize>,
 }
 
 impl Hub {
@@ -93,6 +99,7 @@ impl Hub {
             region_count: Mutex::new(HashMap::new()),
             prefetch_tx,
             fast_free: Mutex::new(HashMap::new()),
+            hint_backlog: Arc::default(),
         }
     }
 

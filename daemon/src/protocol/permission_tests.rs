@@ -10,6 +10,7 @@ use super::tests::{anon, exit_code, fixture, fork_child, wait_until, Fixture, BL
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tierd_client::wire::pool_flags::{READ_ONLY, SHARED};
 use tierd_client::{Client, ClientError, HintKind};
 
@@ -176,20 +177,34 @@ fn pools_are_per_uid_read_only_for_others_and_charged_to_their_toucher() {
 struct Gate {
     ready: (OwnedFd, OwnedFd),
     go: (OwnedFd, OwnedFd),
+    /// The test process: a child whose parent changed was abandoned (the test binary
+    /// died; the child's own copy of `go`'s write end means it never reads EOF).
+    parent: u32,
 }
+
+/// How long a child waits at [`Gate::arrive_and_wait`] or loops before it gives up.
+const CHILD_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Gate {
     fn new() -> Gate {
         Gate {
             ready: nix::unistd::pipe().unwrap(),
             go: nix::unistd::pipe().unwrap(),
+            parent: std::process::id(),
         }
     }
-    /// In the child.
-    fn arrive_and_wait(&self) {
+    /// In the child: says it is ready and waits to be let go; false when the parent did
+    /// not let it go within [`CHILD_PATIENCE`] or is gone.
+    fn arrive_and_wait(&self) -> bool {
         let _ = nix::unistd::write(&self.ready.1, b"r");
+        let t0 = Instant::now();
+        while !self.released_within(100) {
+            if self.abandoned() || t0.elapsed() > CHILD_PATIENCE {
+                return false;
+            }
+        }
         let mut b = [0u8];
-        let _ = nix::unistd::read(self.go.0.as_raw_fd(), &mut b);
+        nix::unistd::read(self.go.0.as_raw_fd(), &mut b) == Ok(1)
     }
     /// In the parent (at most 20 s: a child that failed never arrives).
     fn wait_ready(&self) {
@@ -212,6 +227,10 @@ impl Gate {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.go.0.as_fd(), PollFlags::POLLIN)];
         poll(&mut fds, PollTimeout::from(ms)) == Ok(1)
+    }
+    /// In the child: the test process that forked it is gone.
+    fn abandoned(&self) -> bool {
+        std::os::unix::process::parent_id() != self.parent
     }
 }
 
@@ -245,8 +264,7 @@ fn pool_quota_counts_holders_not_connections() {
         let _m = map(&p.fd, 4096, libc::PROT_READ | libc::PROT_WRITE).unwrap();
         drop(p);
         drop(c);
-        gate.arrive_and_wait();
-        true
+        gate.arrive_and_wait()
     });
     gate.wait_ready();
     let path = f.path.clone();
@@ -312,16 +330,23 @@ fn pin_fast_quota_and_prefetch_budget_bind_users() {
         let r = c.register(base, 64 * BLOCK, BLOCK).unwrap();
         c.hint(r, HintKind::PinFast, &[0, 1, 2, 3]).unwrap();
         c.hint(r, HintKind::PinFast, &[2, 3, 4, 5]).unwrap(); // 6 > 4 blocks: ignored
-        gate.arrive_and_wait();
-        // 8 blocks (512 KiB) every 20 ms, 25 MB/s, against a budget of 1 MB/s.
-        for i in 0.. {
+        if !gate.arrive_and_wait() {
+            return false;
+        }
+        // 8 blocks (512 KiB) every 20 ms, 25 MB/s, against a budget of 1 MB/s, until let
+        // go (or given up: a child must end by itself when its test cannot go on).
+        let (t0, mut i) = (Instant::now(), 0u64);
+        loop {
             c.hint_range(r, HintKind::Prefetch, 8 + (i * 8) % 56, 8, 0)
                 .unwrap();
+            i += 1;
             if gate.released_within(20) {
-                break;
+                break true;
+            }
+            if gate.abandoned() || t0.elapsed() > CHILD_PATIENCE {
+                break false;
             }
         }
-        true
     });
     gate.wait_ready();
     let ceil = &f.daemon.ceilings;
@@ -398,7 +423,9 @@ fn a_peer_that_changes_credentials_is_no_longer_served() {
             return false;
         }
         let r = c.register(base + 2 * BLOCK, BLOCK, BLOCK);
-        gate.arrive_and_wait();
+        if !gate.arrive_and_wait() {
+            return false;
+        }
         match r {
             Ok(_) => false,
             Err(ClientError::Refused { errno, message }) => {
@@ -414,4 +441,34 @@ fn a_peer_that_changes_credentials_is_no_longer_served() {
     });
     gate.release();
     assert_eq!(exit_code(child), 0);
+}
+
+/// A child whose test process died (here: a middle process that exits without letting
+/// it go) gives up by itself instead of waiting forever.
+#[test]
+fn an_abandoned_child_gives_up_by_itself() {
+    let (verdict_rd, verdict_wr) = nix::unistd::pipe().unwrap();
+    let middle = fork_child(|| {
+        let gate = Gate::new();
+        fork_child(|| {
+            let released = gate.arrive_and_wait();
+            let _ = nix::unistd::write(&verdict_wr, if released { b"r" } else { b"a" });
+            true
+        });
+        gate.wait_ready();
+        std::mem::forget(gate); // its Drop would let the child go
+        true
+    });
+    drop(verdict_wr);
+    assert_eq!(exit_code(middle), 0);
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(verdict_rd.as_fd(), PollFlags::POLLIN)];
+    assert_eq!(
+        poll(&mut fds, PollTimeout::from(5_000u16)),
+        Ok(1),
+        "no verdict"
+    );
+    let mut b = [0u8];
+    nix::unistd::read(verdict_rd.as_raw_fd(), &mut b).unwrap();
+    assert_eq!(&b, b"a", "the abandoned child was let go?");
 }

@@ -17,7 +17,7 @@
 //! registering process died or changed credentials ([`Hub::end_departed_peers`]).
 
 use super::region::ShmRegion;
-use super::{apply, relocate, Hub, REFRESH_PERIOD};
+use super::{apply, relocate, steps, Hub, REFRESH_PERIOD};
 use crate::migrate::{UrgentJob, UrgentOutcome};
 use crate::state::{Daemon, Mode};
 use std::collections::BTreeMap;
@@ -94,9 +94,7 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
         .max()
         .unwrap_or_default();
     let d = &hub.daemon;
-    let mut blocks: Vec<u64> = items.iter().flat_map(|p| p.first..p.first + p.n).collect();
-    blocks.sort_unstable();
-    blocks.dedup();
+    let blocks = steps::block_set(items.iter().map(|p| (p.first, p.n)));
     let topo = d.topology();
     let is_fast = |node: i32| node >= 0 && topo.tier_of(node as u32) == Some(0);
     let fast = {
@@ -202,6 +200,11 @@ fn promote(hub: &Hub, items: &[Prefetch]) {
 /// latency-first lane ([`crate::migrate::urgent`]) if, of its `free` bytes, `floor`
 /// stay free after them. Returns the node (or negative errno) of each block's first
 /// page afterwards, and whether the move was skipped for lack of headroom.
+///
+/// The headroom is checked before any page list is built, and the pages go to the lane
+/// in steps of [`steps::URGENT_STEP_PAGES`]: a prefetch of blocks far larger than the
+/// fast tier (a 16 TiB reservation in 16 GiB blocks) costs one query per block, not a
+/// list of its 2^32 pages.
 fn move_blocks(
     d: &Daemon,
     r: &ShmRegion,
@@ -210,28 +213,54 @@ fn move_blocks(
     free: u64,
     floor: u64,
 ) -> (Vec<i32>, bool) {
+    let bytes = (blocks.len() as u64).saturating_mul(r.block_size);
+    if free < floor.saturating_add(bytes) {
+        return (query_blocks(d, r, blocks), true);
+    }
     let page = d.engine.page_size();
-    let per = (r.block_size / page).max(1) as usize;
-    let pages: Vec<u64> = blocks
-        .iter()
-        .flat_map(|&b| (0..per as u64).map(move |i| (b, i)))
-        .map(|(b, i)| r.block_addr(b) + i * page)
-        .collect();
-    let job = UrgentJob {
-        pid: r.owner.pid,
-        pages: &pages,
-        to,
-        free_bytes: free,
-        floor_bytes: floor,
-        cause: tierd_api::MoveCause::Prefetch,
-    };
-    let status = match d.engine.run_urgent(&job) {
-        UrgentOutcome::NoHeadroom => return (query_blocks(d, r, blocks), true),
-        // Made pinned meanwhile: its placement is known without asking the kernel.
-        UrgentOutcome::Pinned => return (blocks.iter().map(|&b| r.placement(b)).collect(), true),
-        UrgentOutcome::Moved(status) => status,
-    };
-    let mut first: Vec<i32> = status.iter().copied().step_by(per).collect();
+    let mut first = vec![-libc::EAGAIN; blocks.len()];
+    let mut outcome = None;
+    let mut sent = 0u64;
+    let addr = |b: u64, j: u64| r.block_addr(b) + j * page;
+    let per = (r.block_size / page).max(1);
+    steps::page_steps(
+        blocks,
+        per,
+        steps::URGENT_STEP_PAGES,
+        addr,
+        |pages, firsts| {
+            let job = UrgentJob {
+                pid: r.owner.pid,
+                pages,
+                to,
+                // What the earlier steps took from the destination.
+                free_bytes: free.saturating_sub(sent),
+                floor_bytes: floor,
+                cause: tierd_api::MoveCause::Prefetch,
+            };
+            sent = sent.saturating_add(pages.len() as u64 * page);
+            match d.engine.run_urgent(&job) {
+                UrgentOutcome::Moved(status) => {
+                    for &(i, at) in firsts {
+                        first[i] = status[at];
+                    }
+                    true
+                }
+                stop => {
+                    outcome = Some(stop);
+                    false
+                }
+            }
+        },
+    );
+    match outcome {
+        None => {}
+        Some(UrgentOutcome::Pinned) => {
+            // Made pinned meanwhile: its placement is known without asking the kernel.
+            return (blocks.iter().map(|&b| r.placement(b)).collect(), true);
+        }
+        Some(_) => return (query_blocks(d, r, blocks), true),
+    }
     // A page the kernel refused (EBUSY: pinned, ...) reports an errno, not its node:
     // read where those blocks are.
     let refused: Vec<usize> = (0..first.len())

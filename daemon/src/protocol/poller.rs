@@ -11,13 +11,19 @@
 //! policy promotes them on its next decision. A PIN_FAST entry that would take a uid
 //! other than root past `client.max_pin_fast_bytes_per_uid` is ignored and counted
 //! ([`crate::access::ceilings`]).
+//!
+//! The heat owner's queue is bounded in commands, not in their size: one edit carries
+//! up to [`BUDGET`] entries, so 16 Ki queued edits could hold 2^26 entries (~2.7 GB).
+//! The poller therefore counts the entries it sent that the owner has not applied yet
+//! and, past [`MAX_BACKLOG_ENTRIES`], leaves them in the clients' rings (which the
+//! clients see as ring-full drops) until the owner catches up.
 
 use super::pinned::PinnedMap;
 use super::placement::Prefetch;
 use super::region::ShmRegion;
 use super::{apply, Hub, POLL_PERIOD};
 use crate::heat::{flags, Span};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tierd_api::AddrRange;
@@ -32,6 +38,33 @@ const IDLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
 /// Entries taken from one ring per pass.
 pub const BUDGET: usize = 4096;
 
+/// Entries sent to the heat owner and not applied yet past which no ring is drained:
+/// 64 Ki entries, ~2.6 MB of ranges (the backlog exceeds it by one batch at most).
+pub const MAX_BACKLOG_ENTRIES: usize = 16 * BUDGET;
+
+/// One batch's share of [`Hub::hint_backlog`], given back when the edit carrying it
+/// has run or was dropped unrun (the owner gone).
+struct Backlog {
+    count: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl Backlog {
+    fn add(count: &Arc<AtomicUsize>, n: usize) -> Backlog {
+        count.fetch_add(n, Ordering::AcqRel);
+        Backlog {
+            count: count.clone(),
+            n,
+        }
+    }
+}
+
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
 pub fn run(hub: Arc<Hub>) {
     let mut buf: Vec<HintEntry> = Vec::with_capacity(BUDGET);
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
@@ -44,6 +77,11 @@ pub fn run(hub: Arc<Hub>) {
         }
         for r in regions {
             r.account_drops(&hub.daemon.hints);
+            if hub.hint_backlog.load(Ordering::Acquire) >= MAX_BACKLOG_ENTRIES {
+                // The heat owner is behind: the entries wait in the rings.
+                more = false;
+                break;
+            }
             buf.clear();
             match r.drain(BUDGET, &mut buf) {
                 Ok(0) => continue,
@@ -137,7 +175,9 @@ pub fn ingest(hub: &Hub, r: &Arc<ShmRegion>, entries: &[HintEntry]) {
             (h.kind, r.blocks(h.first_block, h.nblocks), to)
         })
         .collect();
+    let backlog = Backlog::add(&hub.hint_backlog, ranges.len());
     hub.daemon.heat.edit(r.owner.pid, move |t| {
+        let _backlog = backlog;
         let now = t.now_ms(received);
         let (mut access, mut events) = (Vec::new(), Vec::new());
         for (kind, range, to) in ranges {

@@ -240,14 +240,17 @@ fn per_uid_registered_bytes_limit() {
 
 /// A client registers 16 TiB of reserved, never-touched address space (as a GPU
 /// runtime's reservation) in 16 GiB blocks and hints all of it: tierd's heat table
-/// gains no cell per granule of it (2^28 of them), and a second client of another
-/// daemon with the default limit is refused such a region outright.
+/// gains no cell per granule of it (2^28 of them), its prefetch thread builds no list
+/// of its 2^32 pages (it once did, in the background, until the test binary was
+/// OOM-killed), and a second client of another daemon with the default limit is
+/// refused such a region outright.
 #[test]
 fn a_huge_registered_reservation_costs_no_bookkeeping() {
     const RESERVED: u64 = 16 << 40;
     const HUGE_BLOCK: u64 = 16 << 30;
-    let f =
-        fixture(|c| c.client.max_registered_bytes_per_uid = tierd_config::Amount::Bytes(RESERVED));
+    let f = fixture(|c| {
+        c.client.max_registered_bytes_per_uid = tierd_config::Amount::Bytes(RESERVED + BLOCK)
+    });
     // SAFETY: a fresh PROT_NONE reservation nothing else refers to; unmapped below.
     let p = unsafe {
         libc::mmap(
@@ -271,6 +274,15 @@ fn a_huge_registered_reservation_costs_no_bookkeeping() {
     wait_until("hints applied", || r.stats().applied_entries >= 3);
     let cells = heat_of(&f.daemon, |t| t.map_or(0, |t| t.len()));
     assert!(cells < 1024, "{cells} heat cells for 16 TiB never touched");
+    // The PIN_FAST above asks the prefetch thread to promote 16 TiB, which cannot fit
+    // the 1 GiB fast node: it is answered at once, so a small prefetch sent after it
+    // (due later, so served after it in any case) lands within the wait.
+    let (_small, small_base) = anon(1);
+    let small = c.register(small_base, BLOCK, BLOCK).unwrap();
+    c.hint_prefetch(small, &[0], 60_000).unwrap();
+    wait_until("the prefetch thread got past 16 TiB", || {
+        c.placement(small, 0) == 0
+    });
     c.unregister(region).unwrap();
     drop(c);
 
@@ -394,14 +406,25 @@ fn corrupt_ring_drops_only_that_client() {
     assert!(good.advise(4096, 0).is_ok());
 }
 
+/// How long a forked child may live: past it the kernel ends it (SIGALRM), wherever it
+/// is stuck (a lock that fork copied while another thread held it, a parent that
+/// failed before releasing it), so no test leaves a process behind.
+pub(super) const CHILD_LIFETIME_S: u32 = 60;
+
+/// How long [`exit_code`] waits for a child before killing it.
+const CHILD_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs `f` in a forked child; returns the child's pid. The child exits 0 if `f`
 /// returns true, 1 otherwise (or on panic), without running any destructor or test
-/// harness code.
+/// harness code; it is ended after [`CHILD_LIFETIME_S`] in any case.
 pub(super) fn fork_child(f: impl FnOnce() -> bool) -> nix::unistd::Pid {
     // SAFETY: the child only calls into the client library (malloc, sockets, mmap:
     // glibc keeps malloc usable after fork) and then _exit()s.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
+            // SAFETY: arms this process's real-time timer; no memory involved. A fork
+            // child starts without one.
+            unsafe { libc::alarm(CHILD_LIFETIME_S) };
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
             // SAFETY: _exit ends the child without unwinding into the harness.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
@@ -410,11 +433,60 @@ pub(super) fn fork_child(f: impl FnOnce() -> bool) -> nix::unistd::Pid {
     }
 }
 
+/// The exit code of child `pid`; a child still running after [`CHILD_WAIT`] is killed
+/// and the test fails (a test must not block forever on a stuck child).
 pub(super) fn exit_code(pid: nix::unistd::Pid) -> i32 {
-    match nix::sys::wait::waitpid(pid, None).unwrap() {
-        nix::sys::wait::WaitStatus::Exited(_, c) => c,
-        other => panic!("child: {other:?}"),
+    exit_code_within(pid, CHILD_WAIT)
+}
+
+fn exit_code_within(pid: nix::unistd::Pid, limit: Duration) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let t0 = Instant::now();
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::StillAlive => {}
+            WaitStatus::Exited(_, c) => return c,
+            other => panic!("child: {other:?}"),
+        }
+        if t0.elapsed() > limit {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            panic!("child {pid} still running after {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A stuck child is killed and reported, not waited for forever; an idle child runs
+/// out of its lifetime by itself.
+#[test]
+fn a_stuck_child_is_killed_not_waited_for() {
+    let t0 = Instant::now();
+    let stuck = fork_child(|| loop {
+        // SAFETY: waits for a signal; no memory involved.
+        unsafe { libc::pause() };
+    });
+    let waited = std::panic::catch_unwind(|| exit_code_within(stuck, Duration::from_millis(300)));
+    assert!(waited.is_err(), "exit_code returned for a stuck child");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        nix::sys::signal::kill(stuck, None),
+        Err(nix::errno::Errno::ESRCH),
+        "killed and reaped"
+    );
+    // The lifetime: ended by SIGALRM (here after 1 s instead of CHILD_LIFETIME_S).
+    let idle = fork_child(|| {
+        // SAFETY: as in fork_child.
+        unsafe { libc::alarm(1) };
+        loop {
+            // SAFETY: as above.
+            unsafe { libc::pause() };
+        }
+    });
+    assert!(matches!(
+        nix::sys::wait::waitpid(idle, None).unwrap(),
+        nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGALRM, _)
+    ));
 }
 
 #[test]
@@ -476,9 +548,12 @@ fn client_killed_mid_write_does_not_disturb_another() {
         let Ok(r) = c.register(base, 8 * BLOCK, BLOCK) else {
             return false;
         };
-        loop {
+        // Until killed; 30 s at most if the test failed before killing it.
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
             let _ = c.hint(r, HintKind::Access, &[0, 1, 2, 3, 4, 5, 6, 7]);
         }
+        false
     });
     wait_until("child registered and hinting", || {
         f.server.hub.regions().iter().any(|r| {

@@ -10,8 +10,12 @@ cargo build --release -p tierd -p tierd-c
 tmp=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 inc=clients/c/include
+# The library's SONAME is libtierd.so.N; cargo leaves only libtierd.so, so the example
+# finds its SONAME through a link in the temp dir (what `make install` lays out).
+soname=$(objdump -p "$target/libtierd.so" | awk '$1 == "SONAME" { print $2 }')
+ln -s "$target/libtierd.so" "$tmp/$soname"
 gcc -std=c11 -Wall -Wextra -Werror -O2 -I"$inc" clients/c/examples/kvcache.c \
-  -L"$target" -ltierd -Wl,-rpath,"$target" -o "$tmp/kvcache-shared"
+  -L"$target" -ltierd -Wl,-rpath,"$tmp" -o "$tmp/kvcache-shared"
 gcc -std=c11 -Wall -Wextra -Werror -O2 -I"$inc" clients/c/examples/kvcache.c \
   "$target/libtierd.a" -lpthread -ldl -lm -o "$tmp/kvcache-static"
 cat >"$tmp/tierd.toml" <<TOML

@@ -113,13 +113,14 @@ impl Hub {
             .collect()
     }
 
-    /// The live regions `pid` registered.
-    pub fn regions_of(&self, pid: i32) -> Vec<Arc<ShmRegion>> {
+    /// The live regions `pid` registered that overlap `span`.
+    pub fn regions_within(&self, pid: i32, span: tierd_api::AddrRange) -> Vec<Arc<ShmRegion>> {
         self.regions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .filter(|r| r.owner.pid == pid)
+            .filter(|r| r.base < span.end && span.start < r.base + r.nblocks * r.block_size)
             .cloned()
             .collect()
     }

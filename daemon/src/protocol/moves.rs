@@ -15,6 +15,7 @@ use crate::migrate::{MoveObserver, Moved};
 use crate::state::Daemon;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use tierd_api::AddrRange;
 
 /// Notices waiting for `tierd-placement` at most (each one move call's blocks of one
 /// region).
@@ -44,7 +45,23 @@ impl MoveObserver for MoveNotices {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
-        for r in hub.regions_of(pid) {
+        // The span of the call, so that only the regions it touches are looked at (one
+        // engine may register hundreds of regions; a batch touches a few).
+        let mut told = moved.iter().filter(|m| tells_placement(m.status));
+        let Some(first) = told.next() else {
+            return;
+        };
+        let span = told.fold(
+            AddrRange {
+                start: first.addr,
+                end: first.addr.saturating_add(first.bytes),
+            },
+            |s, m| AddrRange {
+                start: s.start.min(m.addr),
+                end: s.end.max(m.addr.saturating_add(m.bytes)),
+            },
+        );
+        for r in hub.regions_within(pid, span) {
             if r.is_pinned() {
                 continue; // placed by relocation: its table shows its slots
             }

@@ -162,7 +162,8 @@ impl Sweep {
             let c = &d.placement;
             let ms = now.saturating_duration_since(self.pass_started).as_millis() as u64;
             c.last_pass_ms.store(ms, Ordering::Relaxed);
-            c.last_pass_blocks.store(self.pass_blocks, Ordering::Relaxed);
+            c.last_pass_blocks
+                .store(self.pass_blocks, Ordering::Relaxed);
             c.passes.fetch_add(1, Ordering::Relaxed);
         }
         self.pass_started = now;

@@ -66,14 +66,15 @@ status_loop() {
 	done
 }
 
-# placement_ticks: CPU ticks (10 ms) tierd-placement used so far (read from tierd's own
-# threads only: thread_ticks also reads every process, which can vanish under it).
+# placement_ticks: CPU ticks (10 ms) tierd-placement used so far. Through cat: a thread
+# that ends between the glob and the read (a control connection's) is skipped, where
+# busybox awk would stop at it.
 placement_ticks() {
-	awk '{
+	{ cat /proc/"$TIERD_PID"/task/*/stat 2>/dev/null || true; } | awk '{
 		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
 		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
 		if (c == "tierd-placement") n += f[12] + f[13]
-	} END { print n + 0 }' /proc/"$TIERD_PID"/task/*/stat
+	} END { print n + 0 }'
 }
 
 # p99 KIND FILE: 99th percentile (nearest rank) of the KIND latencies in FILE.

@@ -1,6 +1,7 @@
 //! The placement tables' upkeep against the fake mover: the sweep's page queries follow
-//! `client.placement_sweep_pages_per_s`, not the registered size; tierd's own moves show
-//! without waiting for the sweep; a move tierd did not make shows within one pass.
+//! `client.placement_sweep_pages_per_s`, not the registered size, and a small
+//! registration is read once a step (100 ms), not more; tierd's own moves show without
+//! waiting for the sweep; a move tierd did not make shows within one pass.
 
 use super::tests::{fixture, wait_until};
 use crate::migrate::Job;
@@ -134,4 +135,26 @@ fn a_move_tierd_did_not_make_shows_within_one_sweep() {
         "{:?} against a pass of {ms} ms",
         t0.elapsed()
     );
+}
+
+#[test]
+fn a_small_registration_is_read_once_a_step_not_once_a_page_of_budget() {
+    // 64 blocks against 10,000 pages a second: every 100 ms step covers them all, and
+    // reads each once (640 pages a second), not round and round to spend the budget.
+    let f = fixture(|c| c.client.placement_sweep_pages_per_s = 10_000);
+    let (_mem, base) = mapped(64);
+    let c = Client::connect(Some(&f.path)).unwrap();
+    let region = c.register(base, 64 * PAGE, PAGE).unwrap();
+    let r = c.region(region).unwrap();
+    wait_until("first read", || c.placement(region, 63) == 1);
+    let (q0, g0) = (f.mover.queried_pages(), r.stats().placement_gen);
+    std::thread::sleep(Duration::from_secs(1));
+    let (pages, gens) = (f.mover.queried_pages() - q0, r.stats().placement_gen - g0);
+    assert!((320..=960).contains(&pages), "{pages} pages queried in 1 s");
+    assert!(
+        (5..=15).contains(&gens),
+        "{gens} placement generations in 1 s"
+    );
+    let ms = f.daemon.placement.last_pass_ms.load(Ordering::Relaxed);
+    assert!((50..=300).contains(&ms), "a pass took {ms} ms");
 }

@@ -53,6 +53,11 @@ pub struct ClientConfig {
     /// for the client's new blocks, by asking it to demote cold blocks ahead of need
     /// (0: demotions only make room for promotions).
     pub pinned_headroom_percent: u32,
+    /// Pages a second the placement refresher may query (`move_pages`) to find moves
+    /// tierd did not make (kernel reclaim, NUMA balancing, other tools): a full sweep of
+    /// the registered blocks takes blocks / this many seconds. tierd's own moves reach
+    /// the placement tables without a query.
+    pub placement_sweep_pages_per_s: u64,
 }
 
 impl Default for ClientConfig {
@@ -75,6 +80,7 @@ impl Default for ClientConfig {
             pool_tier: PoolTier::Slow,
             sample_hinting_processes: false,
             pinned_headroom_percent: 0,
+            placement_sweep_pages_per_s: 10_000,
         }
     }
 }
@@ -103,6 +109,10 @@ impl ClientConfig {
                 self.max_connections_per_uid as u64,
             ),
             ("client.write_timeout_ms", self.write_timeout_ms),
+            (
+                "client.placement_sweep_pages_per_s",
+                self.placement_sweep_pages_per_s,
+            ),
         ] {
             if n == 0 {
                 return Err(Invalid::new(key, "must be at least 1"));

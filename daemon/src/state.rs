@@ -107,6 +107,9 @@ pub struct Daemon {
     /// Hint-ring totals over all protocol clients, past and present (fed by the
     /// protocol; read by the metrics endpoint).
     pub hints: HintCounters,
+    /// The placement tables' upkeep: the sweep's progress and tierd's own moves
+    /// (written by the protocol; read by the metrics endpoint).
+    pub placement: crate::protocol::sweep::PlacementCounters,
     /// Heartbeats of the worker threads (the watchdog and `status.health` read them).
     pub liveness: Liveness,
     /// Processes managed with `tierctl manage`, written down for a restart.
@@ -174,6 +177,7 @@ impl Daemon {
             generation: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             hints: HintCounters::default(),
+            placement: Default::default(),
             liveness: Liveness::default(),
             journal: Journal::default(),
             access: crate::access::Access::default(),

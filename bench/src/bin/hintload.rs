@@ -12,8 +12,9 @@
 //! places as fast as it can for `--seconds`: what its ring does not take is dropped and
 //! counted in the region's header, as the client library does. Meanwhile:
 //! - a monitor (the main thread) reads every region's header every 50 ms: applied
-//!   entries (the hint poller's progress) and the placement generation (the placement
-//!   refresher's, every 100 ms by design), and `VmRSS` of `--tierd-pid`.
+//!   entries (the hint poller's progress) and the placement generation (bumped by
+//!   tierd's own moves and by each step of the placement sweep that reads the region),
+//!   and `VmRSS` of `--tierd-pid`.
 //!
 //! Prints RESULT lines (keys prefixed `T.` with `--tag`): `clients`,
 //! `hints_published_per_s`, `hint_drops`, `hint_drop_ratio`, `hints_applied_per_s`,

@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     double t0 = now_ms();
     if ((rc = tierd_hint_prefetch(c, region, soon, 2, 10)) != 2)
         return failed("tierd_hint_prefetch", rc);
-    /* Placement read-back: a node once tierd has looked (at most ~100 ms). */
+    /* Placement read-back: the fast node once the promotion is done. */
     int p = -EAGAIN;
     while ((p = tierd_placement(c, region, 11)) == -EAGAIN && now_ms() - t0 < 5000)
         usleep(200);

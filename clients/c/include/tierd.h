@@ -102,7 +102,9 @@ int tierd_hint_prefetch(tierd_client *, uint32_t region, const uint64_t *blocks,
 
 /* Node holding the block (its first page), or -errno: -EAGAIN not looked at yet,
  * -ENOENT not populated, -ERANGE outside the region, -EINVAL unknown region.
- * Refreshed every 100 ms, and right after a PREFETCH / PIN_FAST promotion. */
+ * Written as soon as tierd moves the block (a PREFETCH / PIN_FAST promotion, a policy
+ * move); moves tierd did not make show within one placement sweep (every 100 ms for a
+ * small registration, client.placement_sweep_pages_per_s sets it for large ones). */
 int tierd_placement(tierd_client *, uint32_t region, uint64_t block);
 
 /* Opens (creating on first use) the caller's uid's pool `name` ([A-Za-z0-9._-], <= 64

@@ -84,6 +84,9 @@ pub struct MigrationEngine {
     pub pinned: super::pinned::PinnedRanges,
     /// The PSI backoff on `bucket` (fed by `note_pressure`, once a second).
     psi: super::pressure::Throttle,
+    /// Told of every move's result ([`super::MoveObserver`]); set once by the protocol
+    /// server.
+    observer: RwLock<Option<Arc<dyn super::MoveObserver>>>,
 }
 
 const TOPOLOGY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -121,6 +124,35 @@ impl MigrationEngine {
             counters: EngineCounters::default(),
             pinned: Default::default(),
             psi: Default::default(),
+            observer: RwLock::new(None),
+        }
+    }
+
+    /// From now on `o` is told of every move's result (replacing any earlier one).
+    pub fn set_observer(&self, o: Arc<dyn super::MoveObserver>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(o);
+    }
+
+    /// Tells the observer, if any, where the pages of one `move_pages` call went:
+    /// `units[i]` (address, base pages) got `status[i]`; untouched ones are left out.
+    pub(super) fn notify(&self, pid: i32, units: impl Iterator<Item = (u64, u64)>, status: &[i32]) {
+        let o = self
+            .observer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(o) = o else { return };
+        let moved: Vec<super::Moved> = units
+            .zip(status)
+            .filter(|(_, &s)| s != UNTOUCHED)
+            .map(|((addr, pages), &status)| super::Moved {
+                addr,
+                bytes: pages * self.page,
+                status,
+            })
+            .collect();
+        if !moved.is_empty() {
+            o.moved(pid, &moved);
         }
     }
 
@@ -414,6 +446,7 @@ impl MigrationEngine {
                 }
             }
         }
+        self.notify(job.pid, units.iter().map(|u| (u.addr, u.pages)), &status);
         for ((u, &st), &was) in units.iter().zip(&status).zip(&before) {
             if st == job.to as i32 && (was < 0 || was == st) {
                 // Already there (or not present when asked, then faulted in where it

@@ -14,7 +14,9 @@
 //! - With [`FakeMover::owner`], a call for any other pid fails whole with
 //!   [`MoveError::NoSuchProcess`], as for a process that does not exist.
 //! - [`FakeMover::calls`] counts the `move_pages` calls that reached the pages (not
-//!   those refused for their pid).
+//!   those refused for their pid); [`FakeMover::queries`] and
+//!   [`FakeMover::queried_pages`] count placement queries and the pages they named.
+//! - [`FakeMover::place`] moves a page behind tierd's back (no call counted).
 
 use super::{MoveError, Mover};
 use std::collections::{HashMap, HashSet};
@@ -32,6 +34,7 @@ pub struct FakeMover {
     /// Each `query` sleeps this long first (a slow machine).
     query_delay: std::time::Duration,
     queries: AtomicU64,
+    queried_pages: AtomicU64,
 }
 
 #[derive(Default)]
@@ -94,6 +97,12 @@ impl FakeMover {
         self.lock().pinned.insert(addr);
     }
 
+    /// Moves `pid`'s page at `addr` to `node` behind tierd's back (as kernel reclaim or
+    /// another tool would): no `move_pages` call is counted.
+    pub fn place(&self, pid: i32, addr: u64, node: i32) {
+        self.lock().node.insert((pid, addr), node);
+    }
+
     /// Where `pid`'s page at `addr` is, as `query` would say (`None`: absent).
     pub fn node_of(&self, pid: i32, addr: u64) -> Option<i32> {
         self.lock().node_of(pid, addr, self.default_node)
@@ -107,6 +116,11 @@ impl FakeMover {
     /// Placement queries so far.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Pages asked about by placement queries so far.
+    pub fn queried_pages(&self) -> u64 {
+        self.queried_pages.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pages> {
@@ -147,6 +161,8 @@ impl Mover for FakeMover {
 
     fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
+        self.queried_pages
+            .fetch_add(pages.len() as u64, Ordering::Relaxed);
         std::thread::sleep(self.query_delay);
         self.check_pid(pid)?;
         let p = self.lock();

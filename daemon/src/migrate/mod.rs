@@ -56,3 +56,22 @@ pub trait Mover: Send + Sync {
     /// present, `-EFAULT`: not mapped).
     fn query(&self, pid: i32, pages: &[u64], status: &mut [i32]) -> Result<(), MoveError>;
 }
+
+/// What one `move_pages` call did to one address: `bytes` from `addr` (a base page, or a
+/// whole huge page) are now on node `status`, or `status` is the negative errno the
+/// kernel gave it (`-ENOENT`: not present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub addr: u64,
+    pub bytes: u64,
+    pub status: i32,
+}
+
+/// Told of the result of every `move_pages` call the engine makes (background jobs and
+/// the latency-first lane alike), so that readers of placement learn of tierd's own
+/// moves without asking the kernel. Called on the mover's thread with no engine lock
+/// held, after the call and before the job goes on: it must be quick and never block
+/// (the protocol's implementation filters by pid and queues for `tierd-placement`).
+pub trait MoveObserver: Send + Sync {
+    fn moved(&self, pid: i32, moved: &[Moved]);
+}

@@ -83,6 +83,7 @@ impl MigrationEngine {
                 }
             }
         }
+        self.notify(job.pid, job.pages.iter().map(|&a| (a, 1)), &status);
         let topo = self.cached_topology();
         let tier = |node: i32| {
             topo.as_ref()

@@ -51,6 +51,15 @@ pub struct Inputs {
     pub relocation_avoided_bytes: u64,
     /// Pages the engine left out of jobs because they were in pinned regions.
     pub pinned_skipped_pages: u64,
+    /// The placement tables' upkeep (`protocol::sweep`): the last full sweep's duration
+    /// and blocks, passes and pages queried since start; blocks written from tierd's
+    /// own moves and the notices of them dropped.
+    pub placement_sweep_seconds: f64,
+    pub placement_sweep_blocks: u64,
+    pub placement_sweep_passes: u64,
+    pub placement_query_pages: u64,
+    pub placement_move_blocks: u64,
+    pub placement_move_notices_dropped: u64,
 }
 
 impl Inputs {
@@ -79,6 +88,16 @@ impl Inputs {
             relocation_copied_bytes: d.hints.relocation_copied_bytes.load(Ordering::Relaxed),
             relocation_avoided_bytes: d.hints.relocation_avoided_bytes.load(Ordering::Relaxed),
             pinned_skipped_pages: d.engine.pinned.skipped_pages.load(Ordering::Relaxed),
+            placement_sweep_seconds: d.placement.last_pass_ms.load(Ordering::Relaxed) as f64
+                / 1000.0,
+            placement_sweep_blocks: d.placement.last_pass_blocks.load(Ordering::Relaxed),
+            placement_sweep_passes: d.placement.passes.load(Ordering::Relaxed),
+            placement_query_pages: d.placement.query_pages.load(Ordering::Relaxed),
+            placement_move_blocks: d.placement.move_blocks.load(Ordering::Relaxed),
+            placement_move_notices_dropped: d
+                .placement
+                .move_notices_dropped
+                .load(Ordering::Relaxed),
             access_denied: d.access.denied.load(Ordering::Relaxed),
             priority_refused: d.ceilings.counters.priority_refused.load(Ordering::Relaxed),
             pin_refused_blocks: d
@@ -483,6 +502,44 @@ pub fn encode_inputs(i: &Inputs) -> String {
         i.pinned_skipped_pages,
     );
 
+    // Placement tables (docs/protocol.md, "Placement table").
+    gauge(
+        &mut reg,
+        "placement_sweep_seconds",
+        "Duration of the last full placement sweep: the staleness bound for moves tierd did not make",
+        i.placement_sweep_seconds,
+    );
+    gauge(
+        &mut reg,
+        "placement_sweep_blocks",
+        "Blocks the last full placement sweep read (one page query each)",
+        i.placement_sweep_blocks as f64,
+    );
+    counter(
+        &mut reg,
+        "placement_sweep_passes",
+        "Full placement sweeps over every registered block",
+        i.placement_sweep_passes,
+    );
+    counter(
+        &mut reg,
+        "placement_query_pages",
+        "Pages the placement sweep queried (client.placement_sweep_pages_per_s bounds the rate)",
+        i.placement_query_pages,
+    );
+    counter(
+        &mut reg,
+        "placement_move_updates_blocks",
+        "Placement-table blocks written from tierd's own moves, without a query",
+        i.placement_move_blocks,
+    );
+    counter(
+        &mut reg,
+        "placement_move_notices_dropped",
+        "Notices of tierd's moves dropped because the placement refresher was behind",
+        i.placement_move_notices_dropped,
+    );
+
     // Permissions and per-user ceilings (docs/security.md).
     counter(
         &mut reg,
@@ -582,6 +639,8 @@ mod tests {
             moved_bytes: 40960,
             config_generation: 2,
             hint_dropped_entries: 5,
+            placement_sweep_seconds: 1.5,
+            placement_query_pages: 30_000,
             ..Default::default()
         };
         i.failed_pages.insert("EBUSY".into(), 3);
@@ -678,6 +737,11 @@ mod tests {
         assert_eq!(
             value(sample(&s, "tierd_hint_ring_dropped_entries_total", &[])),
             5.0
+        );
+        assert_eq!(value(sample(&s, "tierd_placement_sweep_seconds", &[])), 1.5);
+        assert_eq!(
+            value(sample(&s, "tierd_placement_query_pages_total", &[])),
+            30_000.0
         );
         assert_eq!(value(sample(&s, "tierd_mode", &[("mode", "tiering")])), 1.0);
         let moved = [("from", "1"), ("to", "0"), ("cause", "sampling")];

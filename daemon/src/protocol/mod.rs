@@ -11,8 +11,10 @@
 //!   PREFETCH / PIN_FAST ranges go to
 //! - `tierd-prefetch` ([`placement`]), which promotes them at once through the migration
 //!   engine and writes their placement back, and
-//! - `tierd-placement` ([`placement`]), which refreshes every region's placement table
-//!   every [`REFRESH_PERIOD`].
+//! - `tierd-placement` ([`placement`]), which writes tierd's own moves into the
+//!   placement tables as they happen ([`moves`]) and, every [`REFRESH_PERIOD`], takes a
+//!   step of a budgeted sweep over every table for the moves tierd did not make
+//!   ([`sweep`]).
 //!
 //! Like the control socket, this module only reads state and sends commands into the
 //! sampling → heat → policy → migrate flow: hints become heat and flags the policy
@@ -21,6 +23,7 @@
 
 pub mod apply;
 pub mod holders;
+pub mod moves;
 pub mod peers;
 pub mod pinned;
 pub mod placement;
@@ -31,6 +34,7 @@ pub mod relocate;
 pub mod server;
 pub mod session;
 pub mod steps;
+pub mod sweep;
 
 #[cfg(test)]
 mod bounds_tests;
@@ -38,6 +42,8 @@ mod bounds_tests;
 mod permission_tests;
 #[cfg(test)]
 mod pinned_tests;
+#[cfg(test)]
+mod sweep_tests;
 #[cfg(test)]
 mod tests;
 
@@ -52,7 +58,8 @@ use std::time::Duration;
 
 /// How often the poller looks at the rings when they were empty.
 pub const POLL_PERIOD: Duration = Duration::from_millis(1);
-/// How often every region's placement table is re-read from the kernel.
+/// How often `tierd-placement` ends departed peers, re-reads the fast nodes' free memory
+/// and steps the placement sweep ([`sweep`]).
 pub const REFRESH_PERIOD: Duration = Duration::from_millis(100);
 
 /// What one uid has registered.
@@ -109,6 +116,18 @@ impl Hub {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The live regions `pid` registered that overlap `span`.
+    pub fn regions_within(&self, pid: i32, span: tierd_api::AddrRange) -> Vec<Arc<ShmRegion>> {
+        self.regions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.owner.pid == pid)
+            .filter(|r| r.base < span.end && span.start < r.base + r.nblocks * r.block_size)
             .cloned()
             .collect()
     }
@@ -227,10 +246,15 @@ impl Server {
             "tierd-prefetch",
             Box::new(move || placement::run_prefetch(h, rx)),
         )?;
+        let (notice_tx, notice_rx) = crossbeam_channel::bounded(moves::QUEUE);
+        daemon.engine.set_observer(Arc::new(moves::MoveNotices::new(
+            Arc::downgrade(&hub),
+            notice_tx,
+        )));
         let h = hub.clone();
         spawn(
             "tierd-placement",
-            Box::new(move || placement::run_refresh(h)),
+            Box::new(move || placement::run_refresh(h, notice_rx)),
         )?;
         Ok(Server { hub })
     }

@@ -1,7 +1,8 @@
 //! Placement of registered blocks: immediate promotion of PREFETCH / PIN_FAST ranges
-//! (`tierd-prefetch` thread) and the periodic refresh of every placement table
-//! (`tierd-placement` thread, every [`REFRESH_PERIOD`], which also re-reads the fast
-//! nodes' free memory for the prefetch path's headroom check).
+//! (`tierd-prefetch` thread) and the placement tables' upkeep (`tierd-placement`
+//! thread, every [`REFRESH_PERIOD`]: tierd's own moves as they happen ([`moves`]), a
+//! budgeted sweep for the others ([`sweep`]), and a re-read of the fast nodes' free
+//! memory for the prefetch path's headroom check).
 //!
 //! A block's placement is the node of its first page (`move_pages` query), or the
 //! negative errno the kernel gave for it. Promotion moves the blocks' pages through the
@@ -17,7 +18,7 @@
 //! registering process died or changed credentials ([`Hub::end_departed_peers`]).
 
 use super::region::ShmRegion;
-use super::{apply, relocate, steps, Hub, REFRESH_PERIOD};
+use super::{apply, moves, relocate, steps, sweep, Hub, REFRESH_PERIOD};
 use crate::migrate::{UrgentJob, UrgentOutcome};
 use crate::state::{Daemon, Mode};
 use std::collections::BTreeMap;
@@ -277,8 +278,12 @@ fn move_blocks(
     (first, false)
 }
 
-/// Re-reads every region's placement table every [`REFRESH_PERIOD`].
-pub fn run_refresh(hub: Arc<Hub>) {
+/// The `tierd-placement` loop. Every [`REFRESH_PERIOD`]: re-reads the fast nodes' free
+/// memory, ends departed peers, plans the pinned regions' relocations and takes one
+/// step of the placement sweep ([`sweep`]); in between, writes tierd's own moves into
+/// the tables as their notices arrive ([`moves`]).
+pub fn run_refresh(hub: Arc<Hub>, notices: crossbeam_channel::Receiver<moves::Notice>) {
+    let mut sweep = sweep::Sweep::new(Instant::now());
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
         let started = Instant::now();
         let d = &hub.daemon;
@@ -289,24 +294,23 @@ pub fn run_refresh(hub: Arc<Hub>) {
             .collect();
         *hub.fast_free.lock().unwrap_or_else(|p| p.into_inner()) = free;
         hub.end_departed_peers();
-        for r in hub.regions() {
-            if r.is_pinned() {
-                // Pinned pages stay where they are: no query; plan the client's moves.
-                relocate::plan(&hub.daemon, &r);
-            } else {
-                refresh(&hub.daemon, &r);
+        let regions = hub.regions();
+        for r in regions.iter().filter(|r| r.is_pinned()) {
+            // Pinned pages stay where they are: no query; plan the client's moves.
+            relocate::plan(d, r);
+        }
+        let budget = d.config().client.placement_sweep_pages_per_s;
+        sweep.step(d, &regions, budget, Instant::now());
+        let next = started + REFRESH_PERIOD;
+        loop {
+            match notices.recv_deadline(next) {
+                Ok(n) => moves::apply(d, n),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    break;
+                }
             }
         }
-        std::thread::sleep(REFRESH_PERIOD.saturating_sub(started.elapsed()));
     }
-}
-
-/// Re-reads one region's placement table.
-pub fn refresh(d: &Daemon, r: &ShmRegion) {
-    let blocks: Vec<u64> = (0..r.nblocks).collect();
-    let nodes = query_blocks(d, r, &blocks);
-    for (b, n) in blocks.into_iter().zip(nodes) {
-        r.set_placement(b, n);
-    }
-    r.bump_placement();
 }

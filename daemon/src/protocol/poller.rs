@@ -16,7 +16,9 @@
 //! up to [`BUDGET`] entries, so 16 Ki queued edits could hold 2^26 entries (~2.7 GB).
 //! The poller therefore counts the entries it sent that the owner has not applied yet
 //! and, past [`MAX_BACKLOG_ENTRIES`], leaves them in the clients' rings (which the
-//! clients see as ring-full drops) until the owner catches up.
+//! clients see as ring-full drops) until the owner catches up. A pass cut short that way
+//! ends at some region; the next pass starts there ([`RoundRobin`]), so under a
+//! sustained load every client's ring is drained in turn, not only the first ones'.
 
 use super::pinned::PinnedMap;
 use super::placement::Prefetch;
@@ -65,8 +67,30 @@ impl Drop for Backlog {
     }
 }
 
+/// Where each pass over the regions starts: after the region the last pass ended at,
+/// so a pass the backlog cuts short does not always favour the same first regions.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    next: usize,
+}
+
+impl RoundRobin {
+    /// The indices of a pass over `n` regions, in order.
+    pub fn pass(&self, n: usize) -> impl Iterator<Item = usize> {
+        let start = if n == 0 { 0 } else { self.next % n };
+        (0..n).map(move |k| (start + k) % n)
+    }
+
+    /// The pass stopped before region `i` (it was not drained): the next pass starts
+    /// there. A pass that completes calls this with the index after its last one.
+    pub fn stopped_before(&mut self, i: usize) {
+        self.next = i;
+    }
+}
+
 pub fn run(hub: Arc<Hub>) {
     let mut buf: Vec<HintEntry> = Vec::with_capacity(BUDGET);
+    let mut order = RoundRobin::default();
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
         let mut more = false;
         let regions = hub.regions();
@@ -75,13 +99,19 @@ pub fn run(hub: Arc<Hub>) {
             std::thread::sleep(IDLE_PERIOD);
             continue;
         }
-        for r in regions {
+        let mut last = None;
+        for i in order.pass(regions.len()) {
+            let r = &regions[i];
             r.account_drops(&hub.daemon.hints);
             if hub.hint_backlog.load(Ordering::Acquire) >= MAX_BACKLOG_ENTRIES {
-                // The heat owner is behind: the entries wait in the rings.
+                // The heat owner is behind: the entries wait in the rings, and the next
+                // pass starts with this region.
                 more = false;
+                order.stopped_before(i);
+                last = None;
                 break;
             }
+            last = Some(i);
             buf.clear();
             match r.drain(BUDGET, &mut buf) {
                 Ok(0) => continue,
@@ -91,7 +121,10 @@ pub fn run(hub: Arc<Hub>) {
                     continue;
                 }
             }
-            ingest(&hub, &r, &buf);
+            ingest(&hub, r, &buf);
+        }
+        if let Some(i) = last {
+            order.stopped_before(i + 1);
         }
         if !more {
             std::thread::sleep(POLL_PERIOD);
@@ -233,4 +266,43 @@ fn follow(m: &mut PinnedMap, hints: &[Hint]) -> (u64, u64) {
         }
     }
     (copied, avoided)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoundRobin;
+
+    /// The run loop's use of [`RoundRobin`], with a backlog that lets `per_pass`
+    /// regions through each pass: how often each of `n` regions was drained.
+    fn drained(n: usize, per_pass: usize, passes: usize) -> Vec<usize> {
+        let mut order = RoundRobin::default();
+        let mut count = vec![0; n];
+        for _ in 0..passes {
+            let mut last = None;
+            for (k, i) in order.pass(n).enumerate() {
+                if k == per_pass {
+                    order.stopped_before(i);
+                    last = None;
+                    break;
+                }
+                count[i] += 1;
+                last = Some(i);
+            }
+            if let Some(i) = last {
+                order.stopped_before(i + 1);
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn passes_cut_short_by_the_backlog_take_every_region_in_turn() {
+        // 256 clients, the backlog letting 16 rings through a pass: each one 4 times in
+        // 64 passes (always starting at the first would leave 240 of them 0 times).
+        assert_eq!(drained(256, 16, 64), vec![4; 256]);
+        assert_eq!(drained(5, 2, 10), vec![4; 5]);
+        // Uncut passes drain every region every pass.
+        assert_eq!(drained(3, 10, 4), vec![4; 3]);
+        assert_eq!(RoundRobin::default().pass(0).count(), 0);
+    }
 }

@@ -8,7 +8,8 @@
 # runs, `fastshare` samples where the range its ready line names (range= or pool=)
 # sits, every TIERD_BENCH_SERIES_MS ms (default 1000; 0 = off), into
 # /out/series-SCENARIO-TAG.txt (SCENARIO: guest-init.sh's TIERD_SCENARIO) for the
-# report's plots. With TIERD_BENCH_MOVER_CPU=1 it also prints "RESULT TAG.mover_cpu_s=S":
+# report's plots. With TIERD_BENCH_MOVER_CPU=1 it also prints "RESULT TAG.mover_cpu_s=S"
+# (and a line "arm.sh: TAG: mover CPU by thread: NAME=Ss ..."):
 # the CPU time (user + system) the movers' own threads spent while the workload ran
 # (tierd's process, when ARM is tierd, plus every kdamond kthread; the kernel's NUMA
 # hint faults run in the workload's threads and are not in it). Exit status: the
@@ -58,7 +59,20 @@ mover_ticks() {
 		if (FILENAME == tp || c ~ /^kdamond/) t += f[12] + f[13]
 	} END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null || echo 0
 }
-[ "${TIERD_BENCH_MOVER_CPU:-0}" != 1 ] || ticks0=$(mover_ticks)
+# Per thread ("name ticks"): tierd's threads (by name) and the kdamonds.
+mover_threads() {
+	tp=
+	[ "$arm" != tierd ] || tp=$(cat "${TIERD_BENCH_STATE:-/run/tierd-bench}/tierd.pid" 2>/dev/null || true)
+	awk -v tp="/proc/$tp/task/" '{
+		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
+		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
+		if ((tp != "/proc//task/" && index(FILENAME, tp) == 1) || c ~ /^kdamond/) print c, f[12] + f[13]
+	}' /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null || true
+}
+if [ "${TIERD_BENCH_MOVER_CPU:-0}" = 1 ]; then
+	ticks0=$(mover_ticks)
+	mover_threads >"/tmp/arm-threads-$tag.0"
+fi
 touch "$go"
 series=
 every=${TIERD_BENCH_SERIES_MS:-1000}
@@ -87,11 +101,18 @@ wait "$pid" || rc=$?
 if [ "${TIERD_BENCH_MOVER_CPU:-0}" = 1 ]; then
 	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 	mover_cpu="RESULT $tag.mover_cpu_s=$(awk -v a="$ticks0" -v b="$(mover_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')"
+	# Where it went: CPU seconds per thread name over the arm, busiest first.
+	mover_threads >"/tmp/arm-threads-$tag.1"
+	by_thread=$(awk -v hz="$hz" 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 }
+		END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%.1fs\n", n, (a[n] - b[n]) / hz }' \
+		"/tmp/arm-threads-$tag.0" "/tmp/arm-threads-$tag.1" | sort -t= -k2 -nr | tr '\n' ' ')
+	rm -f "/tmp/arm-threads-$tag.0" "/tmp/arm-threads-$tag.1"
 fi
 [ -z "$snap" ] || kill "$snap" 2>/dev/null || true
 [ -z "$series" ] || wait "$series" || true
 sh "$here/mover.sh" "$arm" stop
 cat "$log"
 [ -z "${mover_cpu:-}" ] || echo "$mover_cpu"
+[ -z "${by_thread:-}" ] || echo "arm.sh: $tag: mover CPU by thread: $by_thread"
 rm -f "$log" "$go"
 exit "$rc"

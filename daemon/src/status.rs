@@ -151,21 +151,25 @@ mod tests {
     /// The registry is the one owner of "which process is in which scope": a process
     /// the watcher has managed but not yet published is listed under its scope, and
     /// one the state still names but the registry dropped is not.
-    #[test]
-    fn a_scope_lists_the_processes_the_registry_manages_under_it() {
+    /// A daemon on `nodes` with one config scope "svc" (cgroup /svc) read from a fake
+    /// source.
+    fn daemon_with_scope(nodes: &[(u32, &[u32], u64, u32)]) -> (Arc<Daemon>, Arc<FakeSource>) {
         let mut cfg = Config::default();
         cfg.scopes.push(ScopeConfig {
             name: "svc".into(),
             cgroup: Some("/svc".into()),
             ..Default::default()
         });
-        let topo = Arc::new(FakeTopology::new(&[
-            (0, &[0], 1 << 30, 0),
-            (1, &[], 4 << 30, 1),
-        ]));
+        let topo = Arc::new(FakeTopology::new(nodes));
         let mut d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new())).unwrap();
         let src = Arc::new(FakeSource::default());
         Arc::get_mut(&mut d).unwrap().scopes = crate::scope::Scopes::with_source(src.clone());
+        (d, src)
+    }
+
+    #[test]
+    fn a_scope_lists_the_processes_the_registry_manages_under_it() {
+        let (d, _src) = daemon_with_scope(&[(0, &[0], 1 << 30, 0), (1, &[], 4 << 30, 1)]);
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
@@ -198,20 +202,11 @@ mod tests {
     /// nodes; none without a reading.
     #[test]
     fn a_scope_reports_its_cgroup_bytes_on_the_fast_tier_from_numa_stat() {
-        let mut cfg = Config::default();
-        cfg.scopes.push(ScopeConfig {
-            name: "svc".into(),
-            cgroup: Some("/svc".into()),
-            ..Default::default()
-        });
-        let topo = Arc::new(FakeTopology::new(&[
+        let (d, src) = daemon_with_scope(&[
             (0, &[0], 1 << 30, 0),
             (1, &[], 4 << 30, 1),
             (2, &[], 1 << 30, 0),
-        ]));
-        let mut d = Daemon::new(cfg, None, topo, Arc::new(FakeMover::new())).unwrap();
-        let src = Arc::new(FakeSource::default());
-        Arc::get_mut(&mut d).unwrap().scopes = crate::scope::Scopes::with_source(src.clone());
+        ]);
         let no_gpus = |_: &_| Ok(Vec::new());
         src.cgroups.lock().unwrap().insert("/svc".into(), vec![]);
         d.scopes.reconcile(&d.registry, &d.config(), 0, &no_gpus);

@@ -18,19 +18,11 @@ use tierd_client::{Client, ClientError, HintKind};
 /// and the next client are served.
 #[test]
 fn descriptors_attached_to_client_messages_are_closed_and_ignored() {
-    use nix::sys::socket::{connect, sendmsg, socket, AddressFamily, ControlMessage};
-    use nix::sys::socket::{MsgFlags, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::fd::{AsFd, OwnedFd, RawFd};
     use tierd_client::{sock, wire};
     let f = fixture(|_| {});
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::empty(),
-        None,
-    )
-    .unwrap();
-    connect(fd.as_raw_fd(), &UnixAddr::new(&f.path).unwrap()).unwrap();
+    let fd = super::tests::raw_connection(&f);
     let devnull = std::fs::File::open("/dev/null").unwrap();
     let ask = |buf: &[u8], fds: &[RawFd]| {
         let rights = [ControlMessage::ScmRights(fds)];

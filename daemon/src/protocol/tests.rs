@@ -294,12 +294,9 @@ fn a_huge_registered_reservation_costs_no_bookkeeping() {
     unsafe { libc::munmap(p, (RESERVED + HUGE_BLOCK) as usize) };
 }
 
-/// Raw packets, as a buggy or hostile client would send them.
-#[test]
-fn malformed_and_oversized_messages_get_errors_and_the_connection_goes_on() {
+/// A bare connection to the fixture's client socket, for raw packets.
+pub(super) fn raw_connection(f: &Fixture) -> std::os::fd::OwnedFd {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    use tierd_client::{sock, wire};
-    let f = fixture(|_| {});
     let fd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -308,6 +305,15 @@ fn malformed_and_oversized_messages_get_errors_and_the_connection_goes_on() {
     )
     .unwrap();
     connect(fd.as_raw_fd(), &UnixAddr::new(&f.path).unwrap()).unwrap();
+    fd
+}
+
+/// Raw packets, as a buggy or hostile client would send them.
+#[test]
+fn malformed_and_oversized_messages_get_errors_and_the_connection_goes_on() {
+    use tierd_client::{sock, wire};
+    let f = fixture(|_| {});
+    let fd = raw_connection(&f);
     let ask = |buf: &[u8]| {
         sock::send(&fd, buf, None).unwrap();
         let mut rbuf = [0u8; wire::MAX_MESSAGE];

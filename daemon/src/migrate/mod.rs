@@ -67,9 +67,9 @@ pub struct Moved {
     pub status: i32,
 }
 
-/// Told of the result of every `move_pages` call the engine makes (background jobs and
-/// the latency-first lane alike), so that readers of placement learn of tierd's own
-/// moves without asking the kernel. Called on the mover's thread with no engine lock
+/// Told of the result of every `move_pages` call of the engine's background jobs (not
+/// the latency-first lane, whose caller publishes placement itself), so that readers of
+/// placement learn of tierd's own moves without asking the kernel. Called on the mover's thread with no engine lock
 /// held, after the call and before the job goes on: it must be quick and never block
 /// (the protocol's implementation filters by pid and queues for `tierd-placement`).
 pub trait MoveObserver: Send + Sync {

@@ -8,7 +8,8 @@
 //! so a prefetch never queues behind background migrations. It keeps the engine's other
 //! rules: the headroom check, batches of `migrate.batch_pages`, and the same accounting
 //! (moved pages by source tier under the job's cause, failures by errno) as every other
-//! move; the tiers are those of the engine's cached topology, not re-read here.
+//! move; the tiers are those of the engine's cached topology, not re-read here. Unlike
+//! the background jobs it sends no move notice: its caller publishes the placement.
 
 use super::engine::{failure_key, FromTiers, MigrationEngine, UNTOUCHED};
 use super::MoveError;
@@ -83,7 +84,9 @@ impl MigrationEngine {
                 }
             }
         }
-        self.notify(job.pid, job.pages.iter().map(|&a| (a, 1)), &status);
+        // No move notice ([`super::MoveObserver`]): the lane's one caller, the prefetch
+        // thread, writes the blocks' placement from `status` itself, at once (the
+        // client's latency); a notice would make `tierd-placement` write them again.
         let topo = self.cached_topology();
         let tier = |node: i32| {
             topo.as_ref()

@@ -2,7 +2,8 @@
 //!
 //! The migration engine tells [`MoveNotices`] (its [`MoveObserver`], set by
 //! [`super::Server::start`]) the result of every `move_pages` call, on the mover's thread
-//! (`tierd-migrate`, `tierd-migrate2`, `tierd-prefetch`, a `tierctl migrate` connection).
+//! (`tierd-migrate`, `tierd-migrate2`, a `tierctl migrate` connection; not the prefetch
+//! lane, whose caller, `tierd-prefetch`, writes its blocks' placement itself).
 //! The observer keeps only what lands on registered blocks: a block's placement is its
 //! first page's node, so a move of that page decides it. It queues them, never waiting,
 //! for `tierd-placement`, the tables' writer, which applies them as they arrive

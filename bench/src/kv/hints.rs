@@ -84,15 +84,7 @@ impl EngineHints {
     }
 
     fn send(&mut self, kind: HintKind, blocks: &[u64]) -> anyhow::Result<()> {
-        if blocks.is_empty() {
-            return Ok(());
-        }
-        let sent = if kind == HintKind::Prefetch {
-            self.client.hint_prefetch(self.region, blocks, self.step_ms)
-        } else {
-            self.client.hint(self.region, kind, blocks)
-        }
-        .with_context(|| format!("{} hint", kind.name()))?;
+        let sent = send_hint(&self.client, self.region, kind, blocks, self.step_ms)?;
         self.sent_blocks += sent;
         self.offered_blocks += blocks.len() as u64;
         Ok(())
@@ -192,4 +184,25 @@ impl EngineHints {
     pub fn stats(&self) -> RegionStats {
         self.shm.stats()
     }
+}
+
+/// Sends one hint of `kind` for `blocks` of `region` (a PREFETCH with a deadline of
+/// `step_ms`, what one replay step lasts); the blocks accepted (none for no blocks).
+/// Shared by the plain and the pinned replay's links.
+pub fn send_hint(
+    client: &Client,
+    region: u32,
+    kind: HintKind,
+    blocks: &[u64],
+    step_ms: u32,
+) -> anyhow::Result<u64> {
+    if blocks.is_empty() {
+        return Ok(0);
+    }
+    if kind == HintKind::Prefetch {
+        client.hint_prefetch(region, blocks, step_ms)
+    } else {
+        client.hint(region, kind, blocks)
+    }
+    .with_context(|| format!("{} hint", kind.name()))
 }

@@ -172,15 +172,7 @@ impl PinnedKv {
         let Some(l) = self.link.as_ref() else {
             return Ok(());
         };
-        if slots.is_empty() {
-            return Ok(());
-        }
-        let sent = if kind == HintKind::Prefetch {
-            l.client.hint_prefetch(l.region, slots, l.step_ms)
-        } else {
-            l.client.hint(l.region, kind, slots)
-        }
-        .with_context(|| format!("{} hint", kind.name()))?;
+        let sent = super::hints::send_hint(&l.client, l.region, kind, slots, l.step_ms)?;
         self.stats.hint_blocks_sent += sent;
         Ok(())
     }

@@ -58,6 +58,11 @@ pub struct ClientConfig {
     /// the registered blocks takes blocks / this many seconds. tierd's own moves reach
     /// the placement tables without a query.
     pub placement_sweep_pages_per_s: u64,
+    /// Longest sleep of the hint poller between passes while every ring is empty: it
+    /// polls every millisecond while hints arrive and doubles its sleep after each empty
+    /// pass up to this, so an idle client costs ~1/this wake-ups a second and the first
+    /// hint after a quiet spell waits up to this long. 1: always poll every millisecond.
+    pub hint_poll_max_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +86,7 @@ impl Default for ClientConfig {
             sample_hinting_processes: false,
             pinned_headroom_percent: 0,
             placement_sweep_pages_per_s: 10_000,
+            hint_poll_max_ms: 4,
         }
     }
 }
@@ -113,6 +119,7 @@ impl ClientConfig {
                 "client.placement_sweep_pages_per_s",
                 self.placement_sweep_pages_per_s,
             ),
+            ("client.hint_poll_max_ms", self.hint_poll_max_ms),
         ] {
             if n == 0 {
                 return Err(Invalid::new(key, "must be at least 1"));
@@ -122,6 +129,12 @@ impl ClientConfig {
             return Err(Invalid::new(
                 "client.ring_entries",
                 format!("{} must be a power of two >= 64", self.ring_entries),
+            ));
+        }
+        if self.hint_poll_max_ms > 1000 {
+            return Err(Invalid::new(
+                "client.hint_poll_max_ms",
+                format!("{} is over 1000", self.hint_poll_max_ms),
             ));
         }
         if self.pinned_headroom_percent > 100 {

@@ -285,14 +285,19 @@ mod tests {
         assert!(msg.starts_with("c:2: policy.interval_ms:"), "{msg}");
     }
 
+    /// `[section]\nkey = value` is refused with an error naming the key on line 2.
+    fn assert_refused(section: &str, key: &str, value: &str) {
+        let text = format!("[{section}]\n{key} = {value}\n");
+        let msg = Config::parse(&text, Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with(&format!("c:2: {section}.{key}:")), "{msg}");
+    }
+
     #[test]
     fn plan_horizon_out_of_range_is_refused() {
         for v in ["0", "49", "10001"] {
-            let text = format!("[policy]\nplan_horizon_ms = {v}\n");
-            let msg = Config::parse(&text, Path::new("c"))
-                .unwrap_err()
-                .to_string();
-            assert!(msg.starts_with("c:2: policy.plan_horizon_ms:"), "{msg}");
+            assert_refused("policy", "plan_horizon_ms", v);
         }
         let ok = Config::parse("[policy]\nplan_horizon_ms = 250\n", Path::new("c")).unwrap();
         assert_eq!(ok.policy.plan_horizon_ms, 250);
@@ -306,17 +311,22 @@ mod tests {
             ("kernel_numa_scan_period_min_ms", "0"),
             ("kernel_numa_hot_threshold_ms", "0"),
         ] {
-            let text = format!("[policy]\n{key} = {v}\n");
-            let msg = Config::parse(&text, Path::new("c"))
-                .unwrap_err()
-                .to_string();
-            assert!(msg.starts_with(&format!("c:2: policy.{key}:")), "{msg}");
+            assert_refused("policy", key, v);
         }
         let text = "[policy]\nkernel_numa_balancing = 2\nkernel_numa_scan_period_min_ms = 100\n\
                     kernel_numa_scan_size_mb = 256\nkernel_numa_promote_rate_limit_mbps = 0\n";
         let ok = Config::parse(text, Path::new("c")).unwrap();
         assert_eq!(ok.policy.kernel_numa_scan_period_min_ms, Some(100));
         assert_eq!(ok.policy.kernel_numa_promote_rate_limit_mbps, Some(0));
+    }
+
+    #[test]
+    fn hint_poll_ceiling_is_checked() {
+        for v in ["0", "1001"] {
+            assert_refused("client", "hint_poll_max_ms", v);
+        }
+        let ok = Config::parse("[client]\nhint_poll_max_ms = 1\n", Path::new("c")).unwrap();
+        assert_eq!(ok.client.hint_poll_max_ms, 1);
     }
 
     #[test]

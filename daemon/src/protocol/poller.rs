@@ -2,7 +2,11 @@
 //! entry and applies it to the owner's heat table.
 //!
 //! Cadence: a pass over all rings, then a [`POLL_PERIOD`] sleep unless some ring had
-//! more than [`BUDGET`] entries waiting (then the next pass starts at once). A pass sends
+//! more than [`BUDGET`] entries waiting (then the next pass starts at once). After
+//! [`GRACE_PASSES`] passes in a row that find every ring empty, each further empty pass
+//! doubles the sleep, up to `client.hint_poll_max_ms` ([`Backoff`]): a client sending
+//! hints keeps the 1 ms cadence, a quiet one costs a few hundred wake-ups a second, not
+//! a thousand, and the first hint after a quiet spell waits at most that long. A pass sends
 //! one edit per region with entries to the heat tables' owner (the tiering loop,
 //! through `Daemon::heat`), which applies them in order. Corrupt ring indices drop that client
 //! ([`Hub::drop_client`]); a bad entry is counted in `rejected_entries` and skipped.
@@ -88,11 +92,41 @@ impl RoundRobin {
     }
 }
 
+/// Empty passes in a row polled at [`POLL_PERIOD`] before the sleep grows: a scheduler's
+/// hints come in bursts (a step's ACCESS, the next turn's PREFETCH), so a ring quiet for
+/// 16 ms is a quiet client, and one that is not keeps the 1 ms latency.
+pub const GRACE_PASSES: u32 = 16;
+
+/// The poller's sleep between passes: [`POLL_PERIOD`] after a pass that drained
+/// something and for [`GRACE_PASSES`] empty passes after it, then doubled after each
+/// further empty pass, up to a ceiling.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    empty_passes: u32,
+}
+
+impl Backoff {
+    /// Records a pass (`drained`: it took at least one entry) and returns the sleep
+    /// before the next one, at most `max` (and never under [`POLL_PERIOD`]).
+    pub fn after_pass(&mut self, drained: bool, max: Duration) -> Duration {
+        self.empty_passes = if drained {
+            0
+        } else {
+            self.empty_passes.saturating_add(1)
+        };
+        let beyond = self.empty_passes.saturating_sub(GRACE_PASSES).min(16);
+        let doubled = POLL_PERIOD.saturating_mul(1 << beyond);
+        doubled.min(max).max(POLL_PERIOD)
+    }
+}
+
 pub fn run(hub: Arc<Hub>) {
     let mut buf: Vec<HintEntry> = Vec::with_capacity(BUDGET);
     let mut order = RoundRobin::default();
+    let mut backoff = Backoff::default();
     while !hub.daemon.shutdown.load(Ordering::Relaxed) {
         let mut more = false;
+        let mut drained = false;
         let regions = hub.regions();
         if regions.is_empty() {
             // No client: no ring to poll; wake rarely (a 1 ms wake-up costs CPU too).
@@ -115,7 +149,10 @@ pub fn run(hub: Arc<Hub>) {
             buf.clear();
             match r.drain(BUDGET, &mut buf) {
                 Ok(0) => continue,
-                Ok(n) => more |= n == BUDGET,
+                Ok(n) => {
+                    drained = true;
+                    more |= n == BUDGET;
+                }
                 Err(e) => {
                     hub.drop_client(r.owner.conn, &e);
                     continue;
@@ -127,7 +164,8 @@ pub fn run(hub: Arc<Hub>) {
             order.stopped_before(i + 1);
         }
         if !more {
-            std::thread::sleep(POLL_PERIOD);
+            let max = Duration::from_millis(hub.daemon.config().client.hint_poll_max_ms);
+            std::thread::sleep(backoff.after_pass(drained, max));
         }
     }
 }
@@ -270,7 +308,8 @@ fn follow(m: &mut PinnedMap, hints: &[Hint]) -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::RoundRobin;
+    use super::{Backoff, RoundRobin, GRACE_PASSES, POLL_PERIOD};
+    use std::time::Duration;
 
     /// The run loop's use of [`RoundRobin`], with a backlog that lets `per_pass`
     /// regions through each pass: how often each of `n` regions was drained.
@@ -304,5 +343,30 @@ mod tests {
         // Uncut passes drain every region every pass.
         assert_eq!(drained(3, 10, 4), vec![4; 3]);
         assert_eq!(RoundRobin::default().pass(0).count(), 0);
+    }
+
+    #[test]
+    fn empty_passes_back_off_to_the_ceiling_and_a_hint_resets_the_period() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::default();
+        let grace: Vec<_> = (0..GRACE_PASSES)
+            .map(|_| b.after_pass(false, ms(4)))
+            .collect();
+        assert_eq!(grace, vec![POLL_PERIOD; GRACE_PASSES as usize]);
+        let sleeps: Vec<_> = (0..4).map(|_| b.after_pass(false, ms(4))).collect();
+        assert_eq!(sleeps, [ms(2), ms(4), ms(4), ms(4)]);
+        // An entry: back to 1 ms, and the grace starts again.
+        assert_eq!(b.after_pass(true, ms(4)), POLL_PERIOD);
+        for _ in 0..GRACE_PASSES {
+            assert_eq!(b.after_pass(false, ms(4)), POLL_PERIOD);
+        }
+        assert_eq!(b.after_pass(false, ms(4)), ms(2));
+        // A ceiling of 1 ms is polling every millisecond; a long quiet spell does not
+        // overflow the doubling.
+        assert_eq!(b.after_pass(false, ms(1)), POLL_PERIOD);
+        for _ in 0..100 {
+            b.after_pass(false, ms(1000));
+        }
+        assert_eq!(b.after_pass(false, ms(1000)), ms(1000));
     }
 }

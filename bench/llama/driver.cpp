@@ -653,7 +653,11 @@ int main(int argc, char ** argv) {
             // The prompt's KV by transfer, up to the warm state's length; the last
             // --prefill-tokens (and what the warm state cannot give) are computed.
             int to = std::min(sl.cells + std::max(0, new_tokens - a.prefill_tokens), int(warm.cells));
-            hints.slot(layout, s, std::max(sl.cells, to), TIERD_HINT_PREFETCH, 100);
+            // PREFETCH every cell the turn will use: its history, its prompt and its
+            // output budget (the request's max tokens), so the pages its decode steps
+            // write are fast before they are written.
+            int reach = std::min(a.ctx_per_seq, sl.cells + new_tokens + std::max(1, tu.out_tokens));
+            hints.slot(layout, s, std::max(reach, to), TIERD_HINT_PREFETCH, 100);
             if (to > sl.cells) {
                 warm.prefix(uint32_t(to), transfer);
                 if (llama_state_seq_set_data(ctx, transfer.data(), transfer.size(), s) == 0)

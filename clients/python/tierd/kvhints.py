@@ -12,7 +12,8 @@ pointers, e.g. through the scheduler's eval callback on the first decode, as
 engine event           hint
 =====================  ==========================================================
 start                  register each K and V tensor as a region of blocks
-turn scheduled next    PREFETCH the session's cells (with a deadline)
+turn scheduled next    PREFETCH the cells the turn will use: its history, its
+                       prompt and its output budget (with a deadline)
 each decode step       ACCESS the running sequences' cells (at most every
                        ``access_interval_s`` per sequence: the ring is not a log)
 turn done, idle        COLD: the session waits for its user, demote it first
@@ -137,7 +138,10 @@ class KvHints:
                 self.dropped_blocks += n - accepted
 
     def scheduled(self, seq: int, cells: int, deadline_ms: int = 100) -> None:
-        """A turn of the session in slot ``seq`` is next: PREFETCH its ``cells`` cells."""
+        """A turn of the session in slot ``seq`` is next: PREFETCH its first ``cells``
+        cells. Pass every cell the turn will use (history + prompt + the request's
+        maximum output), not only those written so far: the pages its decode steps
+        write are then fast before the first write."""
         self._send(seq, cells, HINT_PREFETCH, deadline_ms)
 
     def step(self, seq: int, cells: int) -> bool:

@@ -48,30 +48,33 @@ echo "arm.sh: $arm: $(grep '^ready ' "$log")"
 # The workload's memory, for fastshare below: range= (hotwindow) or pool= (kvreplay).
 range=$(awk '/^ready / { for (i = 1; i <= NF; i++) if ($i ~ /^(range|pool)=0x/) { sub(/^[a-z]+=/, "", $i); print $i } }' "$log")
 sh "$here/mover.sh" "$arm" start "$pid"
-# Clock ticks of the movers' threads: tierd's process (its stat sums its threads) and
-# the kdamonds (kthreads named kdamond.N).
+# Clock ticks (user + system) of the movers, one line "name tid ticks" each: tierd's
+# process as "tierd-process" (its stat also counts the threads that have ended), each
+# of tierd's threads, and every kdamond kthread. Keyed by tid, so a kdamond that
+# restarts during the arm (tierd restarts its own when its targets change) counts as a
+# new thread from 0. A thread that ends before the arm does (a vaddr kdamond stops
+# when its target exits) is read every second while the workload runs, so it keeps
+# all but its last second.
 mover_ticks() {
 	tp=
 	[ "$arm" != tierd ] || tp=$(cat "${TIERD_BENCH_STATE:-/run/tierd-bench}/tierd.pid" 2>/dev/null || true)
-	awk -v tp="/proc/$tp/stat" '{
+	awk -v tp="${tp:-none}" '{
 		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
 		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
-		if (FILENAME == tp || c ~ /^kdamond/) t += f[12] + f[13]
-	} END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null || echo 0
+		n = split(FILENAME, p, "/")
+		if (FILENAME == "/proc/" tp "/stat") print "tierd-process", tp, f[12] + f[13]
+		else if (n == 6 && (p[3] == tp || c ~ /^kdamond/)) print c, p[5], f[12] + f[13]
+	}' "/proc/${tp:-self}/stat" /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null || true
 }
-# Per thread ("name ticks"): tierd's threads (by name) and the kdamonds.
-mover_threads() {
-	tp=
-	[ "$arm" != tierd ] || tp=$(cat "${TIERD_BENCH_STATE:-/run/tierd-bench}/tierd.pid" 2>/dev/null || true)
-	awk -v tp="/proc/$tp/task/" '{
-		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [^)]*$/, "", c)
-		r = $0; sub(/.*\) /, "", r); split(r, f, " ")
-		if ((tp != "/proc//task/" && index(FILENAME, tp) == 1) || c ~ /^kdamond/) print c, f[12] + f[13]
-	}' /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null || true
-}
+ticker=
 if [ "${TIERD_BENCH_MOVER_CPU:-0}" = 1 ]; then
-	ticks0=$(mover_ticks)
-	mover_threads >"/tmp/arm-threads-$tag.0"
+	mover_ticks >"/tmp/arm-ticks-$tag.0"
+	: >"/tmp/arm-ticks-$tag.1"
+	(while kill -0 "$pid" 2>/dev/null; do
+		mover_ticks >>"/tmp/arm-ticks-$tag.1"
+		sleep 1
+	done) &
+	ticker=$!
 fi
 touch "$go"
 series=
@@ -100,13 +103,22 @@ rc=0
 wait "$pid" || rc=$?
 if [ "${TIERD_BENCH_MOVER_CPU:-0}" = 1 ]; then
 	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
-	mover_cpu="RESULT $tag.mover_cpu_s=$(awk -v a="$ticks0" -v b="$(mover_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')"
+	wait "$ticker" 2>/dev/null || true
+	mover_ticks >>"/tmp/arm-ticks-$tag.1"
+	# Ticks over the arm per "name tid": the last (highest) reading less the one at the
+	# start (a thread born during the arm from 0); then the total (tierd's process and
+	# the kdamonds) and the CPU seconds per thread name.
+	awk 'NR == FNR { b[$1 " " $2] = $3; next }
+		{ k = $1 " " $2; if (!(k in m) || $3 > m[k]) m[k] = $3 }
+		END { for (k in m) { split(k, n, " "); print n[1], m[k] - b[k] } }' \
+		"/tmp/arm-ticks-$tag.0" "/tmp/arm-ticks-$tag.1" >"/tmp/arm-ticks-$tag.d"
+	mover_cpu="RESULT $tag.mover_cpu_s=$(awk -v hz="$hz" '$1 == "tierd-process" || $1 ~ /^kdamond/ { t += $2 }
+		END { printf "%.2f", t / hz }' "/tmp/arm-ticks-$tag.d")"
 	# Where it went: CPU seconds per thread name over the arm, busiest first.
-	mover_threads >"/tmp/arm-threads-$tag.1"
-	by_thread=$(awk -v hz="$hz" 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 }
-		END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%.1fs\n", n, (a[n] - b[n]) / hz }' \
-		"/tmp/arm-threads-$tag.0" "/tmp/arm-threads-$tag.1" | sort -t= -k2 -nr | tr '\n' ' ')
-	rm -f "/tmp/arm-threads-$tag.0" "/tmp/arm-threads-$tag.1"
+	by_thread=$(awk -v hz="$hz" '$1 != "tierd-process" { a[$1] += $2 }
+		END { for (n in a) if (a[n] > 0) printf "%s=%.1fs\n", n, a[n] / hz }' \
+		"/tmp/arm-ticks-$tag.d" | sort -t= -k2 -nr | tr '\n' ' ')
+	rm -f "/tmp/arm-ticks-$tag.0" "/tmp/arm-ticks-$tag.1" "/tmp/arm-ticks-$tag.d"
 fi
 [ -z "$snap" ] || kill "$snap" 2>/dev/null || true
 [ -z "$series" ] || wait "$series" || true

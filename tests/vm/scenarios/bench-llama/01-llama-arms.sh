@@ -31,6 +31,9 @@ command -v llama-kvdriver >/dev/null || cannot_run "no llama-kvdriver (run.sh --
 . /tierd/llama/env
 
 export TIERD_BENCH_MOVER_CPU=1
+# tierd's log (saved as tierd-N.log) then shows where the tiering loop's time goes,
+# per phase every 10 s ("tiering loop time", daemon/src/tiering/costs.rs).
+export RUST_LOG=info,tierd::tiering::costs=debug
 failed=
 
 arm() { # arm TAG MOVER [driver args...]

@@ -139,8 +139,9 @@ pub fn run(hub: Arc<Hub>) {
             r.account_drops(&hub.daemon.hints);
             if hub.hint_backlog.load(Ordering::Acquire) >= MAX_BACKLOG_ENTRIES {
                 // The heat owner is behind: the entries wait in the rings, and the next
-                // pass starts with this region.
+                // pass starts with this region (at the 1 ms cadence: not a quiet spell).
                 more = false;
+                drained = true;
                 order.stopped_before(i);
                 last = None;
                 break;

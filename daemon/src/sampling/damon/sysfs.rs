@@ -317,33 +317,46 @@ mod tests {
     fn removal_retries_while_the_sysfs_is_busy_and_gives_up_on_other_errors() {
         use super::{retry_busy, DamonError};
         use std::time::Duration;
-        // Runs retry_busy over a script of answers (errno, 0 = success; the last one
-        // repeats): whether it succeeded, and after how many calls.
-        let run = |script: &[i32], attempts| {
-            let mut calls = 0;
-            let res = retry_busy(
-                || {
-                    let code = script[calls.min(script.len() - 1)];
-                    calls += 1;
-                    match code {
-                        0 => Ok(()),
-                        c => Err(DamonError::Io {
-                            path: "nr_kdamonds".into(),
-                            source: std::io::Error::from_raw_os_error(c),
-                        }),
-                    }
-                },
-                attempts,
-                Duration::ZERO,
-            );
-            (res.is_ok(), calls)
+        let err = |code| DamonError::Io {
+            path: "nr_kdamonds".into(),
+            source: std::io::Error::from_raw_os_error(code),
         };
-        assert_eq!(run(&[libc::EBUSY, libc::EBUSY, 0], 5), (true, 3));
-        assert_eq!(run(&[libc::EBUSY], 4), (false, 4), "busy to the end");
-        assert_eq!(
-            run(&[libc::EACCES], 4),
-            (false, 1),
-            "another error: no retry"
+        let mut calls = 0;
+        let res = retry_busy(
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(err(libc::EBUSY))
+                } else {
+                    Ok(())
+                }
+            },
+            5,
+            Duration::ZERO,
+        );
+        assert!(res.is_ok() && calls == 3, "{res:?} after {calls} calls");
+        let mut calls = 0;
+        let res = retry_busy(
+            || {
+                calls += 1;
+                Err(err(libc::EBUSY))
+            },
+            4,
+            Duration::ZERO,
+        );
+        assert!(res.is_err() && calls == 4, "busy to the end: {calls} calls");
+        let mut calls = 0;
+        let res = retry_busy(
+            || {
+                calls += 1;
+                Err(err(libc::EACCES))
+            },
+            4,
+            Duration::ZERO,
+        );
+        assert!(
+            res.is_err() && calls == 1,
+            "another error is not retried: {calls} calls"
         );
     }
 

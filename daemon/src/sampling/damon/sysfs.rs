@@ -244,36 +244,9 @@ fn remove_if_sole(dir: &Path) {
     if dir.file_name().and_then(|n| n.to_str()) == Some("0")
         && read_num(&nr_path).is_ok_and(|n| n == 1)
     {
-        // A kdamond that has just stopped (by itself, its targets gone, or by our
-        // "off") can keep the DAMON sysfs busy for a moment: EBUSY, then it goes.
-        match retry_busy(|| write(&nr_path, 0), BUSY_RETRIES, BUSY_PAUSE) {
+        match write(&nr_path, 0) {
             Ok(()) => tracing::info!("DAMON: removed tierd's kdamond"),
             Err(e) => tracing::warn!(error = %e, "DAMON: cannot remove tierd's kdamond"),
-        }
-    }
-}
-
-/// Attempts and pause of [`retry_busy`] at removal: up to ~2 s in all.
-const BUSY_RETRIES: u32 = 20;
-const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Runs `f` until it succeeds or fails with anything but EBUSY, at most `attempts`
-/// times, `pause` apart.
-fn retry_busy(
-    mut f: impl FnMut() -> Result<(), DamonError>,
-    attempts: u32,
-    pause: std::time::Duration,
-) -> Result<(), DamonError> {
-    let mut left = attempts.max(1);
-    loop {
-        match f() {
-            Err(DamonError::Io { source, .. })
-                if source.raw_os_error() == Some(libc::EBUSY) && left > 1 =>
-            {
-                left -= 1;
-                std::thread::sleep(pause);
-            }
-            res => return res,
         }
     }
 }
@@ -313,53 +286,6 @@ pub fn release_all() {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn removal_retries_while_the_sysfs_is_busy_and_gives_up_on_other_errors() {
-        use super::{retry_busy, DamonError};
-        use std::time::Duration;
-        let err = |code| DamonError::Io {
-            path: "nr_kdamonds".into(),
-            source: std::io::Error::from_raw_os_error(code),
-        };
-        let mut calls = 0;
-        let res = retry_busy(
-            || {
-                calls += 1;
-                if calls < 3 {
-                    Err(err(libc::EBUSY))
-                } else {
-                    Ok(())
-                }
-            },
-            5,
-            Duration::ZERO,
-        );
-        assert!(res.is_ok() && calls == 3, "{res:?} after {calls} calls");
-        let mut calls = 0;
-        let res = retry_busy(
-            || {
-                calls += 1;
-                Err(err(libc::EBUSY))
-            },
-            4,
-            Duration::ZERO,
-        );
-        assert!(res.is_err() && calls == 4, "busy to the end: {calls} calls");
-        let mut calls = 0;
-        let res = retry_busy(
-            || {
-                calls += 1;
-                Err(err(libc::EACCES))
-            },
-            4,
-            Duration::ZERO,
-        );
-        assert!(
-            res.is_err() && calls == 1,
-            "another error is not retried: {calls} calls"
-        );
-    }
-
     use super::*;
 
     /// A fake admin tree; `nr_kdamonds` writes are not acted on by a fake kernel,

@@ -242,3 +242,13 @@ busiest() {
 	awk 'NR == FNR { b[$1] += $2; next } { a[$1] += $2 } END { for (n in a) if (a[n] - b[n] > 0) printf "%s=%d\n", n, a[n] - b[n] }' "$1" "$2" |
 		sort -t= -k2 -nr | head -n "${3:-6}" | tr '\n' ' '
 }
+
+# mooncake_replay_arm TAG MOVER [TIERD_CONFIG]: bench-tiering's Mooncake KV replay (1 GiB
+# pool of 256 KiB blocks, 25 ms steps, 40 s) as one arm.sh arm, tierd started with
+# TIERD_CONFIG when given (bench-cost's arms differ only in that file).
+mooncake_replay_arm() {
+	if [ -n "${3:-}" ]; then export TIERD_BENCH_CONFIG="$3"; else unset TIERD_BENCH_CONFIG; fi
+	sh /tierd/peers/arm.sh --tag "$1" "$2" kvreplay --trace /tierd/traces/mooncake.jsonl \
+		--pool-mb 1024 --block-kib 256 --compress 2 --step-ms 25 --seconds 40
+	unset TIERD_BENCH_CONFIG
+}

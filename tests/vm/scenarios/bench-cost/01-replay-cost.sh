@@ -25,18 +25,12 @@ export RUST_LOG=info,tierd::tiering::costs=debug
 printf '[sampling]\nbackends = []\n[policy]\ndefault_policy = "off"\n' >/tmp/cost-scan.toml
 printf '[policy]\ndefault_policy = "off"\n' >/tmp/cost-sample.toml
 
-kv() { # kv TAG MOVER [TIERD_CONFIG]
-	if [ -n "${3:-}" ]; then export TIERD_BENCH_CONFIG="$3"; else unset TIERD_BENCH_CONFIG; fi
-	sh /tierd/peers/arm.sh --tag "$1" "$2" kvreplay --trace /tierd/traces/mooncake.jsonl \
-		--pool-mb 1024 --block-kib 256 --compress 2 --step-ms 25 --seconds 40
-	unset TIERD_BENCH_CONFIG
-}
 r=1
 while [ "$r" -le "${TIERD_COST_ROUNDS:-2}" ]; do
 	echo "=== round $r"
-	kv "none-$r" none
-	kv "tierd-scan-$r" tierd /tmp/cost-scan.toml
-	kv "tierd-sample-$r" tierd /tmp/cost-sample.toml
-	kv "tierd-$r" tierd
+	mooncake_replay_arm "none-$r" none
+	mooncake_replay_arm "tierd-scan-$r" tierd /tmp/cost-scan.toml
+	mooncake_replay_arm "tierd-sample-$r" tierd /tmp/cost-sample.toml
+	mooncake_replay_arm "tierd-$r" tierd
 	r=$((r + 1))
 done

@@ -20,17 +20,11 @@ for b in 256 64; do
 	printf '[migrate]\nbatch_pages = %s\n' "$b" >"/tmp/cost-batch-$b.toml"
 done
 
-kv() { # kv TAG [TIERD_CONFIG]
-	if [ -n "${2:-}" ]; then export TIERD_BENCH_CONFIG="$2"; else unset TIERD_BENCH_CONFIG; fi
-	sh /tierd/peers/arm.sh --tag "$1" tierd kvreplay --trace /tierd/traces/mooncake.jsonl \
-		--pool-mb 1024 --block-kib 256 --compress 2 --step-ms 25 --seconds 40
-	unset TIERD_BENCH_CONFIG
-}
 r=1
 while [ "$r" -le "${TIERD_COST_ROUNDS:-2}" ]; do
 	echo "=== round $r"
-	kv "batch1024-$r"
-	kv "batch256-$r" /tmp/cost-batch-256.toml
-	kv "batch64-$r" /tmp/cost-batch-64.toml
+	mooncake_replay_arm "batch1024-$r" tierd
+	mooncake_replay_arm "batch256-$r" tierd /tmp/cost-batch-256.toml
+	mooncake_replay_arm "batch64-$r" tierd /tmp/cost-batch-64.toml
 	r=$((r + 1))
 done
